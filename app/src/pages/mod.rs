@@ -1,0 +1,37 @@
+//! Pages, one module per route, and the small pieces they share.
+
+pub mod auth;
+pub mod chat;
+pub mod home;
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <main class="centered">
+            <div class="card">
+                <h1>"Page not found"</h1>
+                <p>"There is nothing at this address."</p>
+                <a href="/">"Back to Banter"</a>
+            </div>
+        </main>
+    }
+}
+
+/// A readable error in place of content that could not load, with a way to try again.
+#[component]
+pub fn ErrorBanner(error: AppError) -> impl IntoView {
+    view! {
+        <div class="banner banner-error" role="alert">
+            <span>{error.to_string()}</span>
+            <a class="button button-small" href="">"Retry"</a>
+        </div>
+    }
+}

@@ -1,0 +1,7 @@
+//! SeaORM entities, one module per table created by `migration/`.
+
+pub mod chat_room_participants;
+pub mod chat_rooms;
+pub mod messages;
+pub mod sessions;
+pub mod users;

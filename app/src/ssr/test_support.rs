@@ -1,0 +1,57 @@
+//! Helpers for the service tests: fresh migrated databases, SQLite always and PostgreSQL when
+//! `BANTER_TEST_POSTGRES_URL` points at a reachable server.
+
+use std::future::Future;
+
+use chrono::Utc;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
+
+use crate::ssr::entities::users;
+use crate::ssr::password::PasswordHash;
+
+pub async fn memory_db() -> DatabaseConnection {
+    let db = crate::ssr::connect("sqlite::memory:").await.expect("in-memory SQLite");
+    Migrator::up(&db, None).await.expect("migrations on SQLite");
+    db
+}
+
+/// A fresh, empty PostgreSQL schema of its own, so tests running in parallel never meet.
+async fn postgres_db(base_url: &str) -> DatabaseConnection {
+    let schema = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let admin = crate::ssr::connect(base_url).await.expect("PostgreSQL reachable");
+    admin.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
+    let db = crate::ssr::connect(&url).await.expect("PostgreSQL with schema");
+    Migrator::up(&db, None).await.expect("migrations on PostgreSQL");
+    db
+}
+
+/// Runs `test` on SQLite, then on PostgreSQL when `BANTER_TEST_POSTGRES_URL` is set.
+pub async fn for_each_database<F, Fut>(test: F)
+where
+    F: Fn(DatabaseConnection) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    test(memory_db().await).await;
+    if let Ok(url) = std::env::var("BANTER_TEST_POSTGRES_URL") {
+        test(postgres_db(&url).await).await;
+    }
+}
+
+/// Inserts a user directly (no hashing cost); the password hash is a placeholder that never verifies.
+pub async fn user(db: &DatabaseConnection, name: &str) -> users::Model {
+    let now = Utc::now();
+    users::ActiveModel {
+        name: Set(name.to_owned()),
+        email: Set(format!("{name}@example.com")),
+        password_hash: Set(PasswordHash::placeholder()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert user")
+}

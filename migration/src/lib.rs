@@ -1,0 +1,22 @@
+//! The database schema, as ordered sea-orm migrations. The server runs them at start-up.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_users;
+mod m20261126_000002_create_chat_rooms;
+mod m20261126_000003_create_messages;
+mod m20261126_000004_create_sessions;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_users::Migration),
+            Box::new(m20261126_000002_create_chat_rooms::Migration),
+            Box::new(m20261126_000003_create_messages::Migration),
+            Box::new(m20261126_000004_create_sessions::Migration),
+        ]
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Command 1: build Banter (release) and serve it on http://127.0.0.1:3000 with its embedded
+# defaults (SQLite under data/, the embedded Pusher server). Installs missing build tools first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
+ensure_toolchain
+exec cargo leptos serve --release "$@"

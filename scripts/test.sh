@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Command 2: install test dependencies, then run every test: rustfmt, clippy (server and browser
+# feature sets), the WASM dependency check, the Rust unit and integration tests (SQLite, and
+# PostgreSQL when reachable), the release build, and Playwright against that build.
+# Exits non-zero on any failure; ends with one "TOTAL: N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+. scripts/toolchain.sh
+
+LOG_DIR="$ROOT/target/test-logs"
+mkdir -p "$LOG_DIR"
+PASSED=0
+FAILED=0
+FAILED_PHASES=()
+TIMINGS=()
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# phase NAME COMMAND...: runs COMMAND, tees its output to a log, records time and outcome.
+phase() {
+  local name=$1 log="$LOG_DIR/$1.log" start=$SECONDS status
+  shift
+  say "$name"
+  "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  TIMINGS+=("$(printf '%-16s %5ss  %s' "$name" $((SECONDS - start)) "$([ "$status" = 0 ] && echo ok || echo FAILED)")")
+  if [ "$status" != 0 ]; then
+    FAILED_PHASES+=("$name")
+  fi
+  return "$status"
+}
+
+# Counts "N passed / N failed" from cargo test and Playwright logs into the totals.
+count_cargo() {
+  local p f
+  p=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -E '^test result:' "$1" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+  PASSED=$((PASSED + ${p:-0}))
+  FAILED=$((FAILED + ${f:-0}))
+}
+count_playwright() {
+  local p f
+  p=$(grep -E '^\s+[0-9]+ passed' "$1" | tail -1 | awk '{print $1}')
+  f=$(grep -E '^\s+[0-9]+ (failed|flaky)' "$1" | awk '{s+=$1} END {print s+0}')
+  PASSED=$((PASSED + ${p:-0}))
+  FAILED=$((FAILED + ${f:-0}))
+}
+count_single() { if [ "$1" = 0 ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi; }
+
+install_test_deps() {
+  ensure_toolchain || return 1
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "installing Debian's chromium for Playwright"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || return 1
+    else
+      echo "Playwright needs /usr/bin/chromium: run 'sudo apt-get install chromium' (Debian's package) and try again"
+      return 1
+    fi
+  fi
+  (cd end2end && npm ci --no-audit --no-fund --loglevel=error) || return 1
+}
+
+postgres_url() {
+  if [ -n "${BANTER_TEST_POSTGRES_URL:-}" ]; then
+    echo "$BANTER_TEST_POSTGRES_URL"
+  elif (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    echo "postgres://root@127.0.0.1:5432/test"
+  fi
+}
+
+rust_tests() {
+  local pg
+  pg=$(postgres_url)
+  if [ -n "$pg" ]; then
+    echo "PostgreSQL reachable: the database suite runs on SQLite and on PostgreSQL"
+    export BANTER_TEST_POSTGRES_URL="$pg"
+  else
+    echo "PostgreSQL NOT reachable on 127.0.0.1:5432: the database suite runs on SQLite only (PostgreSQL skipped)"
+  fi
+  cargo test -p app --features ssr -p server -p migration
+}
+
+playwright() {
+  local port dbdir
+  port=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  dbdir=$(mktemp -d /tmp/banter-e2e.XXXXXX)
+  (cd end2end && E2E_PORT=$port E2E_DB_DIR=$dbdir npx playwright test)
+  local status=$?
+  rm -rf "$dbdir"
+  return $status
+}
+
+total_start=$SECONDS
+phase setup install_test_deps || { echo "setup failed; nothing else can run"; exit 1; }
+phase fmt cargo fmt --all --check; count_single $?
+phase clippy-server cargo clippy -p app -p server -p migration --features app/ssr --all-targets -- -D warnings; count_single $?
+phase clippy-browser cargo clippy -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
+phase wasm-deps bash scripts/check-wasm-deps.sh; count_single $?
+phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"
+if phase release-build cargo leptos build --release; then
+  count_single 0
+  ls -l target/site/pkg/ | sed 's/^/  /'
+  phase playwright playwright; count_playwright "$LOG_DIR/playwright.log"
+else
+  count_single 1
+  echo "release build failed: Playwright not run"
+fi
+
+say "timings"
+printf '  %s\n' "${TIMINGS[@]}"
+printf '  %-16s %5ss\n' total $((SECONDS - total_start))
+if [ ${#FAILED_PHASES[@]} -gt 0 ]; then
+  echo "failed phases: ${FAILED_PHASES[*]}"
+  [ "$FAILED" = 0 ] && FAILED=${#FAILED_PHASES[@]}
+fi
+echo "TOTAL: $PASSED passed, $FAILED failed"
+[ ${#FAILED_PHASES[@]} -eq 0 ] && [ "$FAILED" = 0 ]

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs, only where missing, what building Banter needs, from package registries only:
+# the wasm32 target, cargo-leptos (no_downloads), wasm-bindgen-cli at exactly Cargo.lock's
+# wasm-bindgen version, and wasm-opt from npm's binaryen (never Debian's 108, which breaks
+# hydration). Source it: it puts the tools on PATH for the calling script.
+
+CARGO_LEPTOS_VERSION=0.3.10
+BANTER_ROOT="${BANTER_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export PATH="$BANTER_ROOT/tools/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+toolchain_say() { printf '[toolchain] %s\n' "$*" >&2; }
+
+ensure_toolchain() {
+  local want have
+  if ! command -v cargo >/dev/null || ! command -v npm >/dev/null; then
+    toolchain_say "cargo (rustup) and npm (Node.js 20+) are required; install them first"
+    return 1
+  fi
+
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    toolchain_say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown >&2 || return 1
+  fi
+
+  have=$(cargo leptos --version 2>/dev/null | awk '{print $2}')
+  if [ "$have" != "$CARGO_LEPTOS_VERSION" ]; then
+    toolchain_say "installing cargo-leptos $CARGO_LEPTOS_VERSION (built from crates.io, a few minutes)"
+    cargo install --locked --quiet --features no_downloads cargo-leptos --version "$CARGO_LEPTOS_VERSION" >&2 || return 1
+  fi
+
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$BANTER_ROOT/Cargo.lock")
+  if [ -z "$want" ]; then
+    toolchain_say "cannot read the wasm-bindgen version from Cargo.lock"
+    return 1
+  fi
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')
+  if [ "$have" != "$want" ]; then
+    toolchain_say "installing wasm-bindgen-cli $want (must equal Cargo.lock's wasm-bindgen)"
+    # Not --locked: one of its locked dependencies is no longer on the registry.
+    cargo install --quiet wasm-bindgen-cli --version "$want" >&2 || return 1
+  fi
+
+  if ! "$BANTER_ROOT/tools/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q 'version 132'; then
+    toolchain_say "installing wasm-opt (npm binaryen 132)"
+    npm ci --prefix "$BANTER_ROOT/tools" --no-audit --no-fund --loglevel=error >&2 || return 1
+  fi
+  if [ "$(command -v wasm-opt)" != "$BANTER_ROOT/tools/node_modules/.bin/wasm-opt" ]; then
+    toolchain_say "wasm-opt on PATH is $(command -v wasm-opt), expected the project's own"
+    return 1
+  fi
+}

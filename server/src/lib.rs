@@ -1,0 +1,139 @@
+//! Banter's server: start-up, the axum router, and the database it runs on. Everything a request
+//! does lives in `app`; this crate wires it to the network.
+
+pub mod config;
+
+use std::net::SocketAddr;
+
+use app::error::AppError;
+use app::ssr::AppState;
+use app::{shell, App};
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+
+/// Opens the database named by the configuration and brings its schema up to date.
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, String> {
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("DATABASE_URL: cannot create {}: {e}", dir.display()))?;
+    }
+    let db = app::ssr::connect(&config.database_url)
+        .await
+        .map_err(|e| format!("DATABASE_URL: cannot open the database: {e}"))?;
+    Migrator::up(&db, None).await.map_err(|e| format!("DATABASE_URL: migrations failed: {e}"))?;
+    Ok(db)
+}
+
+/// Leptos' own settings (site root, output name), with our site address.
+pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
+    let mut options = leptos::config::get_configuration(None)
+        .map(|conf| conf.leptos_options)
+        .unwrap_or_else(|_| LeptosOptions::builder().output_name("banter").build());
+    if options.output_name.is_empty() {
+        options.output_name = "banter".into();
+    }
+    options.site_addr = site_addr;
+    options
+}
+
+/// The whole HTTP surface: pages, `/api/*` server functions, static files and `/healthz`.
+pub fn router(state: AppState, options: LeptosOptions) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    let db = state.db.clone();
+    Router::new()
+        .route("/healthz", get(move || healthz(db.clone())))
+        .leptos_routes_with_context(&options, routes, move || provide_context(context_state.clone()), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .layer(middleware::from_fn(api_error_status))
+        .layer(TraceLayer::new_for_http())
+        .with_state(options)
+}
+
+async fn healthz(db: DatabaseConnection) -> Response {
+    match db.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+/// Server functions answer every error with 500; this gives each `AppError` its own status
+/// (`AppError::status`), so `/api/*` speaks plain HTTP to scripts. Form posts without JavaScript
+/// are redirects and pass through untouched.
+async fn api_error_status(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    if !is_api || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    };
+    if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
+        parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Serves until `shutdown` resolves. The listener may be bound to port 0 (tests).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Deletes expired sessions once an hour, for as long as the server runs.
+pub fn spawn_session_sweeper(db: DatabaseConnection) {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match app::ssr::sessions::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
+            }
+        }
+    });
+}
+
+/// The demo accounts `server demo-accounts` creates: name, email, password.
+pub const DEMO_ACCOUNTS: [(&str, &str); 3] =
+    [("Alice", "alice@example.com"), ("Bob", "bob@example.com"), ("Carol", "carol@example.com")];
+pub const DEMO_PASSWORD: &str = "banter-demo";
+
+/// Creates the demo accounts that do not exist yet; returns the emails it created.
+pub async fn create_demo_accounts(db: &DatabaseConnection) -> Result<Vec<&'static str>, AppError> {
+    let mut created = Vec::new();
+    for (name, email) in DEMO_ACCOUNTS {
+        if app::ssr::accounts::find_by_email(db, email).await?.is_none() {
+            app::ssr::accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await?;
+            created.push(email);
+        }
+    }
+    Ok(created)
+}

@@ -1,0 +1,85 @@
+//! The `server` binary: `server` serves Banter; `server demo-accounts` creates the demo accounts.
+
+use std::process::ExitCode;
+
+use app::ssr::AppState;
+use server::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("banter: .env: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let db = match server::open_database(&config).await {
+        Ok(db) => db,
+        Err(e) => return fail(&e),
+    };
+
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {}
+        Some("demo-accounts") => {
+            return match server::create_demo_accounts(&db).await {
+                Ok(created) => {
+                    for (name, email) in server::DEMO_ACCOUNTS {
+                        let state = if created.contains(&email) { "created" } else { "exists" };
+                        println!("{name:<6} {email:<20} password: {}  ({state})", server::DEMO_PASSWORD);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("demo accounts: {e}")),
+            };
+        }
+        Some(other) => return fail(&format!("unknown command {other:?}; use `serve` or `demo-accounts`")),
+    }
+
+    let listener = match tokio::net::TcpListener::bind(config.site_addr).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("LEPTOS_SITE_ADDR: cannot listen on {}: {e}", config.site_addr)),
+    };
+    server::spawn_session_sweeper(db.clone());
+    let app = server::router(AppState::new(db), server::leptos_options(config.site_addr));
+    tracing::info!("Banter is listening on http://{}", config.site_addr);
+    if let Err(e) = server::serve(listener, app, shutdown_signal()).await {
+        return fail(&format!("server error: {e}"));
+    }
+    ExitCode::SUCCESS
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("banter: {message}");
+    ExitCode::from(2)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,197 @@
+//! The real server on a free port, driven over HTTP like a script or a browser would.
+
+use std::net::SocketAddr;
+
+use app::ssr::AppState;
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use server::config::Config;
+use tokio::sync::oneshot;
+
+struct TestServer {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    async fn start(database_url: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher: None };
+        let db = server::open_database(&config).await.unwrap();
+        let app = server::router(AppState::new(db), server::leptos_options(addr));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { base: format!("http://{addr}"), stop: Some(stop), task: Some(task) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// A throw-away SQLite file that outlives one server instance (for restart tests).
+fn temp_sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("banter-http-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display())
+}
+
+fn browser() -> Client {
+    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn post(client: &Client, url: String, form: &[(&str, &str)]) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let response = client.post(url).header("accept", "application/json").form(form).send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body, headers)
+}
+
+fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&'static str, &'a str); 4] {
+    [("name", name), ("email", email), ("password", password), ("password_confirmation", password)]
+}
+
+#[tokio::test]
+async fn register_me_logout_me() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let client = browser();
+
+    let (status, body, headers) =
+        post(&client, server.url("/api/auth/register"), &registration("Alice", "Alice@Example.com", "wonderland")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "Alice");
+    assert_eq!(body["email"], "alice@example.com");
+    assert!(body.get("password_hash").is_none());
+    let cookie = headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("banter_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http must not get a Secure cookie: {cookie}");
+
+    let (status, body, _) = post(&client, server.url("/api/me"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["email"], "alice@example.com");
+
+    let (status, _, _) = post(&client, server.url("/api/auth/logout"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body, _) = post(&client, server.url("/api/me"), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["kind"], "unauthorized");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stolen_cookie_stops_working_after_logout() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let client = browser();
+    let (_, _, headers) =
+        post(&client, server.url("/api/auth/register"), &registration("Bob", "bob@example.com", "builder123")).await;
+    let cookie = headers.get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+
+    post(&client, server.url("/api/auth/logout"), &[]).await;
+    let replay = Client::new().post(server.url("/api/me")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "logout must invalidate the session server-side");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_email_is_a_400_with_a_message() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    post(&browser(), server.url("/api/auth/register"), &registration("Carol", "carol@example.com", "password1")).await;
+    let (status, body, _) =
+        post(&browser(), server.url("/api/auth/register"), &registration("Carol 2", "CAROL@example.com", "password2")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, serde_json::json!({"kind": "invalid", "field": "email", "message": "this email is already registered"}));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_input_are_400s() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    // A field missing entirely never reaches the function: still a 400, not a 500.
+    let (status, body, _) = post(&browser(), server.url("/api/auth/register"), &[("name", "X")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["kind"], "invalid");
+
+    let (status, body, _) = post(&browser(), server.url("/api/auth/register"), &registration("Dan", "dan@example.com", "short")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "password");
+    assert_eq!(body["message"], "a password needs at least 8 characters");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_rate_limited() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    post(&browser(), server.url("/api/auth/register"), &registration("Eve", "eve@example.com", "password1")).await;
+    let attempt = [("email", "eve@example.com"), ("password", "wrong-guess")];
+    for _ in 0..5 {
+        let (status, body, _) = post(&browser(), server.url("/api/auth/login"), &attempt).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["message"], "email or password is wrong");
+    }
+    let (status, body, _) =
+        post(&browser(), server.url("/api/auth/login"), &[("email", "eve@example.com"), ("password", "password1")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["kind"], "rate_limited");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("too many failed sign-ins: try again in "), "{message}");
+    assert!(body["retry_after_secs"].as_u64().unwrap() > 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_survive_a_server_restart() {
+    let database = temp_sqlite_url();
+    let client = browser();
+    let first = TestServer::start(&database).await;
+    post(&client, first.url("/api/auth/register"), &registration("Fay", "fay@example.com", "password1")).await;
+    first.stop().await;
+
+    let second = TestServer::start(&database).await;
+    // Same cookie jar, new process-level state: only the database remembers the session.
+    let jar_cookie = client.post(second.url("/api/me")).send().await.unwrap();
+    assert_eq!(jar_cookie.status(), StatusCode::OK);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_and_pages() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // Signed out, `/` and `/chat` redirect to the sign-in page before any HTML is sent.
+    for path in ["/", "/chat"] {
+        let response = browser().get(server.url(path)).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND, "{path}");
+        assert_eq!(response.headers()["location"], "/login", "{path}");
+    }
+    let login = browser().get(server.url("/login")).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let html = login.text().await.unwrap();
+    assert!(html.contains("<form") && html.contains("action=\"/api/auth/login\""), "the sign-in form must work without JS");
+
+    let missing = browser().get(server.url("/no/such/page")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
