@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . scripts/toolchain.sh
 
+# Fresh clones (CI) share one build cache per machine instead of rebuilding every dependency:
+# target/ becomes a link to it. Nothing depends on the cache being there.
+if [ ! -e target ] && [ "${BANTER_SHARED_TARGET:-1}" = 1 ]; then
+  mkdir -p "$HOME/.cache/banter/target" && ln -s "$HOME/.cache/banter/target" target
+fi
+
 LOG_DIR="$ROOT/target/test-logs"
 mkdir -p "$LOG_DIR"
 PASSED=0
@@ -79,7 +85,8 @@ rust_tests() {
   else
     echo "PostgreSQL NOT reachable on 127.0.0.1:5432: the database suite runs on SQLite only (PostgreSQL skipped)"
   fi
-  cargo test -p app --features ssr -p server -p migration
+  # Release profile: it shares every dependency build with the release server below.
+  cargo test --release -p app --features ssr -p server -p migration
 }
 
 playwright() {

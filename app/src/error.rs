@@ -45,10 +45,7 @@ impl AppError {
     pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {
         let secs = retry_after_secs.max(1);
         let unit = if secs == 1 { "second" } else { "seconds" };
-        Self::RateLimited {
-            message: format!("{what}: try again in {secs} {unit}"),
-            retry_after_secs: secs,
-        }
+        Self::RateLimited { message: format!("{what}: try again in {secs} {unit}"), retry_after_secs: secs }
     }
 
     /// The HTTP status this error is answered with.
@@ -92,9 +89,7 @@ impl FromServerFnError for AppError {
             ServerFnErrorErr::MissingArg(name) => {
                 Self::Invalid { field: Some(name.clone()), message: format!("{name} is required") }
             }
-            ServerFnErrorErr::Request(message) | ServerFnErrorErr::Response(message) => {
-                Self::Transport { message }
-            }
+            ServerFnErrorErr::Request(message) | ServerFnErrorErr::Response(message) => Self::Transport { message },
             other => Self::Transport { message: other.to_string() },
         }
     }
@@ -108,10 +103,7 @@ mod tests {
     fn wire_json_is_tagged_and_specific() {
         let err = AppError::invalid("email", "this email is already registered");
         let json = serde_json::to_string(&err).unwrap();
-        assert_eq!(
-            json,
-            r#"{"kind":"invalid","field":"email","message":"this email is already registered"}"#
-        );
+        assert_eq!(json, r#"{"kind":"invalid","field":"email","message":"this email is already registered"}"#);
         assert_eq!(serde_json::from_str::<AppError>(&json).unwrap(), err);
     }
 

@@ -5,19 +5,27 @@
 compile_error!("`ssr` and `hydrate` are separate builds: enable one of them, not both");
 
 pub mod api;
+mod components;
 pub mod error;
 pub mod model;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod text;
+pub mod time;
 pub mod validation;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::{path, SsrMode};
 
-use pages::{auth::LoginPage, auth::RegisterPage, chat::ChatPage, home::HomePage, NotFound};
+use pages::auth::{LoginPage, RegisterPage};
+use pages::chat::{ChatLayout, ConversationPane, NoConversation};
+use pages::{NotFound, home::HomePage};
+
+/// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
+const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('banter-theme');if(t==='dark'||t==='light')document.documentElement.setAttribute('data-theme',t)}catch(e){}";
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -29,6 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <script inner_html=THEME_SCRIPT></script>
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -43,6 +52,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    time::LocalClock::provide();
     // Effects run only in the browser: this marks the page as hydrated (tests wait for it).
     Effect::new(move |_| {
         if let Some(body) = document().body() {
@@ -58,7 +68,12 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=HomePage />
                 <Route path=path!("/login") view=LoginPage />
                 <Route path=path!("/register") view=RegisterPage />
-                <Route path=path!("/chat") view=ChatPage />
+                // Async: the chat is rendered whole on the server before anything is sent, so a
+                // reload always shows the truth and every pane works without JavaScript.
+                <ParentRoute path=path!("/chat") view=ChatLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=NoConversation ssr=SsrMode::Async />
+                    <Route path=path!(":peer_id") view=ConversationPane ssr=SsrMode::Async />
+                </ParentRoute>
             </Routes>
         </Router>
     }

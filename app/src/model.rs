@@ -1,5 +1,6 @@
 //! Wire types shared by the server and the browser.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The signed-in user as the browser sees it. Never carries the password hash.
@@ -8,4 +9,80 @@ pub struct CurrentUser {
     pub id: i64,
     pub name: String,
     pub email: String,
+}
+
+/// The longest message body, in characters (Unicode scalar values), after trimming.
+pub const MESSAGE_MAX_CHARS: usize = 5_000;
+/// Messages per conversation page when the caller does not say.
+pub const PAGE_DEFAULT: u32 = 50;
+/// The most messages one page may ask for.
+pub const PAGE_MAX: u32 = 100;
+
+/// A stored one-to-one message, as both of its people see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub sender_id: i64,
+    pub recipient_id: i64,
+    pub body: String,
+    /// The sending browser's id for this message (the idempotency key of the send).
+    pub client_id: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// The newest message between you and a contact, for the contact list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastMessage {
+    pub body: String,
+    pub from_me: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Another user, as a row in your contact list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    pub name: String,
+    pub last_message: Option<LastMessage>,
+    /// Messages from them to you that you have not read.
+    pub unread: i64,
+    pub last_message_id: Option<i64>,
+}
+
+/// The other person in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub id: i64,
+    pub name: String,
+}
+
+/// One page of a conversation, oldest message first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationPage {
+    pub peer: Peer,
+    pub messages: Vec<ChatMessage>,
+    /// True when older messages exist before the first one here.
+    pub has_more: bool,
+    /// A fresh `client_id` for the plain-form composer (no JavaScript); browsers with JavaScript
+    /// make their own for every message.
+    pub compose_id: String,
+}
+
+/// Formats 16 random bytes as a version-4 UUID: the shape of every `client_id` we make.
+pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuid_v4_shape() {
+        let id = super::uuid_v4([0xff; 16]);
+        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert!(crate::validation::client_id(&id).is_ok());
+    }
 }

@@ -2,6 +2,7 @@
 //! may call the same functions for instant feedback.
 
 use crate::error::AppError;
+use crate::model::{MESSAGE_MAX_CHARS, PAGE_DEFAULT, PAGE_MAX};
 
 pub const NAME_MAX_CHARS: usize = 100;
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -61,15 +62,50 @@ pub fn new_password(password: &str, confirmation: &str) -> Result<(), AppError> 
         ));
     }
     if len > PASSWORD_MAX_CHARS {
-        return Err(AppError::invalid(
-            "password",
-            format!("a password has at most {PASSWORD_MAX_CHARS} characters"),
-        ));
+        return Err(AppError::invalid("password", format!("a password has at most {PASSWORD_MAX_CHARS} characters")));
     }
     if password != confirmation {
         return Err(AppError::invalid("password_confirmation", "the two passwords do not match"));
     }
     Ok(())
+}
+
+/// A message body: line endings normalised to `\n`, trimmed at the ends, not empty, at most
+/// [`MESSAGE_MAX_CHARS`] characters, and no control characters but newline and tab.
+pub fn message_body(raw: &str) -> Result<String, AppError> {
+    let body = raw.replace("\r\n", "\n").replace('\r', "\n");
+    let body = body.trim();
+    if body.is_empty() {
+        return Err(AppError::invalid("body", "a message cannot be empty"));
+    }
+    let chars = body.chars().count();
+    if chars > MESSAGE_MAX_CHARS {
+        return Err(AppError::invalid(
+            "body",
+            format!("a message has at most {MESSAGE_MAX_CHARS} characters (this one has {chars})"),
+        ));
+    }
+    if body.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AppError::invalid("body", "a message cannot contain control characters"));
+    }
+    Ok(body.to_owned())
+}
+
+/// The browser-made id of a message: 1 to 64 letters, digits or dashes (a UUID fits).
+pub fn client_id(raw: &str) -> Result<String, AppError> {
+    let id = raw.trim();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(AppError::invalid("client_id", "client_id must be 1 to 64 letters, digits or dashes"));
+    }
+    Ok(id.to_owned())
+}
+
+/// A page size: unset means [`PAGE_DEFAULT`]; 1 to [`PAGE_MAX`].
+pub fn page_limit(limit: Option<u32>) -> Result<u64, AppError> {
+    match limit.unwrap_or(PAGE_DEFAULT) {
+        n @ 1..=PAGE_MAX => Ok(u64::from(n)),
+        _ => Err(AppError::invalid("limit", format!("limit must be between 1 and {PAGE_MAX}"))),
+    }
 }
 
 #[cfg(test)]
@@ -95,7 +131,8 @@ mod tests {
     #[test]
     fn emails_are_lower_cased_and_checked() {
         assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
-        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a b@example.com", "a@@example.com", "a@example.com."] {
+        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a b@example.com", "a@@example.com", "a@example.com."]
+        {
             assert_eq!(field_of(email(bad).unwrap_err()), "email", "{bad:?} should be rejected");
         }
     }
@@ -109,5 +146,29 @@ mod tests {
         assert_eq!(field_of(new_password("ééé", "ééé").unwrap_err()), "password");
         let long = "p".repeat(PASSWORD_MAX_CHARS + 1);
         assert!(new_password(&long, &long).is_err());
+    }
+
+    #[test]
+    fn message_bodies() {
+        assert_eq!(message_body("  hi there \r\nsecond line\t \n").unwrap(), "hi there \nsecond line");
+        assert_eq!(field_of(message_body(" \n\t ").unwrap_err()), "body");
+        assert!(message_body(&"é".repeat(MESSAGE_MAX_CHARS)).is_ok());
+        let err = message_body(&"a".repeat(MESSAGE_MAX_CHARS + 1)).unwrap_err();
+        assert_eq!(err.to_string(), "a message has at most 5000 characters (this one has 5001)");
+        assert!(message_body("nul\0byte").is_err());
+        assert!(message_body("bell\u{7}").is_err());
+        assert_eq!(message_body("<img src=x onerror=alert(1)>").unwrap(), "<img src=x onerror=alert(1)>");
+    }
+
+    #[test]
+    fn client_ids_and_page_limits() {
+        assert!(client_id("0b6c2f0e-8a3b-4c1d-9e2f-1a2b3c4d5e6f").is_ok());
+        assert!(client_id("").is_err());
+        assert!(client_id("has space").is_err());
+        assert!(client_id(&"a".repeat(65)).is_err());
+        assert_eq!(page_limit(None).unwrap(), 50);
+        assert_eq!(page_limit(Some(100)).unwrap(), 100);
+        assert!(page_limit(Some(0)).is_err());
+        assert!(page_limit(Some(101)).is_err());
     }
 }

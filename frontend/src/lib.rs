@@ -1,5 +1,8 @@
 //! The browser entry point: hydrates the server-rendered page. Nothing else lives here.
 
+// Leptos view types nest deeply; computing their layout needs more than the default 128.
+#![recursion_limit = "256"]
+
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {

@@ -41,9 +41,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(ChatRoomParticipants::LastReadMessageId))
                     .col(timestamp_with_time_zone(ChatRoomParticipants::JoinedAt))
                     .primary_key(
-                        Index::create()
-                            .col(ChatRoomParticipants::ChatRoomId)
-                            .col(ChatRoomParticipants::UserId),
+                        Index::create().col(ChatRoomParticipants::ChatRoomId).col(ChatRoomParticipants::UserId),
                     )
                     .foreign_key(
                         ForeignKey::create()
@@ -75,9 +73,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(ChatRoomParticipants::Table).to_owned())
-            .await?;
+        manager.drop_table(Table::drop().table(ChatRoomParticipants::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(ChatRooms::Table).to_owned()).await
     }
 }

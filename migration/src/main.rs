@@ -15,8 +15,7 @@ async fn main() {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => exit_with(USAGE),
     };
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "sqlite://data/banter.sqlite?mode=rwc".to_owned());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://data/banter.sqlite?mode=rwc".to_owned());
     if url.starts_with("sqlite://data/") {
         if let Err(e) = std::fs::create_dir_all("data") {
             exit_with(&format!("cannot create data/: {e}"));

@@ -91,9 +91,15 @@ fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherCon
     let (app_id, key, secret) = match (app_id, key, secret) {
         (None, None, None) => return Ok(None),
         (Some(a), Some(k), Some(s)) => (a, k, s),
-        (None, _, _) => return Err(invalid("PUSHER_APP_ID", "must be set together with PUSHER_APP_KEY and PUSHER_APP_SECRET")),
-        (_, None, _) => return Err(invalid("PUSHER_APP_KEY", "must be set together with PUSHER_APP_ID and PUSHER_APP_SECRET")),
-        (_, _, None) => return Err(invalid("PUSHER_APP_SECRET", "must be set together with PUSHER_APP_ID and PUSHER_APP_KEY")),
+        (None, _, _) => {
+            return Err(invalid("PUSHER_APP_ID", "must be set together with PUSHER_APP_KEY and PUSHER_APP_SECRET"));
+        }
+        (_, None, _) => {
+            return Err(invalid("PUSHER_APP_KEY", "must be set together with PUSHER_APP_ID and PUSHER_APP_SECRET"));
+        }
+        (_, _, None) => {
+            return Err(invalid("PUSHER_APP_SECRET", "must be set together with PUSHER_APP_ID and PUSHER_APP_KEY"));
+        }
     };
     let port = match get("PUSHER_PORT") {
         None => None,
@@ -112,7 +118,15 @@ fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherCon
             _ => return Err(invalid("PUSHER_SCHEME", format!("{v:?} must be http or https"))),
         },
     };
-    Ok(Some(PusherConfig { app_id, key, secret, host: get("PUSHER_HOST"), port, scheme, cluster: get("PUSHER_APP_CLUSTER") }))
+    Ok(Some(PusherConfig {
+        app_id,
+        key,
+        secret,
+        host: get("PUSHER_HOST"),
+        port,
+        scheme,
+        cluster: get("PUSHER_APP_CLUSTER"),
+    }))
 }
 
 #[cfg(test)]

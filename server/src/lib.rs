@@ -7,17 +7,17 @@ use std::net::SocketAddr;
 
 use app::error::AppError;
 use app::ssr::AppState;
-use app::{shell, App};
-use axum::body::{to_bytes, Body};
+use app::{App, shell};
+use axum::Router;
+use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{LeptosRoutes, generate_route_list};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tower_http::trace::TraceLayer;
@@ -126,14 +126,56 @@ pub const DEMO_ACCOUNTS: [(&str, &str); 3] =
     [("Alice", "alice@example.com"), ("Bob", "bob@example.com"), ("Carol", "carol@example.com")];
 pub const DEMO_PASSWORD: &str = "banter-demo";
 
-/// Creates the demo accounts that do not exist yet; returns the emails it created.
+/// Messages in the demo conversation between Alice and Bob.
+pub const DEMO_HISTORY: i64 = 120;
+
+/// Creates the demo accounts that do not exist yet, and a conversation history between Alice and
+/// Bob when they have none; returns the emails it created.
 pub async fn create_demo_accounts(db: &DatabaseConnection) -> Result<Vec<&'static str>, AppError> {
+    use app::ssr::accounts;
     let mut created = Vec::new();
+    let mut ids = Vec::new();
     for (name, email) in DEMO_ACCOUNTS {
-        if app::ssr::accounts::find_by_email(db, email).await?.is_none() {
-            app::ssr::accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await?;
-            created.push(email);
-        }
+        let user = match accounts::find_by_email(db, email).await? {
+            Some(user) => user,
+            None => {
+                created.push(email);
+                accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await?
+            }
+        };
+        ids.push(user.id);
     }
+    create_demo_history(db, ids[0], ids[1]).await?;
     Ok(created)
+}
+
+/// 120 numbered messages, alternating, one every 40 minutes up to now (so they span several
+/// days); all read except Bob's last one.
+async fn create_demo_history(db: &DatabaseConnection, alice: i64, bob: i64) -> Result<(), AppError> {
+    use app::ssr::entities::messages;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    if !app::ssr::conversations::conversation(db, alice, bob, None, Some(1)).await?.messages.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let rows = (1..=DEMO_HISTORY).map(|i| {
+        let (from, to) = if i % 2 == 1 { (alice, bob) } else { (bob, alice) };
+        let at = now - chrono::Duration::minutes(40 * (DEMO_HISTORY - i));
+        let read = i < DEMO_HISTORY;
+        messages::ActiveModel {
+            body: Set(format!("Demo message {i} of {DEMO_HISTORY}")),
+            user_id: Set(from),
+            recipient_id: Set(Some(to)),
+            chat_room_id: Set(None),
+            client_id: Set(format!("demo-{i}")),
+            read_at: Set(read.then(|| at + chrono::Duration::minutes(1))),
+            edited_at: Set(None),
+            deleted_at: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+            ..Default::default()
+        }
+    });
+    messages::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
 }

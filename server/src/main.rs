@@ -8,11 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("banter: .env: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("banter: .env: {e}");
+        return ExitCode::from(2);
     }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))

@@ -1,74 +1,9 @@
 //! The real server on a free port, driven over HTTP like a script or a browser would.
 
-use std::net::SocketAddr;
+mod common;
 
-use app::ssr::AppState;
+use common::{TestServer, browser, post, registration, temp_sqlite_url};
 use reqwest::{Client, StatusCode};
-use serde_json::Value;
-use server::config::Config;
-use tokio::sync::oneshot;
-
-struct TestServer {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl TestServer {
-    async fn start(database_url: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher: None };
-        let db = server::open_database(&config).await.unwrap();
-        let app = server::router(AppState::new(db), server::leptos_options(addr));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server::serve(listener, app, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self { base: format!("http://{addr}"), stop: Some(stop), task: Some(task) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-}
-
-/// A throw-away SQLite file that outlives one server instance (for restart tests).
-fn temp_sqlite_url() -> String {
-    let dir = std::env::temp_dir().join(format!("banter-http-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display())
-}
-
-fn browser() -> Client {
-    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-async fn post(client: &Client, url: String, form: &[(&str, &str)]) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let response = client.post(url).header("accept", "application/json").form(form).send().await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body, headers)
-}
-
-fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&'static str, &'a str); 4] {
-    [("name", name), ("email", email), ("password", password), ("password_confirmation", password)]
-}
 
 #[tokio::test]
 async fn register_me_logout_me() {
@@ -76,7 +11,8 @@ async fn register_me_logout_me() {
     let client = browser();
 
     let (status, body, headers) =
-        post(&client, server.url("/api/auth/register"), &registration("Alice", "Alice@Example.com", "wonderland")).await;
+        post(&client, server.url("/api/auth/register"), &registration("Alice", "Alice@Example.com", "wonderland"))
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "Alice");
     assert_eq!(body["email"], "alice@example.com");
@@ -118,9 +54,13 @@ async fn duplicate_email_is_a_400_with_a_message() {
     let server = TestServer::start(&temp_sqlite_url()).await;
     post(&browser(), server.url("/api/auth/register"), &registration("Carol", "carol@example.com", "password1")).await;
     let (status, body, _) =
-        post(&browser(), server.url("/api/auth/register"), &registration("Carol 2", "CAROL@example.com", "password2")).await;
+        post(&browser(), server.url("/api/auth/register"), &registration("Carol 2", "CAROL@example.com", "password2"))
+            .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, serde_json::json!({"kind": "invalid", "field": "email", "message": "this email is already registered"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"kind": "invalid", "field": "email", "message": "this email is already registered"})
+    );
     server.stop().await;
 }
 
@@ -132,7 +72,8 @@ async fn malformed_and_invalid_input_are_400s() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["kind"], "invalid");
 
-    let (status, body, _) = post(&browser(), server.url("/api/auth/register"), &registration("Dan", "dan@example.com", "short")).await;
+    let (status, body, _) =
+        post(&browser(), server.url("/api/auth/register"), &registration("Dan", "dan@example.com", "short")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "password");
     assert_eq!(body["message"], "a password needs at least 8 characters");
@@ -150,7 +91,8 @@ async fn repeated_wrong_passwords_are_rate_limited() {
         assert_eq!(body["message"], "email or password is wrong");
     }
     let (status, body, _) =
-        post(&browser(), server.url("/api/auth/login"), &[("email", "eve@example.com"), ("password", "password1")]).await;
+        post(&browser(), server.url("/api/auth/login"), &[("email", "eve@example.com"), ("password", "password1")])
+            .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["kind"], "rate_limited");
     let message = body["message"].as_str().unwrap();
@@ -189,7 +131,10 @@ async fn healthz_and_pages() {
     let login = browser().get(server.url("/login")).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     let html = login.text().await.unwrap();
-    assert!(html.contains("<form") && html.contains("action=\"/api/auth/login\""), "the sign-in form must work without JS");
+    assert!(
+        html.contains("<form") && html.contains("action=\"/api/auth/login\""),
+        "the sign-in form must work without JS"
+    );
 
     let missing = browser().get(server.url("/no/such/page")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);

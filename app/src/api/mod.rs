@@ -2,3 +2,4 @@
 //! Every endpoint lives under `/api/`, takes form-encoded input and answers JSON.
 
 pub mod auth;
+pub mod messages;

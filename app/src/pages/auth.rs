@@ -2,8 +2,8 @@
 //! (or without) WASM; once hydrated, errors appear inline without a reload.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos::server_fn::ServerFn;
+use leptos_meta::Title;
 
 use crate::api::auth::{Login, Register};
 use crate::error::AppError;
@@ -24,6 +24,7 @@ fn Field(
     kind: &'static str,
     autocomplete: &'static str,
     error: Signal<Option<AppError>>,
+    #[prop(optional)] hint: Option<&'static str>,
 ) -> impl IntoView {
     let id = format!("field-{name}");
     let error_id = format!("{id}-error");
@@ -40,6 +41,7 @@ fn Field(
                 aria-invalid=move || message().is_some().to_string()
                 aria-describedby=error_id.clone()
             />
+            {hint.map(|hint| view! { <p class="field-hint">{hint}</p> })}
             <p class="field-error" id=error_id>
                 {message}
             </p>
@@ -105,10 +107,11 @@ pub fn RegisterPage() -> impl IntoView {
                     <Field label="Name" name="name" kind="text" autocomplete="name" error />
                     <Field label="Email" name="email" kind="email" autocomplete="email" error />
                     <Field
-                        label="Password (at least 8 characters)"
+                        label="Password"
                         name="password"
                         kind="password"
                         autocomplete="new-password"
+                        hint="At least 8 characters."
                         error
                     />
                     <Field

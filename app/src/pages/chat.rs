@@ -1,19 +1,24 @@
-//! `/chat`: the two-pane chat shell (contacts on the left, the open conversation on the right).
+//! `/chat` and `/chat/{peer_id}`: contacts on the left, the open conversation on the right; on
+//! narrow screens one pane at a time. Everything renders on the server first.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Redirect;
+use leptos_router::components::{Outlet, Redirect};
+use leptos_router::hooks::{use_location, use_params_map};
 
-use crate::api::auth::{me, Logout};
+use crate::api::auth::{Logout, me};
+use crate::api::messages::{contacts, messages};
+use crate::components::contacts::{ContactList, total_unread};
+use crate::components::conversation::Conversation;
+use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::CurrentUser;
-use crate::pages::ErrorBanner;
 
+/// The parent route: signed-in check, top bar, contact list, and an outlet for the conversation.
 #[component]
-pub fn ChatPage() -> impl IntoView {
+pub fn ChatLayout() -> impl IntoView {
     let user = Resource::new_blocking(|| (), |_| me());
     view! {
-        <Title text="Banter" />
         <Suspense fallback=|| view! { <div class="chat-layout skeleton" aria-busy="true"></div> }>
             {move || Suspend::new(async move {
                 match user.await {
@@ -28,14 +33,32 @@ pub fn ChatPage() -> impl IntoView {
 
 #[component]
 fn ChatShell(user: CurrentUser) -> impl IntoView {
+    provide_context(user.clone());
+    let chat = ChatState::provide();
+    let contacts = Resource::new_blocking(move || chat.contacts_version.get(), |_| contacts());
+    let location = use_location();
+    let open_peer = Memo::new(move |_| {
+        location
+            .pathname
+            .with(|path| path.strip_prefix("/chat/").and_then(|id| id.trim_end_matches('/').parse::<i64>().ok()))
+    });
     let logout = ServerAction::<Logout>::new();
+    let title = move || match total_unread(&contacts) {
+        0 => "Banter".to_owned(),
+        n => format!("({n}) Banter"),
+    };
+
     view! {
-        <div class="chat-layout">
+        <Title text=title />
+        <div class="chat-layout" data-open=move || open_peer.get().is_some().to_string()>
             <header class="topbar">
-                <span class="brand">"Banter"</span>
+                <a class="brand" href="/chat">
+                    "Banter"
+                </a>
                 <span class="whoami" data-testid="whoami">
                     {user.name.clone()}
                 </span>
+                <ThemeToggle />
                 <ActionForm action=logout attr:class="inline-form">
                     <button class="button button-ghost" type="submit">
                         "Sign out"
@@ -43,14 +66,89 @@ fn ChatShell(user: CurrentUser) -> impl IntoView {
                 </ActionForm>
             </header>
             <aside class="contacts" aria-label="Contacts">
-                <p class="empty-state">"No conversations yet."</p>
+                <ContactList contacts open_peer />
             </aside>
-            <main class="conversation" aria-label="Conversation">
-                <div class="empty-state">
-                    <h2>{format!("Welcome, {}", user.name)}</h2>
-                    <p>"Pick someone on the left to start chatting."</p>
-                </div>
-            </main>
+            <Outlet />
         </div>
+    }
+}
+
+/// `/chat` with no conversation open.
+#[component]
+pub fn NoConversation() -> impl IntoView {
+    let user = use_context::<CurrentUser>();
+    view! {
+        <main class="conversation" aria-label="Conversation">
+            <div class="empty-state">
+                <h2>{user.map(|u| format!("Welcome, {}", u.name))}</h2>
+                <p>"Pick someone on the left to start chatting."</p>
+            </div>
+        </main>
+    }
+}
+
+/// `/chat/{peer_id}`: one conversation.
+#[component]
+pub fn ConversationPane() -> impl IntoView {
+    let params = use_params_map();
+    let peer_id = move || params.read().get("peer_id").and_then(|id| id.parse::<i64>().ok());
+    let page = Resource::new_blocking(peer_id, |peer| async move {
+        match peer {
+            Some(peer) => messages(peer, None, None).await,
+            None => Err(AppError::not_found("no such conversation")),
+        }
+    });
+    view! {
+        <main class="conversation" aria-label="Conversation">
+            <Transition fallback=|| view! { <div class="conversation-skeleton" aria-busy="true"></div> }>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        Ok(page) => view! { <Conversation page /> }.into_any(),
+                        Err(error) => {
+                            view! {
+                                <a class="back" href="/chat">"‹ Back"</a>
+                                <ErrorBanner error on_retry=move |()| page.refetch() />
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+/// Light/dark switch. The choice is kept in localStorage and applied before first paint by the
+/// script in the document head; without a choice, the system setting rules.
+#[component]
+fn ThemeToggle() -> impl IntoView {
+    let dark = RwSignal::new(None::<bool>);
+    Effect::new(move |_| {
+        let root = document().document_element();
+        let explicit = root.as_ref().and_then(|r| r.get_attribute("data-theme"));
+        let system_dark =
+            window().match_media("(prefers-color-scheme: dark)").ok().flatten().is_some_and(|m| m.matches());
+        dark.set(Some(explicit.map_or(system_dark, |t| t == "dark")));
+    });
+    let toggle = move |_| {
+        let next = !dark.get_untracked().unwrap_or(false);
+        dark.set(Some(next));
+        let theme = if next { "dark" } else { "light" };
+        if let Some(root) = document().document_element() {
+            let _ = root.set_attribute("data-theme", theme);
+        }
+        if let Ok(Some(storage)) = window().local_storage() {
+            let _ = storage.set_item("banter-theme", theme);
+        }
+    };
+    view! {
+        <button
+            class="button button-ghost theme-toggle"
+            type="button"
+            on:click=toggle
+            aria-label=move || if dark.get() == Some(true) { "Switch to light theme" } else { "Switch to dark theme" }
+        >
+            {move || if dark.get() == Some(true) { "☀" } else { "☾" }}
+        </button>
     }
 }

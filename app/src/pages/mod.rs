@@ -6,8 +6,6 @@ pub mod home;
 
 use leptos::prelude::*;
 
-use crate::error::AppError;
-
 #[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
@@ -22,16 +20,5 @@ pub fn NotFound() -> impl IntoView {
                 <a href="/">"Back to Banter"</a>
             </div>
         </main>
-    }
-}
-
-/// A readable error in place of content that could not load, with a way to try again.
-#[component]
-pub fn ErrorBanner(error: AppError) -> impl IntoView {
-    view! {
-        <div class="banner banner-error" role="alert">
-            <span>{error.to_string()}</span>
-            <a class="button button-small" href="">"Retry"</a>
-        </div>
     }
 }

@@ -86,9 +86,9 @@ pub async fn sign_in(
         // `verify` only says true for a stored hash, so there is a user.
         return user.ok_or(AppError::Internal);
     }
-    limiter.per_account.record_failure(&account_key, now);
+    limiter.per_account.record(&account_key, now);
     if let Some(key) = &address_key {
-        limiter.per_address.record_failure(key, now);
+        limiter.per_address.record(key, now);
     }
     Err(AppError::Invalid { field: None, message: WRONG_CREDENTIALS.to_owned() })
 }

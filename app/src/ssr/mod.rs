@@ -2,6 +2,7 @@
 //! server functions read. Compiled only with the `ssr` feature.
 
 pub mod accounts;
+pub mod conversations;
 pub mod entities;
 pub mod password;
 pub mod rate_limit;
@@ -27,11 +28,12 @@ use sessions::SessionToken;
 pub struct AppState {
     pub db: DatabaseConnection,
     pub login_limiter: Arc<rate_limit::LoginLimiter>,
+    pub send_limiter: Arc<rate_limit::SlidingWindow>,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, login_limiter: Arc::default() }
+        Self { db, login_limiter: Arc::default(), send_limiter: Arc::new(rate_limit::message_sends()) }
     }
 }
 

@@ -66,6 +66,14 @@ pub async fn verify(stored: Option<PasswordHash>, plain: String) -> bool {
     .unwrap_or(false)
 }
 
+#[cfg(test)]
+impl PasswordHash {
+    /// A syntactically invalid hash that never verifies; for fixtures that skip argon2's cost.
+    pub(crate) fn placeholder() -> Self {
+        Self("!".to_owned())
+    }
+}
+
 fn internal(what: &str, err: &dyn std::fmt::Display) -> AppError {
     tracing::error!("{what}: {err}");
     AppError::Internal
@@ -90,13 +98,5 @@ mod tests {
     fn debug_output_never_shows_the_hash() {
         let h = PasswordHash::compute("secret password").unwrap();
         assert_eq!(format!("{h:?}"), "PasswordHash(<redacted>)");
-    }
-}
-
-#[cfg(test)]
-impl PasswordHash {
-    /// A syntactically invalid hash that never verifies; for fixtures that skip argon2's cost.
-    pub(crate) fn placeholder() -> Self {
-        Self("!".to_owned())
     }
 }

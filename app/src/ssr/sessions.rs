@@ -84,10 +84,8 @@ pub async fn start(
 
 /// The user a token belongs to, if the session exists and has not expired.
 pub async fn user_for(db: &DatabaseConnection, token: &SessionToken) -> Result<Option<users::Model>, DbErr> {
-    let Some(session) = sessions::Entity::find_by_id(token.id())
-        .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
-        .one(db)
-        .await?
+    let Some(session) =
+        sessions::Entity::find_by_id(token.id()).filter(sessions::Column::ExpiresAt.gt(Utc::now())).one(db).await?
     else {
         return Ok(None);
     };
@@ -102,10 +100,7 @@ pub async fn revoke(db: &DatabaseConnection, token: &SessionToken) -> Result<(),
 
 /// Deletes expired sessions; returns how many.
 pub async fn purge_expired(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    let result = sessions::Entity::delete_many()
-        .filter(sessions::Column::ExpiresAt.lte(Utc::now()))
-        .exec(db)
-        .await?;
+    let result = sessions::Entity::delete_many().filter(sessions::Column::ExpiresAt.lte(Utc::now())).exec(db).await?;
     Ok(result.rows_affected)
 }
 
@@ -156,10 +151,14 @@ mod tests {
         let db = memory_db().await;
         let alice = user(&db, "alice").await;
         let token = start(&db, alice.id, None).await.unwrap();
-        sessions::ActiveModel { id: Set(token.id()), expires_at: Set(Utc::now() - Duration::seconds(1)), ..Default::default() }
-            .update(&db)
-            .await
-            .unwrap();
+        sessions::ActiveModel {
+            id: Set(token.id()),
+            expires_at: Set(Utc::now() - Duration::seconds(1)),
+            ..Default::default()
+        }
+        .update(&db)
+        .await
+        .unwrap();
         assert_eq!(user_for(&db, &token).await.unwrap(), None);
         assert_eq!(purge_expired(&db).await.unwrap(), 1);
     }

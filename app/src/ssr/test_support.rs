@@ -7,7 +7,7 @@ use chrono::Utc;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
 
-use crate::ssr::entities::users;
+use crate::ssr::entities::{messages, users};
 use crate::ssr::password::PasswordHash;
 
 pub async fn memory_db() -> DatabaseConnection {
@@ -54,4 +54,26 @@ pub async fn user(db: &DatabaseConnection, name: &str) -> users::Model {
     .insert(db)
     .await
     .expect("insert user")
+}
+
+/// Inserts a one-to-one message directly (no validation, no rate limit) with a fresh client id.
+/// Ids grow with every insert, so the order of calls is the order of the conversation.
+pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) -> messages::Model {
+    let now = Utc::now();
+    messages::ActiveModel {
+        body: Set(body.to_owned()),
+        user_id: Set(from),
+        recipient_id: Set(Some(to)),
+        chat_room_id: Set(None),
+        client_id: Set(hex::encode(rand::random::<[u8; 16]>())),
+        read_at: Set(None),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("insert message")
 }

@@ -1,0 +1,119 @@
+//! The composer: a textarea that grows, Enter to send, Shift+Enter for a new line, a counter near
+//! the limit. Without JavaScript it is a plain form that posts to `/api/messages/send`.
+
+use leptos::html::Textarea;
+use leptos::prelude::*;
+
+use crate::api::messages::SendMessage;
+use crate::error::AppError;
+use crate::model::{MESSAGE_MAX_CHARS, uuid_v4};
+
+/// Show the counter from this many characters on.
+const COUNTER_FROM: usize = MESSAGE_MAX_CHARS - 500;
+
+/// A new `client_id`, from the browser's cryptographic random source.
+fn new_client_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(crypto) = window().crypto() {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    uuid_v4(bytes)
+}
+
+#[component]
+pub fn Composer(
+    peer_id: i64,
+    /// The `client_id` a plain-form (no JavaScript) post uses.
+    compose_id: String,
+    send: Callback<(String, String)>,
+    send_error: RwSignal<Option<AppError>>,
+) -> impl IntoView {
+    // A plain-form send that failed comes back in the URL; this picks it up.
+    let form_send = ServerAction::<SendMessage>::new();
+    let text = RwSignal::new(String::new());
+    let hydrated = RwSignal::new(false);
+    let textarea = NodeRef::<Textarea>::new();
+    Effect::new(move |_| {
+        hydrated.set(true);
+        if let Some(el) = textarea.get() {
+            let _ = el.focus();
+        }
+    });
+
+    let chars = move || text.with(|t| t.trim().chars().count());
+    let too_long = move || chars() > MESSAGE_MAX_CHARS;
+    let blank = move || text.with(|t| t.trim().is_empty());
+
+    let grow = move || {
+        if let Some(el) = textarea.get_untracked() {
+            let html: &web_sys::HtmlElement = el.as_ref();
+            let style = html.style();
+            let _ = style.set_property("height", "auto");
+            let _ = style.set_property("height", &format!("{}px", el.scroll_height().min(200)));
+        }
+    };
+    let submit = move || {
+        if blank() || too_long() {
+            return;
+        }
+        send.run((new_client_id(), text.get_untracked()));
+        text.set(String::new());
+        request_animation_frame(grow);
+    };
+
+    let error = move || {
+        send_error
+            .get()
+            .or_else(|| form_send.value().get().and_then(Result::err))
+            .map(|e| view! { <p class="composer-error" role="alert">{e.to_string()}</p> })
+    };
+
+    view! {
+        {error}
+        <form
+            class="composer"
+            method="post"
+            action="/api/messages/send"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                submit();
+            }
+        >
+            <input type="hidden" name="recipient_id" value=peer_id />
+            <input type="hidden" name="client_id" value=compose_id />
+            <label class="visually-hidden" for="composer-body">"Message"</label>
+            <textarea
+                id="composer-body"
+                name="body"
+                rows="1"
+                placeholder="Write a message…"
+                autofocus
+                node_ref=textarea
+                prop:value=move || text.get()
+                on:input:target=move |ev| {
+                    text.set(ev.target().value());
+                    grow();
+                }
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        submit();
+                    }
+                }
+            ></textarea>
+            {move || {
+                (chars() >= COUNTER_FROM)
+                    .then(|| {
+                        view! {
+                            <span class="counter" class:over=too_long() aria-live="polite">
+                                {format!("{} / {MESSAGE_MAX_CHARS}", chars())}
+                            </span>
+                        }
+                    })
+            }}
+            <button class="button send" type="submit" disabled=move || hydrated.get() && (blank() || too_long())>
+                "Send"
+            </button>
+        </form>
+    }
+}

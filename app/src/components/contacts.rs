@@ -1,0 +1,131 @@
+//! The contact list: everyone else, filterable, with previews, times and unread badges.
+
+use leptos::prelude::*;
+
+use crate::components::{Avatar, ErrorBanner};
+use crate::error::AppError;
+use crate::model::Contact;
+use crate::text::preview;
+use crate::time::{LocalClock, relative};
+
+pub type ContactsResource = Resource<Result<Vec<Contact>, AppError>>;
+
+/// Total unread messages, for the document title.
+pub fn total_unread(contacts: &ContactsResource) -> i64 {
+    contacts.get().and_then(Result::ok).map(|list| list.iter().map(|c| c.unread).sum()).unwrap_or(0)
+}
+
+#[component]
+pub fn ContactList(contacts: ContactsResource, open_peer: Memo<Option<i64>>) -> impl IntoView {
+    let filter = RwSignal::new(String::new());
+    view! {
+        <div class="contacts-search">
+            <input
+                type="search"
+                placeholder="Filter people"
+                aria-label="Filter people"
+                autocomplete="off"
+                on:input:target=move |ev| filter.set(ev.target().value())
+            />
+        </div>
+        <Transition fallback=ContactSkeleton>
+            {move || Suspend::new(async move {
+                match contacts.await {
+                    Ok(list) if list.is_empty() => {
+                        view! {
+                            <p class="empty-state">"Nobody else is here yet. Invite someone to register!"</p>
+                        }
+                            .into_any()
+                    }
+                    Ok(list) => {
+                        let list = StoredValue::new(list);
+                        let talked = list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
+                        view! {
+                            {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
+                            <ul class="contact-list">
+                                {move || {
+                                    let needle = filter.get().trim().to_lowercase();
+                                    list.with_value(|l| {
+                                        l.iter()
+                                            .filter(|c| needle.is_empty() || c.name.to_lowercase().contains(&needle))
+                                            .cloned()
+                                            .map(|contact| view! { <ContactRow contact open_peer /> })
+                                            .collect_view()
+                                    })
+                                }}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                    Err(error) => {
+                        view! { <ErrorBanner error on_retry=move |()| contacts.refetch() /> }.into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
+    let clock = LocalClock::use_context();
+    let id = contact.id;
+    let last = contact.last_message.clone();
+    let when = last.as_ref().map(|m| m.created_at);
+    let preview_text = last.as_ref().map(|m| {
+        let text = preview(&m.body, 60);
+        if m.from_me { format!("You: {text}") } else { text }
+    });
+    let unread = contact.unread;
+    view! {
+        <li>
+            <a
+                class="contact"
+                class:unread={unread > 0}
+                href=format!("/chat/{id}")
+                aria-current=move || (open_peer.get() == Some(id)).then_some("page")
+            >
+                <Avatar id name=contact.name.clone() />
+                <span class="contact-main">
+                    <span class="contact-top">
+                        <span class="contact-name">{contact.name.clone()}</span>
+                        {when.map(|at| {
+                            view! {
+                                <time class="contact-time" datetime=at.to_rfc3339()>
+                                    {move || {
+                                        let local = clock.is_local();
+                                        if local {
+                                            relative(at, chrono::Utc::now(), true)
+                                        } else {
+                                            at.format("%-d %b").to_string()
+                                        }
+                                    }}
+                                </time>
+                            }
+                        })}
+                    </span>
+                    <span class="contact-bottom">
+                        <span class="contact-preview">{preview_text.unwrap_or_else(|| "No messages yet".to_owned())}</span>
+                        {(unread > 0)
+                            .then(|| {
+                                view! {
+                                    <span class="badge" aria-label=format!("{unread} unread")>
+                                        {unread}
+                                    </span>
+                                }
+                            })}
+                    </span>
+                </span>
+            </a>
+        </li>
+    }
+}
+
+#[component]
+fn ContactSkeleton() -> impl IntoView {
+    view! {
+        <ul class="contact-list" aria-busy="true" aria-label="Loading contacts">
+            {(0..6).map(|_| view! { <li class="contact skeleton-row"></li> }).collect_view()}
+        </ul>
+    }
+}

@@ -1,0 +1,64 @@
+//! The chat's building blocks: the contact list, the conversation, the composer, and the small
+//! pieces they share.
+
+pub mod composer;
+pub mod contacts;
+pub mod conversation;
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::text::initials;
+
+/// Shared state of the open chat shell.
+#[derive(Clone, Copy)]
+pub struct ChatState {
+    /// Bumped whenever the contact list may have changed (a send, a read).
+    pub contacts_version: RwSignal<u32>,
+}
+
+impl ChatState {
+    pub fn provide() -> Self {
+        let state = Self { contacts_version: RwSignal::new(0) };
+        provide_context(state);
+        state
+    }
+
+    pub fn contacts_changed(&self) {
+        self.contacts_version.update(|v| *v += 1);
+    }
+}
+
+/// A round avatar with initials; its colour is derived from the user id, so it is stable.
+#[component]
+pub fn Avatar(id: i64, name: String) -> impl IntoView {
+    let hue = (id.unsigned_abs() * 47) % 360;
+    view! {
+        <span class="avatar" style=format!("--hue: {hue}") aria-hidden="true">
+            {initials(&name)}
+        </span>
+    }
+}
+
+/// A readable error in place of content that could not load, with a way to try again.
+/// Without JavaScript, "Retry" reloads the page.
+#[component]
+pub fn ErrorBanner(error: AppError, #[prop(optional, into)] on_retry: Option<Callback<()>>) -> impl IntoView {
+    view! {
+        <div class="banner banner-error" role="alert">
+            <span>{error.to_string()}</span>
+            <a
+                class="button button-small"
+                href=""
+                on:click=move |ev| {
+                    if let Some(retry) = on_retry {
+                        ev.prevent_default();
+                        retry.run(());
+                    }
+                }
+            >
+                "Retry"
+            </a>
+        </div>
+    }
+}

@@ -1,0 +1,646 @@
+//! One-to-one conversations: the contact list, history pages, sending and read receipts.
+//! Every function takes the asking user's id and answers only about that user's conversations.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, SqlErr,
+};
+
+use crate::error::AppError;
+use crate::model::{ChatMessage, Contact, ConversationPage, LastMessage, Peer};
+use crate::ssr::entities::{messages, users};
+use crate::ssr::rate_limit::SlidingWindow;
+use crate::validation;
+
+impl From<messages::Model> for ChatMessage {
+    fn from(m: messages::Model) -> Self {
+        Self {
+            id: m.id,
+            sender_id: m.user_id,
+            recipient_id: m.recipient_id.unwrap_or_default(),
+            body: m.body,
+            client_id: m.client_id,
+            created_at: m.created_at,
+            read_at: m.read_at,
+        }
+    }
+}
+
+/// Messages between `me` and `peer`, in either direction (one-to-one only, not deleted).
+fn between(me: i64, peer: i64) -> Condition {
+    Condition::all()
+        .add(
+            Condition::any()
+                .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.eq(peer)))
+                .add(messages::Column::UserId.eq(peer).and(messages::Column::RecipientId.eq(me))),
+        )
+        .add(messages::Column::DeletedAt.is_null())
+}
+
+/// Every other user: people you have talked to first, newest conversation first; then the rest
+/// by name. Each with the newest message and how many of theirs you have not read.
+pub async fn contacts(db: &DatabaseConnection, me: i64) -> Result<Vec<Contact>, AppError> {
+    let users =
+        users::Entity::find().filter(users::Column::Id.ne(me)).order_by_asc(users::Column::Name).all(db).await?;
+
+    let unread: HashMap<i64, i64> = messages::Entity::find()
+        .select_only()
+        .column(messages::Column::UserId)
+        .column_as(messages::Column::Id.count(), "unread")
+        .filter(messages::Column::RecipientId.eq(me))
+        .filter(messages::Column::ReadAt.is_null())
+        .filter(messages::Column::DeletedAt.is_null())
+        .group_by(messages::Column::UserId)
+        .into_tuple::<(i64, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+
+    // The newest message id per peer, from both directions.
+    let sent: Vec<(i64, i64)> = messages::Entity::find()
+        .select_only()
+        .column(messages::Column::RecipientId)
+        .column_as(messages::Column::Id.max(), "last_id")
+        .filter(messages::Column::UserId.eq(me))
+        .filter(messages::Column::RecipientId.is_not_null())
+        .filter(messages::Column::DeletedAt.is_null())
+        .group_by(messages::Column::RecipientId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let received: Vec<(i64, i64)> = messages::Entity::find()
+        .select_only()
+        .column(messages::Column::UserId)
+        .column_as(messages::Column::Id.max(), "last_id")
+        .filter(messages::Column::RecipientId.eq(me))
+        .filter(messages::Column::DeletedAt.is_null())
+        .group_by(messages::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut last_id: HashMap<i64, i64> = HashMap::new();
+    for (peer, id) in sent.into_iter().chain(received) {
+        let newest = last_id.entry(peer).or_insert(id);
+        *newest = Ord::max(*newest, id);
+    }
+    let last_messages: HashMap<i64, messages::Model> = if last_id.is_empty() {
+        HashMap::new()
+    } else {
+        messages::Entity::find()
+            .filter(messages::Column::Id.is_in(last_id.values().copied()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect()
+    };
+
+    let mut contacts: Vec<Contact> = users
+        .into_iter()
+        .map(|user| {
+            let last = last_id.get(&user.id).and_then(|id| last_messages.get(id));
+            Contact {
+                id: user.id,
+                name: user.name,
+                unread: unread.get(&user.id).copied().unwrap_or(0),
+                last_message_id: last.map(|m| m.id),
+                last_message: last.map(|m| LastMessage {
+                    body: m.body.clone(),
+                    from_me: m.user_id == me,
+                    created_at: m.created_at,
+                }),
+            }
+        })
+        .collect();
+    // Newest conversation first; people without one keep their alphabetical order (stable sort).
+    contacts.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
+    Ok(contacts)
+}
+
+async fn peer(db: &DatabaseConnection, me: i64, peer_id: i64) -> Result<users::Model, AppError> {
+    match users::Entity::find_by_id(peer_id).one(db).await? {
+        Some(user) if user.id != me => Ok(user),
+        _ => Err(AppError::not_found("no such conversation")),
+    }
+}
+
+/// One page of the conversation between `me` and `peer_id`, oldest first: the newest `limit`
+/// messages, or the newest `limit` before `before_id`.
+pub async fn conversation(
+    db: &DatabaseConnection,
+    me: i64,
+    peer_id: i64,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+) -> Result<ConversationPage, AppError> {
+    let limit = validation::page_limit(limit)?;
+    let peer = peer(db, me, peer_id).await?;
+    let mut query = messages::Entity::find().filter(between(me, peer.id));
+    if let Some(before_id) = before_id {
+        query = query.filter(messages::Column::Id.lt(before_id));
+    }
+    // One extra row tells whether an older page exists.
+    let mut rows = query.order_by_desc(messages::Column::Id).limit(limit + 1).all(db).await?;
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    Ok(ConversationPage {
+        peer: Peer { id: peer.id, name: peer.name },
+        messages: rows.into_iter().map(ChatMessage::from).collect(),
+        has_more,
+        compose_id: new_client_id(),
+    })
+}
+
+/// A random UUID (version 4), as browsers make them for `client_id`.
+pub fn new_client_id() -> String {
+    crate::model::uuid_v4(rand::random())
+}
+
+/// What a send did: stored a new message, or found the one this `client_id` already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message: ChatMessage,
+    pub created: bool,
+}
+
+/// Sends `body` from `me` to `recipient_id`. `(me, client_id)` is an idempotency key: a repeat,
+/// even a concurrent one, returns the stored message and never stores a second.
+pub async fn send(
+    db: &DatabaseConnection,
+    limiter: &SlidingWindow,
+    me: i64,
+    recipient_id: i64,
+    body: &str,
+    client_id: &str,
+) -> Result<Sent, AppError> {
+    let client_id = validation::client_id(client_id)?;
+    if let Some(existing) = find_sent(db, me, &client_id).await? {
+        return Ok(Sent { message: existing.into(), created: false });
+    }
+    let body = validation::message_body(body)?;
+    if recipient_id == me {
+        return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
+    }
+    if users::Entity::find_by_id(recipient_id).one(db).await?.is_none() {
+        return Err(AppError::not_found("no such recipient"));
+    }
+    let key = me.to_string();
+    let now = Instant::now();
+    // Counted now, not after the insert: the insert awaits, and sends in parallel must not all
+    // pass the check before any of them is recorded.
+    if let Err(wait) = limiter.acquire(&key, now) {
+        return Err(AppError::rate_limited("slow down", wait));
+    }
+
+    let at = Utc::now();
+    let inserted = messages::ActiveModel {
+        body: Set(body),
+        user_id: Set(me),
+        recipient_id: Set(Some(recipient_id)),
+        chat_room_id: Set(None),
+        client_id: Set(client_id.clone()),
+        read_at: Set(None),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        ..Default::default()
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(message) => Ok(Sent { message: message.into(), created: true }),
+        // A concurrent identical send won the race: answer with its row.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            let existing = find_sent(db, me, &client_id).await?.ok_or(AppError::Internal)?;
+            Ok(Sent { message: existing.into(), created: false })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_sent(db: &DatabaseConnection, me: i64, client_id: &str) -> Result<Option<messages::Model>, AppError> {
+    Ok(messages::Entity::find()
+        .filter(messages::Column::UserId.eq(me))
+        .filter(messages::Column::ClientId.eq(client_id))
+        .one(db)
+        .await?)
+}
+
+/// Marks as read the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns how
+/// many changed. Never touches messages `me` sent, nor anyone else's conversations.
+pub async fn mark_as_read(db: &DatabaseConnection, me: i64, peer_id: i64, up_to_id: i64) -> Result<u64, AppError> {
+    let result = messages::Entity::update_many()
+        .col_expr(messages::Column::ReadAt, Expr::value(Utc::now()))
+        .filter(messages::Column::UserId.eq(peer_id))
+        .filter(messages::Column::RecipientId.eq(me))
+        .filter(messages::Column::Id.lte(up_to_id))
+        .filter(messages::Column::ReadAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::PaginatorTrait;
+
+    use super::*;
+    use crate::ssr::rate_limit::message_sends;
+    use crate::ssr::test_support::{for_each_database, message, user};
+
+    /// A limiter that never gets in the way of tests about something else.
+    fn unlimited() -> SlidingWindow {
+        SlidingWindow::new(10_000, Duration::from_secs(10))
+    }
+
+    fn ids(page: &ConversationPage) -> Vec<i64> {
+        page.messages.iter().map(|m| m.id).collect()
+    }
+
+    fn field_of(err: &AppError) -> Option<&str> {
+        match err {
+            AppError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How many messages `sender` has stored, whatever their recipient.
+    async fn stored_by(db: &DatabaseConnection, sender: i64) -> u64 {
+        messages::Entity::find().filter(messages::Column::UserId.eq(sender)).count(db).await.unwrap()
+    }
+
+    /// `(name, unread, last message body, from me)` for each contact, in list order.
+    async fn contact_list(db: &DatabaseConnection, me: i64) -> Vec<(String, i64, Option<(String, bool)>)> {
+        contacts(db, me)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.unread, c.last_message.map(|m| (m.body, m.from_me))))
+            .collect()
+    }
+
+    fn row(name: &str, unread: i64, last: Option<(&str, bool)>) -> (String, i64, Option<(String, bool)>) {
+        (name.to_owned(), unread, last.map(|(body, from_me)| (body.to_owned(), from_me)))
+    }
+
+    #[tokio::test]
+    async fn pages_end_exactly_at_the_oldest_message() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let mut sent = Vec::new();
+            for i in 0..50 {
+                let (from, to) = if i % 3 == 0 { (bob.id, alice.id) } else { (alice.id, bob.id) };
+                sent.push(message(&db, from, to, &format!("m{i}")).await.id);
+                // Other pairs talk at the same time, with and without Alice or Bob in them.
+                if i % 10 == 0 {
+                    message(&db, carol.id, bob.id, "carol to bob").await;
+                    message(&db, alice.id, carol.id, "alice to carol").await;
+                }
+            }
+
+            // Exactly one default page: all of it, and nothing older.
+            let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
+            assert_eq!(page.peer, Peer { id: bob.id, name: "bob".into() });
+            assert_eq!(ids(&page), sent, "oldest first, no other pair's messages");
+            assert_eq!(page.messages[0].body, "m0");
+            assert_eq!(page.messages[49].body, "m49");
+            assert!(!page.has_more);
+            // Bob sees the very same conversation.
+            let bobs = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            assert_eq!(ids(&bobs), sent);
+            assert!(!bobs.has_more);
+
+            // One more: the newest 50, and a second page with the one left.
+            sent.push(message(&db, alice.id, bob.id, "m50").await.id);
+            let newest = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
+            assert_eq!(ids(&newest), sent[1..]);
+            assert_eq!(newest.messages.last().unwrap().body, "m50");
+            assert!(newest.has_more);
+            let older = conversation(&db, alice.id, bob.id, Some(newest.messages[0].id), None).await.unwrap();
+            assert_eq!(ids(&older), [sent[0]]);
+            assert!(!older.has_more);
+            let before_oldest = conversation(&db, alice.id, bob.id, Some(sent[0]), None).await.unwrap();
+            assert!(before_oldest.messages.is_empty());
+            assert!(!before_oldest.has_more);
+
+            // Explicit limits: both bounds allowed, just outside refused.
+            let one = conversation(&db, alice.id, bob.id, None, Some(1)).await.unwrap();
+            assert_eq!(ids(&one), [sent[50]]);
+            assert!(one.has_more);
+            let hundred = conversation(&db, alice.id, bob.id, None, Some(100)).await.unwrap();
+            assert_eq!(ids(&hundred), sent);
+            assert!(!hundred.has_more);
+            for limit in [0, 101] {
+                let err = conversation(&db, alice.id, bob.id, None, Some(limit)).await.unwrap_err();
+                assert_eq!(field_of(&err), Some("limit"), "limit {limit}: {err:?}");
+                assert_eq!(err.status(), 400);
+            }
+
+            // The third pairs only ever see their own messages.
+            let carol_bob = conversation(&db, carol.id, bob.id, None, None).await.unwrap();
+            assert_eq!(carol_bob.messages.len(), 5);
+            assert!(carol_bob.messages.iter().all(|m| m.body == "carol to bob"));
+            let carol_alice = conversation(&db, carol.id, alice.id, None, None).await.unwrap();
+            assert_eq!(carol_alice.messages.len(), 5);
+            assert!(carol_alice.messages.iter().all(|m| m.body == "alice to carol"));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_conversation_needs_another_existing_person() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let err = conversation(&db, alice.id, alice.id, None, None).await.unwrap_err();
+            assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
+            let err = conversation(&db, alice.id, alice.id + 1000, None, None).await.unwrap_err();
+            assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn contacts_count_unread_per_sender_and_list_recent_conversations_first() {
+        for_each_database(|db| async move {
+            // Created in an order that is neither alphabetical nor the conversation order.
+            let alice = user(&db, "alice").await;
+            let zoe = user(&db, "zoe").await;
+            let carol = user(&db, "carol").await;
+            let bob = user(&db, "bob").await;
+            let dave = user(&db, "dave").await;
+            let erin = user(&db, "erin").await;
+
+            // Nobody has talked yet: everyone else, alphabetically, nothing unread.
+            assert_eq!(
+                contact_list(&db, alice.id).await,
+                [
+                    row("bob", 0, None),
+                    row("carol", 0, None),
+                    row("dave", 0, None),
+                    row("erin", 0, None),
+                    row("zoe", 0, None)
+                ]
+            );
+
+            message(&db, bob.id, alice.id, "hi alice").await;
+            message(&db, carol.id, alice.id, "hello from carol").await;
+            message(&db, bob.id, alice.id, "are you there?").await;
+            message(&db, alice.id, dave.id, "hi dave").await;
+            // Other people's conversations count for them, never for Alice.
+            message(&db, bob.id, carol.id, "psst").await;
+            message(&db, erin.id, zoe.id, "hi zoe").await;
+
+            assert_eq!(
+                contact_list(&db, alice.id).await,
+                [
+                    row("dave", 0, Some(("hi dave", true))),
+                    row("bob", 2, Some(("are you there?", false))),
+                    row("carol", 1, Some(("hello from carol", false))),
+                    row("erin", 0, None),
+                    row("zoe", 0, None)
+                ]
+            );
+
+            // Alice answers Bob: he moves to the top; her reply is not unread for her.
+            let reply = message(&db, alice.id, bob.id, "yes!").await;
+            let list = contacts(&db, alice.id).await.unwrap();
+            assert!(list.iter().all(|c| c.id != alice.id), "you are not your own contact");
+            assert_eq!((list[0].id, list[0].last_message_id), (bob.id, Some(reply.id)));
+            assert_eq!(list[0].last_message.as_ref().unwrap().created_at, reply.created_at);
+            assert_eq!(
+                contact_list(&db, alice.id).await,
+                [
+                    row("bob", 2, Some(("yes!", true))),
+                    row("dave", 0, Some(("hi dave", true))),
+                    row("carol", 1, Some(("hello from carol", false))),
+                    row("erin", 0, None),
+                    row("zoe", 0, None)
+                ]
+            );
+
+            // Bob's side: one unread from Alice; the three he sent are not unread for him.
+            assert_eq!(
+                contact_list(&db, bob.id).await,
+                [
+                    row("alice", 1, Some(("yes!", false))),
+                    row("carol", 0, Some(("psst", true))),
+                    row("dave", 0, None),
+                    row("erin", 0, None),
+                    row("zoe", 0, None)
+                ]
+            );
+            // Carol has one unread, from Bob; what she sent Alice is not unread for her.
+            assert_eq!(
+                contact_list(&db, carol.id).await,
+                [
+                    row("bob", 1, Some(("psst", false))),
+                    row("alice", 0, Some(("hello from carol", true))),
+                    row("dave", 0, None),
+                    row("erin", 0, None),
+                    row("zoe", 0, None)
+                ]
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn mark_as_read_touches_only_my_unread_messages_from_that_peer() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let b1 = message(&db, bob.id, alice.id, "b1").await;
+            let a1 = message(&db, alice.id, bob.id, "a1").await;
+            let c1 = message(&db, carol.id, alice.id, "c1").await;
+            let b2 = message(&db, bob.id, alice.id, "b2").await;
+            let b3 = message(&db, bob.id, alice.id, "b3").await;
+            let unread_of = |me: i64, peer: i64| {
+                let db = db.clone();
+                async move { contacts(&db, me).await.unwrap().into_iter().find(|c| c.id == peer).unwrap().unread }
+            };
+
+            // Carol cannot mark Bob's messages to Alice as read.
+            assert_eq!(mark_as_read(&db, carol.id, bob.id, i64::MAX).await.unwrap(), 0);
+            assert_eq!(mark_as_read(&db, carol.id, alice.id, i64::MAX).await.unwrap(), 0);
+            assert_eq!(unread_of(alice.id, bob.id).await, 3);
+            assert_eq!(unread_of(alice.id, carol.id).await, 1);
+            assert_eq!(unread_of(bob.id, alice.id).await, 1);
+
+            // Up to b2: b1 and b2 only. Not b3 (newer), not c1 (Carol's), not a1 (Alice's own).
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id).await.unwrap(), 2);
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id).await.unwrap(), 0, "already read");
+            let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
+            let read: Vec<(&str, bool)> =
+                page.messages.iter().map(|m| (m.body.as_str(), m.read_at.is_some())).collect();
+            assert_eq!(read, [("b1", true), ("a1", false), ("b2", true), ("b3", false)]);
+            assert_eq!(page.messages[0].id, b1.id);
+            let b1_read_at = page.messages[0].read_at;
+            assert_eq!(unread_of(alice.id, bob.id).await, 1);
+            assert_eq!(unread_of(alice.id, carol.id).await, 1);
+            assert_eq!(unread_of(bob.id, alice.id).await, 1, "what Alice sent stays unread for Bob");
+
+            // Everything from Bob: only the one still unread changes; earlier receipts keep their time.
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b3.id + 1000).await.unwrap(), 1);
+            let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
+            assert_eq!(page.messages[0].read_at, b1_read_at);
+            assert!(page.messages.iter().filter(|m| m.sender_id == bob.id).all(|m| m.read_at.is_some()));
+            assert_eq!(page.messages.iter().find(|m| m.id == a1.id).unwrap().read_at, None);
+            assert_eq!(unread_of(alice.id, bob.id).await, 0);
+            assert_eq!(unread_of(alice.id, carol.id).await, 1);
+
+            // Bob reads Alice's reply; Carol's message to Alice is still unread.
+            assert_eq!(mark_as_read(&db, bob.id, alice.id, a1.id).await.unwrap(), 1);
+            assert_eq!(unread_of(bob.id, alice.id).await, 0);
+            let carols = conversation(&db, alice.id, carol.id, None, None).await.unwrap();
+            assert_eq!(ids(&carols), [c1.id]);
+            assert_eq!(carols.messages[0].read_at, None);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_repeated_send_stores_one_message() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let limiter = message_sends();
+
+            let first = send(&db, &limiter, alice.id, bob.id, "hello", "client-1").await.unwrap();
+            assert!(first.created);
+            assert_eq!(
+                (first.message.sender_id, first.message.recipient_id, first.message.body.as_str()),
+                (alice.id, bob.id, "hello")
+            );
+            let again = send(&db, &limiter, alice.id, bob.id, "hello", "client-1").await.unwrap();
+            assert!(!again.created);
+            assert_eq!(again.message, first.message);
+            assert_eq!(stored_by(&db, alice.id).await, 1);
+
+            // Two identical sends at the same moment (a double click, a retry racing the original).
+            for round in 0..5 {
+                let client_id = format!("together-{round}");
+                let (db1, db2) = (db.clone(), db.clone());
+                let (one, two) = tokio::join!(
+                    send(&db1, &limiter, alice.id, bob.id, "together", &client_id),
+                    send(&db2, &limiter, alice.id, bob.id, "together", &client_id),
+                );
+                let (one, two) = (one.unwrap(), two.unwrap());
+                assert_eq!(one.message, two.message, "round {round}");
+                assert!(one.created != two.created, "exactly one of them stored it (round {round})");
+            }
+            assert_eq!(stored_by(&db, alice.id).await, 6);
+
+            // A different client id is a different message, even with the same text.
+            let other = send(&db, &limiter, alice.id, bob.id, "hello", "client-2").await.unwrap();
+            assert!(other.created);
+            assert_ne!(other.message.id, first.message.id);
+            assert_eq!(stored_by(&db, alice.id).await, 7);
+            // The key is per sender: Bob may use the same client id.
+            let bobs = send(&db, &limiter, bob.id, alice.id, "hi", "client-1").await.unwrap();
+            assert!(bobs.created);
+            assert_ne!(bobs.message.id, first.message.id);
+
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
+            assert_eq!(bodies, ["hello", "together", "together", "together", "together", "together", "hello", "hi"]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn invalid_sends_are_refused_and_the_21st_in_ten_seconds_is_rate_limited() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let limiter = message_sends();
+
+            for body in ["", "  \n\t  ", &"a".repeat(5001), "ring\u{7}the bell", "nul\0"] {
+                let err = send(&db, &limiter, alice.id, bob.id, body, "c-bad").await.unwrap_err();
+                assert_eq!(field_of(&err), Some("body"), "{body:?}: {err:?}");
+                assert_eq!(err.status(), 400);
+            }
+            let at_limit = "é".repeat(5000);
+            let err = send(&db, &limiter, alice.id, alice.id, "hi me", "c-self").await.unwrap_err();
+            assert_eq!(field_of(&err), Some("recipient_id"), "{err:?}");
+            let err = send(&db, &limiter, alice.id, bob.id + 1000, "hi?", "c-nobody").await.unwrap_err();
+            assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
+            assert_eq!(err.status(), 404);
+            let err = send(&db, &limiter, alice.id, bob.id, "hi", "not a client id").await.unwrap_err();
+            assert_eq!(field_of(&err), Some("client_id"), "{err:?}");
+            assert_eq!(stored_by(&db, alice.id).await, 0, "nothing refused is stored");
+
+            // Refused sends did not use up the allowance: 20 go through (one of them 5000 characters).
+            for i in 0..20 {
+                let body = if i == 0 { at_limit.clone() } else { format!("message {i}") };
+                let sent = send(&db, &limiter, alice.id, bob.id, &body, &format!("c-{i}")).await.unwrap();
+                assert!(sent.created, "send {i}");
+            }
+            let err = send(&db, &limiter, alice.id, bob.id, "one too many", "c-20").await.unwrap_err();
+            assert!(matches!(err, AppError::RateLimited { .. }), "{err:?}");
+            assert_eq!(err.status(), 429);
+            assert!(err.to_string().starts_with("slow down: try again in "), "{err}");
+            assert_eq!(stored_by(&db, alice.id).await, 20);
+
+            // A retry of a message already stored is not a new send: it still gets its answer.
+            let retry = send(&db, &limiter, alice.id, bob.id, "message 5", "c-5").await.unwrap();
+            assert!(!retry.created);
+            assert_eq!(retry.message.body, "message 5");
+            // The limit is per sender: Bob can still answer.
+            assert!(send(&db, &limiter, bob.id, alice.id, "calm down", "c-0").await.unwrap().created);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sends_in_parallel_cannot_outrun_the_rate_limit() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let limiter = std::sync::Arc::new(message_sends());
+            // A script firing 40 sends at once, all in flight together.
+            let mut sends = tokio::task::JoinSet::new();
+            for i in 0..40 {
+                let (db, limiter) = (db.clone(), limiter.clone());
+                let (alice, bob) = (alice.id, bob.id);
+                sends.spawn(async move { send(&db, &limiter, alice, bob, "spam", &format!("p-{i}")).await });
+            }
+            let results = sends.join_all().await;
+            let accepted = results.iter().filter(|r| r.is_ok()).count();
+            let limited = results.iter().filter(|r| matches!(r, Err(AppError::RateLimited { .. }))).count();
+            assert_eq!((accepted, limited), (20, 20));
+            assert_eq!(stored_by(&db, alice.id).await, 20);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sent_bodies_are_stored_normalised_and_otherwise_verbatim() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let limiter = unlimited();
+            let markup = "<img src=x onerror=alert(1)>";
+            let sent = send(&db, &limiter, alice.id, bob.id, markup, "c-1").await.unwrap();
+            assert_eq!(sent.message.body, markup);
+            let sent = send(&db, &limiter, alice.id, bob.id, "  two\r\nlines\t\n", "c-2").await.unwrap();
+            assert_eq!(sent.message.body, "two\nlines");
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
+            assert_eq!(bodies, [markup, "two\nlines"]);
+        })
+        .await;
+    }
+}

@@ -1,0 +1,107 @@
+//! How times read on screen. The server renders UTC; once hydrated, the browser switches to its
+//! own time zone (the `LocalClock` flag flips in an effect), so hydration never sees a mismatch.
+
+use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, Utc};
+use leptos::prelude::*;
+
+/// True once the page runs in a browser and may use the visitor's time zone and clock.
+#[derive(Clone, Copy)]
+pub struct LocalClock(pub RwSignal<bool>);
+
+impl LocalClock {
+    pub fn provide() -> Self {
+        let clock = Self(RwSignal::new(false));
+        provide_context(clock);
+        Effect::new(move |_| clock.0.set(true));
+        clock
+    }
+
+    pub fn use_context() -> Self {
+        use_context::<Self>().unwrap_or_else(|| Self(RwSignal::new(false)))
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.0.get()
+    }
+}
+
+fn naive(at: DateTime<Utc>, local: bool) -> chrono::NaiveDateTime {
+    if local { at.with_timezone(&Local).naive_local() } else { at.naive_utc() }
+}
+
+/// "14:05" (and " UTC" before hydration, so nobody mistakes it for their own time).
+pub fn clock(at: DateTime<Utc>, local: bool) -> String {
+    let time = naive(at, local).format("%H:%M").to_string();
+    if local { time } else { format!("{time} UTC") }
+}
+
+/// The calendar day a message belongs to, in the zone being shown.
+pub fn day(at: DateTime<Utc>, local: bool) -> NaiveDate {
+    naive(at, local).date()
+}
+
+/// "Today", "Yesterday", or "Monday 3 November 2026".
+pub fn day_label(day: NaiveDate, today: NaiveDate) -> String {
+    if day == today {
+        "Today".to_owned()
+    } else if Some(day) == today.pred_opt() {
+        "Yesterday".to_owned()
+    } else {
+        day.format("%A %-d %B %Y").to_string()
+    }
+}
+
+/// Short time for the contact list: "now", "5m", "3h", "Mon", "3 Nov", "3 Nov 2025".
+pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>, local: bool) -> String {
+    let age = now - at;
+    if age < Duration::minutes(1) {
+        "now".to_owned()
+    } else if age < Duration::hours(1) {
+        format!("{}m", age.num_minutes())
+    } else if age < Duration::hours(24) {
+        format!("{}h", age.num_hours())
+    } else if age < Duration::days(7) {
+        naive(at, local).format("%a").to_string()
+    } else if naive(at, local).year() == naive(now, local).year() {
+        naive(at, local).format("%-d %b").to_string()
+    } else {
+        naive(at, local).format("%-d %b %Y").to_string()
+    }
+}
+
+/// "Read at 14:05" for a read receipt's tooltip.
+pub fn read_at(at: DateTime<Utc>, local: bool) -> String {
+    format!("Read at {}", clock(at, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn server_side_rendering_is_utc_and_says_so() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 0).unwrap();
+        assert_eq!(clock(at, false), "09:05 UTC");
+        assert_eq!(day(at, false), NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
+    }
+
+    #[test]
+    fn day_labels() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert_eq!(day_label(today, today), "Today");
+        assert_eq!(day_label(today.pred_opt().unwrap(), today), "Yesterday");
+        assert_eq!(day_label(NaiveDate::from_ymd_opt(2026, 11, 3).unwrap(), today), "Tuesday 3 November 2026");
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(relative(now - Duration::seconds(20), now, false), "now");
+        assert_eq!(relative(now - Duration::minutes(5), now, false), "5m");
+        assert_eq!(relative(now - Duration::hours(3), now, false), "3h");
+        assert_eq!(relative(now - Duration::days(2), now, false), "Tue");
+        assert_eq!(relative(now - Duration::days(30), now, false), "27 Oct");
+        assert_eq!(relative(now - Duration::days(400), now, false), "22 Oct 2025");
+    }
+}

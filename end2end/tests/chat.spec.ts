@@ -1,0 +1,196 @@
+// The chat in the browser: two people write to each other, history, unread badges and read
+// receipts, escaping, the narrow layout, and sending without JavaScript.
+import { expect, test, type Browser, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { newAccount, ready, type Account } from './helpers';
+
+type Person = Account & { id: number; context: BrowserContext; page: Page };
+
+/** A signed-in browser context of its own, with a fresh account. */
+async function person(browser: Browser, info: TestInfo, prefix: string, account?: Account): Promise<Person> {
+  const context = await browser.newContext({ baseURL: info.project.use.baseURL, javaScriptEnabled: info.project.use.javaScriptEnabled });
+  const acc = account ?? newAccount(prefix);
+  let response = await context.request.post('/api/auth/register', {
+    form: { name: acc.name, email: acc.email, password: acc.password, password_confirmation: acc.password },
+    headers: { accept: 'application/json' },
+  });
+  if (response.status() === 400) {
+    response = await context.request.post('/api/auth/login', {
+      form: { email: acc.email, password: acc.password },
+      headers: { accept: 'application/json' },
+    });
+  }
+  expect(response.ok(), await response.text()).toBeTruthy();
+  const user = await response.json();
+  return { ...acc, id: user.id, context, page: await context.newPage() };
+}
+
+async function openChat(p: Person, info: TestInfo, peer?: Person) {
+  await p.page.goto(peer ? `/chat/${peer.id}` : '/chat');
+  await ready(p.page, info);
+}
+
+async function send(p: Person, text: string) {
+  const box = p.page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+const log = (page: Page) => page.getByRole('log');
+const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
+
+test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'alice');
+  const bob = await person(browser, info, 'bob');
+
+  await openChat(alice, info, bob);
+  await expect(alice.page.getByLabel('Message', { exact: true })).toBeFocused();
+  await send(alice, 'Hello Bob!\nHow are you?');
+  const sent = log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' });
+  await expect(sent.getByLabel('Sent')).toBeVisible();
+  await expect(alice.page.getByLabel('Message', { exact: true })).toHaveValue('');
+
+  await openChat(bob, info);
+  const row = contactRow(bob.page, alice.name);
+  await expect(row.getByLabel('1 unread')).toBeVisible();
+  await expect(row).toContainText('Hello Bob! How are you?');
+  await expect(bob.page).toHaveTitle('(1) Banter');
+
+  await row.click();
+  await expect(log(bob.page)).toContainText('Hello Bob!\nHow are you?');
+  await expect(row.getByLabel('1 unread')).toHaveCount(0);
+  await expect(bob.page).toHaveTitle('Banter');
+
+  await alice.page.reload();
+  await ready(alice.page, info);
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' }).getByLabel('Read')).toBeVisible();
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {
+  // The demo accounts come with 120 messages between Alice and Bob.
+  execFileSync(path.resolve(__dirname, '../../target/release/server'), ['demo-accounts'], {
+    cwd: path.resolve(__dirname, '../..'),
+    env: { ...process.env, DATABASE_URL: `sqlite://${process.env.E2E_DB_DIR}/banter.sqlite?mode=rwc`, RUST_LOG: 'warn' },
+  });
+  const demo = { password: 'banter-demo' };
+  const alice = await person(browser, info, 'x', { name: 'Alice', email: 'alice@example.com', ...demo });
+  const bob = await person(browser, info, 'x', { name: 'Bob', email: 'bob@example.com', ...demo });
+
+  await openChat(alice, info, bob);
+  const bubbles = log(alice.page).locator('.message .body');
+  await expect(bubbles).toHaveCount(50);
+  await expect(bubbles.last()).toHaveText('Demo message 120 of 120');
+  await expect(bubbles.first()).toHaveText('Demo message 71 of 120');
+
+  const scroller = alice.page.locator('.message-scroller');
+  for (const count of [100, 120]) {
+    await scroller.evaluate((el) => el.scrollTo(0, 0));
+    await expect(bubbles).toHaveCount(count);
+  }
+  const texts = await bubbles.allTextContents();
+  expect(texts).toEqual(Array.from({ length: 120 }, (_, i) => `Demo message ${i + 1} of 120`));
+  await expect(alice.page.getByRole('button', { name: 'Load older messages' })).toHaveCount(0);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('message text is text: markup shows literally and runs nothing', async ({ browser }, info) => {
+  const alice = await person(browser, info, 'xss-a');
+  const bob = await person(browser, info, 'xss-b');
+  const evil = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
+  let dialogs = 0;
+  for (const p of [alice, bob]) p.page.on('dialog', (d) => { dialogs += 1; void d.dismiss(); });
+
+  await openChat(alice, info, bob);
+  await alice.page.getByLabel('Message', { exact: true }).fill(evil);
+  await alice.page.getByRole('button', { name: 'Send' }).click();
+  await expect(log(alice.page)).toContainText(evil);
+
+  await openChat(bob, info, alice);
+  await expect(log(bob.page)).toContainText(evil);
+  await expect(log(bob.page).locator('img, script')).toHaveCount(0);
+  expect(dialogs).toBe(0);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('links in messages open safely in a new tab', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'link-a');
+  const bob = await person(browser, info, 'link-b');
+  await openChat(alice, info, bob);
+  await send(alice, 'docs at https://example.com/guide.');
+  const link = log(alice.page).getByRole('link', { name: 'https://example.com/guide' });
+  await expect(link).toHaveAttribute('rel', 'noopener noreferrer');
+  await expect(link).toHaveAttribute('target', '_blank');
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('a narrow screen shows one pane at a time', async ({ browser }, info) => {
+  const alice = await person(browser, info, 'mobile-a');
+  const bob = await person(browser, info, 'mobile-b');
+  await alice.page.setViewportSize({ width: 390, height: 800 });
+
+  await openChat(alice, info);
+  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
+  const conversation = alice.page.getByRole('main', { name: 'Conversation' });
+  await expect(contacts).toBeVisible();
+  await expect(conversation).toBeHidden();
+
+  await contactRow(alice.page, bob.name).click();
+  await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}$`));
+  await expect(conversation).toBeVisible();
+  await expect(contacts).toBeHidden();
+
+  await alice.page.getByRole('link', { name: 'Back to contacts' }).click();
+  await expect(contacts).toBeVisible();
+  await expect(conversation).toBeHidden();
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('without JavaScript the composer is a plain form that posts', { tag: '@no-js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'form-a');
+  const bob = await person(browser, info, 'form-b');
+  await openChat(alice, info, bob);
+  await alice.page.getByLabel('Message', { exact: true }).fill('Sent by a plain form\nwith two lines');
+  await alice.page.getByRole('button', { name: 'Send' }).click();
+  // The form posts, and the server sends the browser back to the conversation.
+  await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}\\??$`));
+  await expect(log(alice.page)).toContainText('Sent by a plain form\nwith two lines');
+
+  // An empty message is refused with a specific error, and nothing is stored.
+  await alice.page.getByLabel('Message', { exact: true }).fill('   ');
+  await alice.page.getByRole('button', { name: 'Send' }).click();
+  await expect(alice.page.getByRole('alert')).toHaveText('a message cannot be empty');
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('screenshots of the chat: light and dark, desktop and mobile', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'shot-a');
+  const bob = await person(browser, info, 'shot-b');
+  await openChat(bob, info, alice);
+  await send(bob, 'Hi! Did you see the new release notes? https://example.com/notes');
+  await expect(log(bob.page).getByLabel('Sent')).toBeVisible();
+  await openChat(alice, info, bob);
+  await send(alice, 'Yes, reading them now.\nThe dark theme looks great.');
+  await expect(log(alice.page).getByLabel('Sent')).toBeVisible();
+
+  const dir = path.resolve(__dirname, '../screenshots');
+  for (const scheme of ['light', 'dark'] as const) {
+    await alice.page.emulateMedia({ colorScheme: scheme });
+    for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['mobile', { width: 390, height: 800 }]] as const) {
+      await alice.page.setViewportSize(size);
+      const file = path.join(dir, `chat-${scheme}-${device}.png`);
+      await alice.page.screenshot({ path: file });
+      await info.attach(`chat-${scheme}-${device}`, { path: file, contentType: 'image/png' });
+    }
+  }
+  await alice.context.close();
+  await bob.context.close();
+});

@@ -1,0 +1,78 @@
+//! The HTTP test harness shared by the integration tests: the real server on a free port, and
+//! clients that keep cookies like a browser.
+// Each test binary compiles its own copy and uses only part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use app::ssr::AppState;
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use server::config::Config;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(database_url: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher: None };
+        let db = server::open_database(&config).await.unwrap();
+        let app = server::router(AppState::new(db), server::leptos_options(addr));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { base: format!("http://{addr}"), stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// A throw-away SQLite file that outlives one server instance (for restart tests).
+pub fn temp_sqlite_url() -> String {
+    let dir = std::env::temp_dir().join(format!("banter-http-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display())
+}
+
+pub fn browser() -> Client {
+    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+pub async fn post(
+    client: &Client,
+    url: String,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let response = client.post(url).header("accept", "application/json").form(form).send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body, headers)
+}
+
+pub fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&'static str, &'a str); 4] {
+    [("name", name), ("email", email), ("password", password), ("password_confirmation", password)]
+}
