@@ -18,7 +18,7 @@ pub mod validation;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{SsrMode, path};
 
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};

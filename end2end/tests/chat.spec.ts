@@ -85,10 +85,21 @@ test('history: 50 newest first, scrolling up brings the rest in order', { tag: '
   await expect(bubbles.last()).toHaveText('Demo message 120 of 120');
   await expect(bubbles.first()).toHaveText('Demo message 71 of 120');
 
+  // It opens scrolled to the newest message.
   const scroller = alice.page.locator('.message-scroller');
-  for (const count of [100, 120]) {
-    await scroller.evaluate((el) => el.scrollTo(0, 0));
-    await expect(bubbles).toHaveCount(count);
+  await expect
+    .poll(() => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight))
+    .toBeLessThan(2);
+
+  // Scrolling to the top brings the previous page, and the message that was at the top stays in view.
+  for (const [count, previousTop] of [[100, 71], [120, 21]] as const) {
+    await expect
+      .poll(async () => {
+        await scroller.evaluate((el) => el.scrollTo(0, 0));
+        return bubbles.count();
+      })
+      .toBe(count);
+    await expect(bubbles.getByText(`Demo message ${previousTop} of 120`, { exact: true })).toBeInViewport();
   }
   const texts = await bubbles.allTextContents();
   expect(texts).toEqual(Array.from({ length: 120 }, (_, i) => `Demo message ${i + 1} of 120`));
@@ -191,6 +202,47 @@ test('screenshots of the chat: light and dark, desktop and mobile', { tag: '@js-
       await info.attach(`chat-${scheme}-${device}`, { path: file, contentType: 'image/png' });
     }
   }
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('the theme toggle is remembered, and Esc closes a conversation on a narrow screen', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'theme-a');
+  const bob = await person(browser, info, 'theme-b');
+  await alice.page.emulateMedia({ colorScheme: 'light' });
+  await openChat(alice, info, bob);
+  await alice.page.getByRole('button', { name: 'Switch to dark theme' }).click();
+  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await alice.page.reload();
+  await ready(alice.page, info);
+  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await expect(alice.page.getByRole('button', { name: 'Switch to light theme' })).toBeVisible();
+
+  await alice.page.setViewportSize({ width: 390, height: 800 });
+  await alice.page.getByLabel('Message', { exact: true }).press('Escape');
+  await expect(alice.page).toHaveURL(/\/chat$/);
+  await expect(alice.page.getByRole('complementary', { name: 'Contacts' })).toBeVisible();
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('a send that fails stays in the list as not sent, and Retry delivers it once', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'retry-a');
+  const bob = await person(browser, info, 'retry-b');
+  await openChat(alice, info, bob);
+
+  await alice.context.setOffline(true);
+  await send(alice, 'written while offline');
+  const item = log(alice.page).getByRole('listitem').filter({ hasText: 'written while offline' });
+  await expect(item.getByText('Not sent.')).toBeVisible();
+  await expect(alice.page.getByRole('alert')).toContainText('could not reach Banter');
+
+  await alice.context.setOffline(false);
+  await item.getByRole('button', { name: 'Retry' }).click();
+  await expect(item.getByLabel('Sent')).toBeVisible();
+
+  await openChat(bob, info, alice);
+  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'written while offline' })).toHaveCount(1);
   await alice.context.close();
   await bob.context.close();
 });

@@ -16,10 +16,10 @@ async fn main() {
         Some(Err(_)) => exit_with(USAGE),
     };
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://data/banter.sqlite?mode=rwc".to_owned());
-    if url.starts_with("sqlite://data/") {
-        if let Err(e) = std::fs::create_dir_all("data") {
-            exit_with(&format!("cannot create data/: {e}"));
-        }
+    if url.starts_with("sqlite://data/")
+        && let Err(e) = std::fs::create_dir_all("data")
+    {
+        exit_with(&format!("cannot create data/: {e}"));
     }
     let db = match Database::connect(&url).await {
         Ok(db) => db,
