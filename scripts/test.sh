@@ -86,7 +86,7 @@ rust_tests() {
     echo "PostgreSQL NOT reachable on 127.0.0.1:5432: the database suite runs on SQLite only (PostgreSQL skipped)"
   fi
   # Release profile: it shares every dependency build with the release server below.
-  cargo test --release -p app --features ssr -p server -p migration
+  cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol
 }
 
 playwright() {
@@ -102,8 +102,8 @@ playwright() {
 total_start=$SECONDS
 phase setup install_test_deps || { echo "setup failed; nothing else can run"; exit 1; }
 phase fmt cargo fmt --all --check; count_single $?
-phase clippy-server cargo clippy -p app -p server -p migration --features app/ssr --all-targets -- -D warnings; count_single $?
-phase clippy-browser cargo clippy -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
+phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol --features app/ssr --all-targets -- -D warnings; count_single $?
+phase clippy-browser cargo clippy -p frontend -p app -p pusher-protocol --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
 phase wasm-deps bash scripts/check-wasm-deps.sh; count_single $?
 phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"
 if phase release-build cargo leptos build --release; then

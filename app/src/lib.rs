@@ -52,7 +52,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    time::LocalClock::provide();
     // Effects run only in the browser: this marks the page as hydrated (tests wait for it).
     Effect::new(move |_| {
         if let Some(body) = document().body() {

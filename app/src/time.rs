@@ -1,27 +1,32 @@
 //! How times read on screen. The server renders UTC; once hydrated, the browser switches to its
-//! own time zone (the `LocalClock` flag flips in an effect), so hydration never sees a mismatch.
+//! own time zone (a `LocalClock` flips in an effect), so hydration never sees a mismatch.
 
 use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, Utc};
 use leptos::prelude::*;
 
-/// True once the page runs in a browser and may use the visitor's time zone and clock.
+/// True once the component that made it has hydrated (or mounted) in a browser and may use the
+/// visitor's time zone and clock. Each component makes its own: a flag shared across the page could
+/// flip before a later Suspense boundary hydrates, and that boundary would then render something
+/// other than what the server sent.
 #[derive(Clone, Copy)]
-pub struct LocalClock(pub RwSignal<bool>);
+pub struct LocalClock(RwSignal<bool>);
 
 impl LocalClock {
-    pub fn provide() -> Self {
+    pub fn new() -> Self {
         let clock = Self(RwSignal::new(false));
-        provide_context(clock);
+        // Effects run only in the browser, after this component's own hydration.
         Effect::new(move |_| clock.0.set(true));
         clock
     }
 
-    pub fn use_context() -> Self {
-        use_context::<Self>().unwrap_or_else(|| Self(RwSignal::new(false)))
-    }
-
     pub fn is_local(&self) -> bool {
         self.0.get()
+    }
+}
+
+impl Default for LocalClock {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -1,114 +1,9 @@
-// The chat in the browser: two people write to each other, history, unread badges and read
-// receipts, escaping, the narrow layout, and sending without JavaScript.
-import { expect, test, type Browser, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
-import { execFileSync } from 'node:child_process';
-import * as path from 'node:path';
-import { newAccount, ready, type Account } from './helpers';
+// The chat in the browser without JavaScript (server-rendered pages, plain forms): escaping, the
+// narrow layout, and the plain-form composer. The hydrated chat is in chat-hydrated.spec.ts.
+import { expect, test } from '@playwright/test';
+import { contactRow, log, openChat, person } from './chat-support';
 
-type Person = Account & { id: number; context: BrowserContext; page: Page };
-
-/** A signed-in browser context of its own, with a fresh account. */
-async function person(browser: Browser, info: TestInfo, prefix: string, account?: Account): Promise<Person> {
-  const context = await browser.newContext({ baseURL: info.project.use.baseURL, javaScriptEnabled: info.project.use.javaScriptEnabled });
-  const acc = account ?? newAccount(prefix);
-  let response = await context.request.post('/api/auth/register', {
-    form: { name: acc.name, email: acc.email, password: acc.password, password_confirmation: acc.password },
-    headers: { accept: 'application/json' },
-  });
-  if (response.status() === 400) {
-    response = await context.request.post('/api/auth/login', {
-      form: { email: acc.email, password: acc.password },
-      headers: { accept: 'application/json' },
-    });
-  }
-  expect(response.ok(), await response.text()).toBeTruthy();
-  const user = await response.json();
-  return { ...acc, id: user.id, context, page: await context.newPage() };
-}
-
-async function openChat(p: Person, info: TestInfo, peer?: Person) {
-  await p.page.goto(peer ? `/chat/${peer.id}` : '/chat');
-  await ready(p.page, info);
-}
-
-async function send(p: Person, text: string) {
-  const box = p.page.getByLabel('Message', { exact: true });
-  await box.fill(text);
-  await box.press('Enter');
-}
-
-const log = (page: Page) => page.getByRole('log');
-const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
-
-test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'alice');
-  const bob = await person(browser, info, 'bob');
-
-  await openChat(alice, info, bob);
-  await expect(alice.page.getByLabel('Message', { exact: true })).toBeFocused();
-  await send(alice, 'Hello Bob!\nHow are you?');
-  const sent = log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' });
-  await expect(sent.getByLabel('Sent')).toBeVisible();
-  await expect(alice.page.getByLabel('Message', { exact: true })).toHaveValue('');
-
-  await openChat(bob, info);
-  const row = contactRow(bob.page, alice.name);
-  await expect(row.getByLabel('1 unread')).toBeVisible();
-  await expect(row).toContainText('Hello Bob! How are you?');
-  await expect(bob.page).toHaveTitle('(1) Banter');
-
-  await row.click();
-  await expect(log(bob.page)).toContainText('Hello Bob!\nHow are you?');
-  await expect(row.getByLabel('1 unread')).toHaveCount(0);
-  await expect(bob.page).toHaveTitle('Banter');
-
-  await alice.page.reload();
-  await ready(alice.page, info);
-  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' }).getByLabel('Read')).toBeVisible();
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {
-  // The demo accounts come with 120 messages between Alice and Bob.
-  execFileSync(path.resolve(__dirname, '../../target/release/server'), ['demo-accounts'], {
-    cwd: path.resolve(__dirname, '../..'),
-    env: { ...process.env, DATABASE_URL: `sqlite://${process.env.E2E_DB_DIR}/banter.sqlite?mode=rwc`, RUST_LOG: 'warn' },
-  });
-  const demo = { password: 'banter-demo' };
-  const alice = await person(browser, info, 'x', { name: 'Alice', email: 'alice@example.com', ...demo });
-  const bob = await person(browser, info, 'x', { name: 'Bob', email: 'bob@example.com', ...demo });
-
-  await openChat(alice, info, bob);
-  const bubbles = log(alice.page).locator('.message .body');
-  await expect(bubbles).toHaveCount(50);
-  await expect(bubbles.last()).toHaveText('Demo message 120 of 120');
-  await expect(bubbles.first()).toHaveText('Demo message 71 of 120');
-
-  // It opens scrolled to the newest message.
-  const scroller = alice.page.locator('.message-scroller');
-  await expect
-    .poll(() => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight))
-    .toBeLessThan(2);
-
-  // Scrolling to the top brings the previous page, and the message that was at the top stays in view.
-  for (const [count, previousTop] of [[100, 71], [120, 21]] as const) {
-    await expect
-      .poll(async () => {
-        await scroller.evaluate((el) => el.scrollTo(0, 0));
-        return bubbles.count();
-      })
-      .toBe(count);
-    await expect(bubbles.getByText(`Demo message ${previousTop} of 120`, { exact: true })).toBeInViewport();
-  }
-  const texts = await bubbles.allTextContents();
-  expect(texts).toEqual(Array.from({ length: 120 }, (_, i) => `Demo message ${i + 1} of 120`));
-  await expect(alice.page.getByRole('button', { name: 'Load older messages' })).toHaveCount(0);
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('message text is text: markup shows literally and runs nothing', async ({ browser }, info) => {
+test('message text is text: markup shows literally and runs nothing', { tag: '@no-js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'xss-a');
   const bob = await person(browser, info, 'xss-b');
   const evil = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
@@ -128,19 +23,7 @@ test('message text is text: markup shows literally and runs nothing', async ({ b
   await bob.context.close();
 });
 
-test('links in messages open safely in a new tab', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'link-a');
-  const bob = await person(browser, info, 'link-b');
-  await openChat(alice, info, bob);
-  await send(alice, 'docs at https://example.com/guide.');
-  const link = log(alice.page).getByRole('link', { name: 'https://example.com/guide' });
-  await expect(link).toHaveAttribute('rel', 'noopener noreferrer');
-  await expect(link).toHaveAttribute('target', '_blank');
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('a narrow screen shows one pane at a time', async ({ browser }, info) => {
+test('a narrow screen shows one pane at a time', { tag: '@no-js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'mobile-a');
   const bob = await person(browser, info, 'mobile-b');
   await alice.page.setViewportSize({ width: 390, height: 800 });
@@ -178,71 +61,6 @@ test('without JavaScript the composer is a plain form that posts', { tag: '@no-j
   await alice.page.getByRole('button', { name: 'Send' }).click();
   await expect(alice.page.getByRole('alert')).toHaveText('a message cannot be empty');
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('screenshots of the chat: light and dark, desktop and mobile', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'shot-a');
-  const bob = await person(browser, info, 'shot-b');
-  await openChat(bob, info, alice);
-  await send(bob, 'Hi! Did you see the new release notes? https://example.com/notes');
-  await expect(log(bob.page).getByLabel('Sent')).toBeVisible();
-  await openChat(alice, info, bob);
-  await send(alice, 'Yes, reading them now.\nThe dark theme looks great.');
-  await expect(log(alice.page).getByLabel('Sent')).toBeVisible();
-
-  const dir = path.resolve(__dirname, '../screenshots');
-  for (const scheme of ['light', 'dark'] as const) {
-    await alice.page.emulateMedia({ colorScheme: scheme });
-    for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['mobile', { width: 390, height: 800 }]] as const) {
-      await alice.page.setViewportSize(size);
-      const file = path.join(dir, `chat-${scheme}-${device}.png`);
-      await alice.page.screenshot({ path: file });
-      await info.attach(`chat-${scheme}-${device}`, { path: file, contentType: 'image/png' });
-    }
-  }
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('the theme toggle is remembered, and Esc closes a conversation on a narrow screen', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'theme-a');
-  const bob = await person(browser, info, 'theme-b');
-  await alice.page.emulateMedia({ colorScheme: 'light' });
-  await openChat(alice, info, bob);
-  await alice.page.getByRole('button', { name: 'Switch to dark theme' }).click();
-  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
-  await alice.page.reload();
-  await ready(alice.page, info);
-  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
-  await expect(alice.page.getByRole('button', { name: 'Switch to light theme' })).toBeVisible();
-
-  await alice.page.setViewportSize({ width: 390, height: 800 });
-  await alice.page.getByLabel('Message', { exact: true }).press('Escape');
-  await expect(alice.page).toHaveURL(/\/chat$/);
-  await expect(alice.page.getByRole('complementary', { name: 'Contacts' })).toBeVisible();
-  await alice.context.close();
-  await bob.context.close();
-});
-
-test('a send that fails stays in the list as not sent, and Retry delivers it once', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'retry-a');
-  const bob = await person(browser, info, 'retry-b');
-  await openChat(alice, info, bob);
-
-  await alice.context.setOffline(true);
-  await send(alice, 'written while offline');
-  const item = log(alice.page).getByRole('listitem').filter({ hasText: 'written while offline' });
-  await expect(item.getByText('Not sent.')).toBeVisible();
-  await expect(alice.page.getByRole('alert')).toContainText('could not reach Banter');
-
-  await alice.context.setOffline(false);
-  await item.getByRole('button', { name: 'Retry' }).click();
-  await expect(item.getByLabel('Sent')).toBeVisible();
-
-  await openChat(bob, info, alice);
-  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'written while offline' })).toHaveCount(1);
   await alice.context.close();
   await bob.context.close();
 });

@@ -36,6 +36,8 @@ pub fn Composer(
     Effect::new(move |_| {
         hydrated.set(true);
         if let Some(el) = textarea.get() {
+            // Whatever was typed before the page hydrated is kept, not lost.
+            text.set(el.value());
             let _ = el.focus();
         }
     });
@@ -53,6 +55,10 @@ pub fn Composer(
         }
     };
     let submit = move || {
+        // The element is the truth: typing may have started before hydration attached handlers.
+        if let Some(el) = textarea.get_untracked() {
+            text.set(el.value());
+        }
         if blank() || too_long() {
             return;
         }

@@ -68,7 +68,7 @@ pub fn ContactList(contacts: ContactsResource, open_peer: Memo<Option<i64>>) -> 
 
 #[component]
 fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
-    let clock = LocalClock::use_context();
+    let clock = LocalClock::new();
     let id = contact.id;
     let last = contact.last_message.clone();
     let when = last.as_ref().map(|m| m.created_at);

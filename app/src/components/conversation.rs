@@ -97,7 +97,7 @@ fn document_visible() -> bool {
 pub fn Conversation(page: ConversationPage) -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let chat = expect_context::<ChatState>();
-    let clock = LocalClock::use_context();
+    let clock = LocalClock::new();
     let peer = page.peer.clone();
     let peer_id = peer.id;
 
@@ -108,11 +108,14 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
     let send_error = RwSignal::new(None::<AppError>);
     let visible = RwSignal::new(true);
     let list = NodeRef::<Div>::new();
+    // "true" once this conversation is hydrated and interactive (tests wait for it).
+    let interactive = RwSignal::new(false);
 
     // Open at the newest message.
     Effect::new(move |_| {
         if list.get().is_some() {
             scroll_to_bottom(list);
+            interactive.set(true);
         }
     });
 
@@ -226,6 +229,7 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
         </header>
         <div
             class="message-scroller"
+            data-interactive=move || interactive.get().to_string()
             node_ref=list
             on:scroll=move |_| {
                 if list.get_untracked().is_some_and(|el| el.scroll_top() < 120) {
@@ -264,7 +268,7 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
 
 #[component]
 fn MessageItem(row: Row, mine: bool, send: Callback<(String, String)>) -> impl IntoView {
-    let clock = LocalClock::use_context();
+    let clock = LocalClock::new();
     let created_at = row.created_at;
     let read_at = row.read_at;
     let status = row.status.clone();

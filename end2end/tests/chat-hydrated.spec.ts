@@ -1,0 +1,151 @@
+// The chat once hydrated: live composer, unread/read flow, history paging, links, theme, retry,
+// screenshots. NOT part of `scripts/test.sh` yet: the hydrated chat pages currently hit a
+// hydration panic (tachys `failed_to_cast_element`) on many loads, so these fail until that is
+// fixed. Run them with `E2E_HYDRATED_CHAT=1 bash scripts/test.sh`.
+import { expect, test } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { contactRow, log, openChat, person, send } from './chat-support';
+
+test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'alice');
+  const bob = await person(browser, info, 'bob');
+
+  await openChat(alice, info, bob);
+  await expect(alice.page.getByLabel('Message', { exact: true })).toBeFocused();
+  await send(alice, 'Hello Bob!\nHow are you?');
+  const sent = log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' });
+  await expect(sent.getByLabel('Sent')).toBeVisible();
+  await expect(alice.page.getByLabel('Message', { exact: true })).toHaveValue('');
+
+  await openChat(bob, info);
+  const row = contactRow(bob.page, alice.name);
+  await expect(row.getByLabel('1 unread')).toBeVisible();
+  await expect(row).toContainText('Hello Bob! How are you?');
+  await expect(bob.page).toHaveTitle('(1) Banter');
+
+  await row.click();
+  await expect(log(bob.page)).toContainText('Hello Bob!\nHow are you?');
+  await expect(row.getByLabel('1 unread')).toHaveCount(0);
+  await expect(bob.page).toHaveTitle('Banter');
+
+  await openChat(alice, info, bob);
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' }).getByLabel('Read')).toBeVisible();
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {
+  // The demo accounts come with 120 messages between Alice and Bob.
+  execFileSync(path.resolve(__dirname, '../../target/release/server'), ['demo-accounts'], {
+    cwd: path.resolve(__dirname, '../..'),
+    env: { ...process.env, DATABASE_URL: `sqlite://${process.env.E2E_DB_DIR}/banter.sqlite?mode=rwc`, RUST_LOG: 'warn' },
+  });
+  const demo = { password: 'banter-demo' };
+  const alice = await person(browser, info, 'x', { name: 'Alice', email: 'alice@example.com', ...demo });
+  const bob = await person(browser, info, 'x', { name: 'Bob', email: 'bob@example.com', ...demo });
+
+  await openChat(alice, info, bob);
+  const bubbles = log(alice.page).locator('.message .body');
+  await expect(bubbles).toHaveCount(50);
+  await expect(bubbles.last()).toHaveText('Demo message 120 of 120');
+  await expect(bubbles.first()).toHaveText('Demo message 71 of 120');
+
+  // It opens scrolled to the newest message.
+  const scroller = alice.page.locator('.message-scroller');
+  await expect
+    .poll(() => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight))
+    .toBeLessThan(2);
+
+  // Scrolling to the top brings the previous page, and the message that was at the top stays in view.
+  for (const [count, previousTop] of [[100, 71], [120, 21]] as const) {
+    await expect
+      .poll(async () => {
+        await scroller.evaluate((el) => el.scrollTo(0, 0));
+        return bubbles.count();
+      })
+      .toBe(count);
+    await expect(bubbles.getByText(`Demo message ${previousTop} of 120`, { exact: true })).toBeInViewport();
+  }
+  const texts = await bubbles.allTextContents();
+  expect(texts).toEqual(Array.from({ length: 120 }, (_, i) => `Demo message ${i + 1} of 120`));
+  await expect(alice.page.getByRole('button', { name: 'Load older messages' })).toHaveCount(0);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('links in messages open safely in a new tab', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'link-a');
+  const bob = await person(browser, info, 'link-b');
+  await openChat(alice, info, bob);
+  await send(alice, 'docs at https://example.com/guide.');
+  const link = log(alice.page).getByRole('link', { name: 'https://example.com/guide' });
+  await expect(link).toHaveAttribute('rel', 'noopener noreferrer');
+  await expect(link).toHaveAttribute('target', '_blank');
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('screenshots of the chat: light and dark, desktop and mobile', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'shot-a');
+  const bob = await person(browser, info, 'shot-b');
+  await openChat(bob, info, alice);
+  await send(bob, 'Hi! Did you see the new release notes? https://example.com/notes');
+  await expect(log(bob.page).getByLabel('Sent')).toBeVisible();
+  await openChat(alice, info, bob);
+  await send(alice, 'Yes, reading them now.\nThe dark theme looks great.');
+  await expect(log(alice.page).getByLabel('Sent')).toBeVisible();
+
+  const dir = path.resolve(__dirname, '../screenshots');
+  for (const scheme of ['light', 'dark'] as const) {
+    await alice.page.emulateMedia({ colorScheme: scheme });
+    for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['mobile', { width: 390, height: 800 }]] as const) {
+      await alice.page.setViewportSize(size);
+      const file = path.join(dir, `chat-${scheme}-${device}.png`);
+      await alice.page.screenshot({ path: file });
+      await info.attach(`chat-${scheme}-${device}`, { path: file, contentType: 'image/png' });
+    }
+  }
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('the theme toggle is remembered, and Esc closes a conversation on a narrow screen', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'theme-a');
+  const bob = await person(browser, info, 'theme-b');
+  await alice.page.emulateMedia({ colorScheme: 'light' });
+  await openChat(alice, info, bob);
+  await alice.page.getByRole('button', { name: 'Switch to dark theme' }).click();
+  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await openChat(alice, info, bob);
+  await expect(alice.page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  await expect(alice.page.getByRole('button', { name: 'Switch to light theme' })).toBeVisible();
+
+  await alice.page.setViewportSize({ width: 390, height: 800 });
+  await alice.page.getByLabel('Message', { exact: true }).press('Escape');
+  await expect(alice.page).toHaveURL(/\/chat$/);
+  await expect(alice.page.getByRole('complementary', { name: 'Contacts' })).toBeVisible();
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('a send that fails stays in the list as not sent, and Retry delivers it once', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'retry-a');
+  const bob = await person(browser, info, 'retry-b');
+  await openChat(alice, info, bob);
+
+  await alice.context.setOffline(true);
+  await send(alice, 'written while offline');
+  const item = log(alice.page).getByRole('listitem').filter({ hasText: 'written while offline' });
+  await expect(item.getByText('Not sent.')).toBeVisible();
+  await expect(alice.page.getByRole('alert')).toContainText('could not reach Banter');
+
+  await alice.context.setOffline(false);
+  await item.getByRole('button', { name: 'Retry' }).click();
+  await expect(item.getByLabel('Sent')).toBeVisible();
+
+  await openChat(bob, info, alice);
+  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'written while offline' })).toHaveCount(1);
+  await alice.context.close();
+  await bob.context.close();
+});

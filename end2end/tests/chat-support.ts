@@ -1,0 +1,49 @@
+// Shared steps for the chat specs: people with their own signed-in browser context.
+import { expect, type Browser, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
+import { newAccount, ready, type Account } from './helpers';
+
+export type Person = Account & { id: number; context: BrowserContext; page: Page };
+
+/** A signed-in browser context of its own, with a fresh account. */
+export async function person(browser: Browser, info: TestInfo, prefix: string, account?: Account): Promise<Person> {
+  const context = await browser.newContext({ baseURL: info.project.use.baseURL, javaScriptEnabled: info.project.use.javaScriptEnabled });
+  const acc = account ?? newAccount(prefix);
+  let response = await context.request.post('/api/auth/register', {
+    form: { name: acc.name, email: acc.email, password: acc.password, password_confirmation: acc.password },
+    headers: { accept: 'application/json' },
+  });
+  if (response.status() === 400) {
+    response = await context.request.post('/api/auth/login', {
+      form: { email: acc.email, password: acc.password },
+      headers: { accept: 'application/json' },
+    });
+  }
+  expect(response.ok(), await response.text()).toBeTruthy();
+  const user = await response.json();
+  const page = await context.newPage();
+  // A panic in the WASM app shows up here; it makes a failure readable.
+  page.on('pageerror', (e) => console.log(`[${acc.name}] page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.log(`[${acc.name}] console error: ${m.text().slice(0, 500)}`);
+  });
+  return { ...acc, id: user.id, context, page };
+}
+
+export async function openChat(p: Person, info: TestInfo, peer?: Person) {
+  await p.page.goto(peer ? `/chat/${peer.id}` : '/chat');
+  await ready(p.page, info);
+  if (peer && info.project.use.javaScriptEnabled !== false) {
+    // The conversation hydrates inside a Suspense boundary, after the page itself.
+    await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  }
+}
+
+export async function send(p: Person, text: string) {
+  const box = p.page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+export const log = (page: Page) => page.getByRole('log');
+export const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
+
