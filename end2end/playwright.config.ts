@@ -9,8 +9,6 @@ const dbDir = process.env.E2E_DB_DIR ?? path.join(os.tmpdir(), `banter-e2e-${por
 
 export default defineConfig({
   testDir: './tests',
-  // Known broken, see the comment at the top of that file: run with E2E_HYDRATED_CHAT=1.
-  testIgnore: process.env.E2E_HYDRATED_CHAT === '1' ? [] : ['**/chat-hydrated.spec.ts'],
   timeout: 30_000,
   expect: { timeout: 10_000 },
   workers: 2,

@@ -1,7 +1,5 @@
-// The chat once hydrated: live composer, unread/read flow, history paging, links, theme, retry,
-// screenshots. NOT part of `scripts/test.sh` yet: the hydrated chat pages currently hit a
-// hydration panic (tachys `failed_to_cast_element`) on many loads, so these fail until that is
-// fixed. Run them with `E2E_HYDRATED_CHAT=1 bash scripts/test.sh`.
+// The chat once hydrated: the composer, the unread/read flow, history paging, links, theme and
+// Esc, retry after a failed send, and screenshots. Each page is checked for hydration panics.
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';

@@ -21,7 +21,8 @@ export async function person(browser: Browser, info: TestInfo, prefix: string, a
   expect(response.ok(), await response.text()).toBeTruthy();
   const user = await response.json();
   const page = await context.newPage();
-  // A panic in the WASM app shows up here; it makes a failure readable.
+  // A panic in the WASM app (a hydration mismatch, say) is printed with the test that met it;
+  // openChat then fails waiting for the conversation to become interactive.
   page.on('pageerror', (e) => console.log(`[${acc.name}] page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error') console.log(`[${acc.name}] console error: ${m.text().slice(0, 500)}`);

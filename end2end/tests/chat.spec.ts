@@ -1,9 +1,9 @@
-// The chat in the browser without JavaScript (server-rendered pages, plain forms): escaping, the
-// narrow layout, and the plain-form composer. The hydrated chat is in chat-hydrated.spec.ts.
+// The chat with and without JavaScript: escaping, the narrow layout, and the plain-form composer.
+// The hydrated-only behaviour is in chat-hydrated.spec.ts.
 import { expect, test } from '@playwright/test';
 import { contactRow, log, openChat, person } from './chat-support';
 
-test('message text is text: markup shows literally and runs nothing', { tag: '@no-js-only' }, async ({ browser }, info) => {
+test('message text is text: markup shows literally and runs nothing', async ({ browser }, info) => {
   const alice = await person(browser, info, 'xss-a');
   const bob = await person(browser, info, 'xss-b');
   const evil = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
@@ -23,7 +23,7 @@ test('message text is text: markup shows literally and runs nothing', { tag: '@n
   await bob.context.close();
 });
 
-test('a narrow screen shows one pane at a time', { tag: '@no-js-only' }, async ({ browser }, info) => {
+test('a narrow screen shows one pane at a time', async ({ browser }, info) => {
   const alice = await person(browser, info, 'mobile-a');
   const bob = await person(browser, info, 'mobile-b');
   await alice.page.setViewportSize({ width: 390, height: 800 });

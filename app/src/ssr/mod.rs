@@ -60,78 +60,102 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
-/// The server state, provided as context by the router.
-pub fn state() -> Result<AppState, AppError> {
-    use_context::<AppState>().ok_or_else(|| {
-        tracing::error!("AppState missing from the request context");
-        AppError::Internal
-    })
+/// Everything a server function needs from the request, read from the reactive context in one
+/// synchronous step. Server functions must call [`request`] before their first `.await`: after an
+/// await the context is not guaranteed to be there (seen as "AppState missing" during SSR).
+pub struct RequestContext {
+    pub state: AppState,
+    token: Option<SessionToken>,
+    client: Option<IpAddr>,
+    https: bool,
+    accepts_html: bool,
+    response: ResponseOptions,
 }
 
-fn request_parts() -> Result<Parts, AppError> {
-    use_context::<Parts>().ok_or_else(|| {
-        tracing::error!("request parts missing from the context");
+pub fn request() -> Result<RequestContext, AppError> {
+    let missing = |what: &str| {
+        tracing::error!("{what} missing from the request context");
         AppError::Internal
-    })
-}
-
-/// The session token the browser sent, if any.
-pub fn session_token() -> Option<SessionToken> {
-    let parts = use_context::<Parts>()?;
-    parts
+    };
+    let state = use_context::<AppState>().ok_or_else(|| missing("AppState"))?;
+    let parts = use_context::<Parts>().ok_or_else(|| missing("request parts"))?;
+    let response = use_context::<ResponseOptions>().ok_or_else(|| missing("response options"))?;
+    let token = parts
         .headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(SessionToken::from_cookie_header)
-}
-
-/// The signed-in user, or `None`.
-pub async fn current_user() -> Result<Option<users::Model>, AppError> {
-    let Some(token) = session_token() else { return Ok(None) };
-    Ok(sessions::user_for(&state()?.db, &token).await?)
-}
-
-/// The signed-in user, or 401.
-pub async fn require_user() -> Result<users::Model, AppError> {
-    current_user().await?.ok_or(AppError::Unauthorized)
-}
-
-/// The address of the client, as seen by this server's socket.
-pub fn client_address() -> Option<IpAddr> {
-    let parts = use_context::<Parts>()?;
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
-}
-
-/// Whether the browser reached us over https (directly or through a proxy that says so).
-fn is_https() -> Result<bool, AppError> {
-    let parts = request_parts()?;
+        .filter_map(|v| v.to_str().ok())
+        .find_map(SessionToken::from_cookie_header);
     let forwarded_https = parts
         .headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    Ok(forwarded_https || parts.uri.scheme_str() == Some("https"))
+    let accepts_html =
+        parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
+    Ok(RequestContext {
+        state,
+        token,
+        client: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
+        https: forwarded_https || parts.uri.scheme_str() == Some("https"),
+        accepts_html,
+        response,
+    })
 }
 
-fn set_cookie(value: String) -> Result<(), AppError> {
-    let response = use_context::<ResponseOptions>().ok_or(AppError::Internal)?;
-    let value = header::HeaderValue::from_str(&value).map_err(|_| AppError::Internal)?;
-    response.append_header(header::SET_COOKIE, value);
-    Ok(())
-}
-
-/// Signs `user_id` in on this response: a brand-new session (any old one is revoked) and its cookie.
-pub async fn begin_session(user_id: i64) -> Result<(), AppError> {
-    let state = state()?;
-    let token = sessions::start(&state.db, user_id, session_token().as_ref()).await?;
-    set_cookie(token.set_cookie(is_https()?))
-}
-
-/// Signs out: the session is deleted server-side and the cookie cleared.
-pub async fn end_session() -> Result<(), AppError> {
-    if let Some(token) = session_token() {
-        sessions::revoke(&state()?.db, &token).await?;
+impl RequestContext {
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.state.db
     }
-    set_cookie(SessionToken::clear_cookie(is_https()?))
+
+    /// The signed-in user, or `None`.
+    pub async fn current_user(&self) -> Result<Option<users::Model>, AppError> {
+        let Some(token) = &self.token else { return Ok(None) };
+        Ok(sessions::user_for(&self.state.db, token).await?)
+    }
+
+    /// The signed-in user, or 401.
+    pub async fn require_user(&self) -> Result<users::Model, AppError> {
+        self.current_user().await?.ok_or(AppError::Unauthorized)
+    }
+
+    /// The address of the client, as seen by this server's socket.
+    pub fn client_address(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    fn set_cookie(&self, value: String) -> Result<(), AppError> {
+        let value = header::HeaderValue::from_str(&value).map_err(|_| AppError::Internal)?;
+        self.response.append_header(header::SET_COOKIE, value);
+        Ok(())
+    }
+
+    /// Signs `user_id` in on this response: a brand-new session (any old one is revoked) and its cookie.
+    pub async fn begin_session(&self, user_id: i64) -> Result<(), AppError> {
+        let token = sessions::start(&self.state.db, user_id, self.token.as_ref()).await?;
+        self.set_cookie(token.set_cookie(self.https))
+    }
+
+    /// Signs out: the session is deleted server-side and the cookie cleared.
+    pub async fn end_session(&self) -> Result<(), AppError> {
+        if let Some(token) = &self.token {
+            sessions::revoke(&self.state.db, token).await?;
+        }
+        self.set_cookie(SessionToken::clear_cookie(self.https))
+    }
+
+    /// Sends the browser to `path` after this call: a real 302 for a plain form post, and the
+    /// server-function redirect header for calls made from WASM (as `leptos_axum::redirect`).
+    pub fn redirect(&self, path: &str) {
+        let Ok(location) = header::HeaderValue::from_str(path) else { return };
+        self.response.insert_header(header::LOCATION, location);
+        if self.accepts_html {
+            self.response.set_status(axum::http::StatusCode::FOUND);
+        } else {
+            self.response.insert_header(
+                header::HeaderName::from_static(leptos::server_fn::redirect::REDIRECT_HEADER),
+                header::HeaderValue::from_static(""),
+            );
+        }
+    }
 }
