@@ -138,10 +138,15 @@ pub async fn create_demo_accounts(db: &DatabaseConnection) -> Result<Vec<&'stati
     for (name, email) in DEMO_ACCOUNTS {
         let user = match accounts::find_by_email(db, email).await? {
             Some(user) => user,
-            None => {
-                created.push(email);
-                accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await?
-            }
+            None => match accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await {
+                Ok(user) => {
+                    created.push(email);
+                    user
+                }
+                // A concurrent run registered it first: use that account.
+                Err(AppError::Invalid { .. }) => accounts::find_by_email(db, email).await?.ok_or(AppError::Internal)?,
+                Err(e) => return Err(e),
+            },
         };
         ids.push(user.id);
     }
@@ -176,6 +181,9 @@ async fn create_demo_history(db: &DatabaseConnection, alice: i64, bob: i64) -> R
             ..Default::default()
         }
     });
-    messages::Entity::insert_many(rows).exec(db).await?;
-    Ok(())
+    match messages::Entity::insert_many(rows).exec(db).await {
+        // Another `demo-accounts` run inserted the same history first.
+        Err(e) if app::ssr::is_unique_violation(&e) => Ok(()),
+        result => result.map(|_| ()).map_err(AppError::from),
+    }
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use crate::error::AppError;
 use crate::ssr::entities::users;
@@ -46,9 +46,7 @@ pub async fn register(
     match inserted {
         Ok(user) => Ok(user),
         // Lost a race with an identical registration: the unique index decided.
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(AppError::invalid("email", EMAIL_TAKEN))
-        }
+        Err(e) if crate::ssr::is_unique_violation(&e) => Err(AppError::invalid("email", EMAIL_TAKEN)),
         Err(e) => Err(e.into()),
     }
 }

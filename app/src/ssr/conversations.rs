@@ -8,7 +8,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, SqlErr,
+    Set,
 };
 
 use crate::error::AppError;
@@ -218,7 +218,7 @@ pub async fn send(
     match inserted {
         Ok(message) => Ok(Sent { message: message.into(), created: true }),
         // A concurrent identical send won the race: answer with its row.
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+        Err(e) if crate::ssr::is_unique_violation(&e) => {
             let existing = find_sent(db, me, &client_id).await?.ok_or(AppError::Internal)?;
             Ok(Sent { message: existing.into(), created: false })
         }

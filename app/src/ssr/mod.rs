@@ -44,6 +44,12 @@ impl From<DbErr> for AppError {
     }
 }
 
+/// True when `err` is a unique-constraint violation: the database, not a prior read, decided a
+/// race between two identical writes.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
 /// Opens the pool. SQLite files use WAL (readers never wait for the writer) and enforce foreign keys.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
