@@ -34,8 +34,10 @@ export default defineConfig({
     },
   },
   projects: [
-    { name: 'js', use: { javaScriptEnabled: true }, grepInvert: /@no-js-only/ },
-    { name: 'no-js', use: { javaScriptEnabled: false }, grepInvert: /@js-only/ },
+    { name: 'js', use: { javaScriptEnabled: true }, grepInvert: /@no-js-only/, testIgnore: /pusher-sdk\.spec\.ts/ },
+    { name: 'no-js', use: { javaScriptEnabled: false }, grepInvert: /@js-only/, testIgnore: /pusher-sdk\.spec\.ts/ },
+    // The official Pusher SDKs against the embedded server, from Node (no browser page).
+    { name: 'sdk', testMatch: /pusher-sdk\.spec\.ts/ },
   ],
   webServer: {
     command: './target/release/server',
@@ -51,6 +53,10 @@ export default defineConfig({
       LEPTOS_OUTPUT_NAME: 'banter',
       DATABASE_URL: `sqlite://${dbDir}/banter.sqlite?mode=rwc`,
       RUST_LOG: 'warn',
+      // ID/KEY/SECRET without HOST/CLUSTER: the embedded Pusher server, with credentials the sdk tests know.
+      PUSHER_APP_ID: 'banter-e2e',
+      PUSHER_APP_KEY: 'banter-e2e-key',
+      PUSHER_APP_SECRET: 'banter-e2e-secret',
     },
   },
 });

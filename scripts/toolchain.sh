@@ -10,6 +10,14 @@ export PATH="$BANTER_ROOT/tools/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bi
 
 toolchain_say() { printf '[toolchain] %s\n' "$*" >&2; }
 
+# The tools only drive cargo and rustc; how fast they run does not matter, how fast they build
+# does. cargo-leptos asks for fat LTO with one codegen unit, which made its install the longest
+# step of a cold run; these overrides apply to the installs below only.
+quick_install() {
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo install "$@"
+}
+
 ensure_toolchain() {
   local want have
   if ! command -v cargo >/dev/null || ! command -v npm >/dev/null; then
@@ -25,7 +33,7 @@ ensure_toolchain() {
   have=$(cargo leptos --version 2>/dev/null | awk '{print $2}')
   if [ "$have" != "$CARGO_LEPTOS_VERSION" ]; then
     toolchain_say "installing cargo-leptos $CARGO_LEPTOS_VERSION (built from crates.io, a few minutes)"
-    cargo install --locked --quiet --features no_downloads cargo-leptos --version "$CARGO_LEPTOS_VERSION" >&2 || return 1
+    quick_install --locked --quiet --features no_downloads cargo-leptos --version "$CARGO_LEPTOS_VERSION" >&2 || return 1
   fi
 
   want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$BANTER_ROOT/Cargo.lock")
@@ -37,7 +45,7 @@ ensure_toolchain() {
   if [ "$have" != "$want" ]; then
     toolchain_say "installing wasm-bindgen-cli $want (must equal Cargo.lock's wasm-bindgen)"
     # Not --locked: one of its locked dependencies is no longer on the registry.
-    cargo install --quiet wasm-bindgen-cli --version "$want" >&2 || return 1
+    quick_install --quiet wasm-bindgen-cli --version "$want" >&2 || return 1
   fi
 
   if ! "$BANTER_ROOT/tools/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q 'version 132'; then

@@ -21,6 +21,9 @@ pub enum AppError {
     Invalid { field: Option<String>, message: String },
     #[error("please sign in first")]
     Unauthorized,
+    /// Signed in, but not allowed; says nothing about what exists.
+    #[error("{message}")]
+    Forbidden { message: String },
     #[error("{message}")]
     NotFound { message: String },
     #[error("{message}")]
@@ -53,6 +56,7 @@ impl AppError {
         match self {
             Self::Invalid { .. } => 400,
             Self::Unauthorized => 401,
+            Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::RateLimited { .. } => 429,
             Self::Internal => 500,

@@ -9,6 +9,7 @@ mod components;
 pub mod error;
 pub mod model;
 mod pages;
+pub mod realtime;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod text;

@@ -11,6 +11,13 @@ pub struct CurrentUser {
     pub email: String,
 }
 
+/// The chat shell's starting point, rendered on the server and read again when hydrating.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSession {
+    pub user: CurrentUser,
+    pub realtime: crate::realtime::RealtimeConfig,
+}
+
 /// The longest message body, in characters (Unicode scalar values), after trimming.
 pub const MESSAGE_MAX_CHARS: usize = 5_000;
 /// Messages per conversation page when the caller does not say.
@@ -67,6 +74,18 @@ pub struct ConversationPage {
     /// A fresh `client_id` for the plain-form composer (no JavaScript); browsers with JavaScript
     /// make their own for every message.
     pub compose_id: String,
+}
+
+/// What a tab missed in one conversation: used to catch up after any gap in live events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationUpdate {
+    /// Messages newer than the tab's newest, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// True when more new messages exist after the last one here: ask again from it.
+    pub has_more: bool,
+    /// The newest of my messages the peer has read, and when.
+    pub peer_read_up_to: Option<i64>,
+    pub peer_read_at: Option<DateTime<Utc>>,
 }
 
 /// Formats 16 random bytes as a version-4 UUID: the shape of every `client_id` we make.

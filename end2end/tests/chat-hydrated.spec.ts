@@ -1,5 +1,5 @@
 // The chat once hydrated: the composer, the unread/read flow, history paging, links, theme and
-// Esc, retry after a failed send, and screenshots. Each page is checked for hydration panics.
+// Esc, retry after a refused send, the offline outbox, and screenshots. Each page is checked for hydration panics.
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -89,7 +89,8 @@ test('screenshots of the chat: light and dark, desktop and mobile', { tag: '@js-
   await expect(log(bob.page).getByLabel('Sent')).toBeVisible();
   await openChat(alice, info, bob);
   await send(alice, 'Yes, reading them now.\nThe dark theme looks great.');
-  await expect(log(alice.page).getByLabel('Sent')).toBeVisible();
+  // Bob has the conversation open, so it is read at once.
+  await expect(log(alice.page).getByLabel('Read').last()).toBeVisible();
 
   const dir = path.resolve(__dirname, '../screenshots');
   for (const scheme of ['light', 'dark'] as const) {
@@ -124,23 +125,54 @@ test('the theme toggle is remembered, and Esc closes a conversation on a narrow 
   await bob.context.close();
 });
 
-test('a send that fails stays in the list as not sent, and Retry delivers it once', { tag: '@js-only' }, async ({ browser }, info) => {
+test('a send refused by the server stays as not sent, and Retry delivers it once', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'retry-a');
   const bob = await person(browser, info, 'retry-b');
   await openChat(alice, info, bob);
 
-  await alice.context.setOffline(true);
-  await send(alice, 'written while offline');
-  const item = log(alice.page).getByRole('listitem').filter({ hasText: 'written while offline' });
+  // The server says no (as when rate-limited): the message stays, marked, with the reason.
+  await alice.page.route('**/api/messages/send', (route) =>
+    route.fulfill({
+      status: 429,
+      contentType: 'application/json',
+      body: JSON.stringify({ kind: 'rate_limited', message: 'slow down: try again in 3 seconds', retry_after_secs: 3 }),
+    }),
+  );
+  await send(alice, 'refused at first');
+  const item = log(alice.page).getByRole('listitem').filter({ hasText: 'refused at first' });
   await expect(item.getByText('Not sent.')).toBeVisible();
-  await expect(alice.page.getByRole('alert')).toContainText('could not reach Banter');
+  await expect(alice.page.getByRole('alert')).toContainText('slow down: try again in 3 seconds');
 
-  await alice.context.setOffline(false);
+  await alice.page.unroute('**/api/messages/send');
   await item.getByRole('button', { name: 'Retry' }).click();
   await expect(item.getByLabel('Sent')).toBeVisible();
 
   await openChat(bob, info, alice);
-  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'written while offline' })).toHaveCount(1);
+  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'refused at first' })).toHaveCount(1);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('a message written offline waits in the outbox and goes out by itself once back online', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'outbox-a');
+  const bob = await person(browser, info, 'outbox-b');
+  await openChat(alice, info, bob);
+
+  await alice.context.setOffline(true);
+  await send(alice, 'first, written offline');
+  await send(alice, 'second, written offline');
+  const first = log(alice.page).getByRole('listitem').filter({ hasText: 'first, written offline' });
+  const second = log(alice.page).getByRole('listitem').filter({ hasText: 'second, written offline' });
+  await expect(first).toContainText('waiting for connection');
+  await expect(second).toContainText('waiting for connection');
+
+  await alice.context.setOffline(false);
+  await expect(first.getByLabel('Sent')).toBeVisible();
+  await expect(second.getByLabel('Sent')).toBeVisible();
+
+  await openChat(bob, info, alice);
+  const bodies = await log(bob.page).locator('.message .body').allInnerTexts();
+  expect(bodies).toEqual(['first, written offline', 'second, written offline']);
   await alice.context.close();
   await bob.context.close();
 });

@@ -5,8 +5,17 @@ import { newAccount, ready, type Account } from './helpers';
 export type Person = Account & { id: number; context: BrowserContext; page: Page };
 
 /** A signed-in browser context of its own, with a fresh account. */
-export async function person(browser: Browser, info: TestInfo, prefix: string, account?: Account): Promise<Person> {
-  const context = await browser.newContext({ baseURL: info.project.use.baseURL, javaScriptEnabled: info.project.use.javaScriptEnabled });
+export async function person(
+  browser: Browser,
+  info: TestInfo,
+  prefix: string,
+  account?: Account,
+  baseURL?: string,
+): Promise<Person> {
+  const context = await browser.newContext({
+    baseURL: baseURL ?? info.project.use.baseURL,
+    javaScriptEnabled: info.project.use.javaScriptEnabled,
+  });
   const acc = account ?? newAccount(prefix);
   let response = await context.request.post('/api/auth/register', {
     form: { name: acc.name, email: acc.email, password: acc.password, password_confirmation: acc.password },
@@ -27,6 +36,12 @@ export async function person(browser: Browser, info: TestInfo, prefix: string, a
   page.on('console', (m) => {
     if (m.type() === 'error') console.log(`[${acc.name}] console error: ${m.text().slice(0, 500)}`);
   });
+  if (process.env.E2E_DEBUG_WS) {
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => console.log(`[${acc.name}] >> ${String(f.payload).slice(0, 160)}`));
+      ws.on('framereceived', (f) => console.log(`[${acc.name}] << ${String(f.payload).slice(0, 160)}`));
+    });
+  }
   return { ...acc, id: user.id, context, page };
 }
 
@@ -48,3 +63,8 @@ export async function send(p: Person, text: string) {
 export const log = (page: Page) => page.getByRole('log');
 export const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
 
+
+/** Waits until the tab's realtime connection is up and subscribed to the user's channel. */
+export async function live(p: Person) {
+  await expect(p.page.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');
+}

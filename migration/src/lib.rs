@@ -6,6 +6,7 @@ mod m20261126_000001_create_users;
 mod m20261126_000002_create_chat_rooms;
 mod m20261126_000003_create_messages;
 mod m20261126_000004_create_sessions;
+mod m20261126_000005_create_settings;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_chat_rooms::Migration),
             Box::new(m20261126_000003_create_messages::Migration),
             Box::new(m20261126_000004_create_sessions::Migration),
+            Box::new(m20261126_000005_create_settings::Migration),
         ]
     }
 }

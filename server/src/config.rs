@@ -27,8 +27,10 @@ pub struct Config {
     pub pusher: Option<PusherConfig>,
 }
 
-/// External Pusher-compatible service settings (the names a Laravel `.env` uses). Unset means the
-/// embedded server. Parsed now so that a typo fails at start-up, not at the first message.
+/// Pusher settings (the names a Laravel `.env` uses). Unset: the embedded server with generated
+/// credentials. App id, key and secret alone: the embedded server with those credentials. With
+/// `PUSHER_HOST` or `PUSHER_APP_CLUSTER` too: an external Pusher-compatible service. Parsed now so
+/// that a typo fails at start-up, not at the first message.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PusherConfig {
     pub app_id: String,
@@ -51,6 +53,22 @@ impl std::fmt::Debug for PusherConfig {
             .field("scheme", &self.scheme)
             .field("cluster", &self.cluster)
             .finish()
+    }
+}
+
+impl PusherConfig {
+    /// True when events go to another server (Pusher, sockudo, soketi, Reverb, another Banter).
+    pub fn is_external(&self) -> bool {
+        self.host.is_some() || self.cluster.is_some()
+    }
+
+    /// Whether the external server is reached over TLS: `PUSHER_SCHEME`, else https for Pusher's
+    /// hosted clusters and http for a host of your own.
+    pub fn tls(&self) -> bool {
+        match self.scheme.as_deref() {
+            Some(scheme) => scheme == "https",
+            None => self.host.is_none(),
+        }
     }
 }
 
@@ -89,7 +107,14 @@ fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherCon
     let key = get("PUSHER_APP_KEY");
     let secret = get("PUSHER_APP_SECRET");
     let (app_id, key, secret) = match (app_id, key, secret) {
-        (None, None, None) => return Ok(None),
+        (None, None, None) => {
+            for var in ["PUSHER_HOST", "PUSHER_PORT", "PUSHER_SCHEME", "PUSHER_APP_CLUSTER"] {
+                if get(var).is_some() {
+                    return Err(invalid(var, "needs PUSHER_APP_ID, PUSHER_APP_KEY and PUSHER_APP_SECRET as well"));
+                }
+            }
+            return Ok(None);
+        }
         (Some(a), Some(k), Some(s)) => (a, k, s),
         (None, _, _) => {
             return Err(invalid("PUSHER_APP_ID", "must be set together with PUSHER_APP_KEY and PUSHER_APP_SECRET"));
@@ -163,6 +188,11 @@ mod tests {
         assert_eq!(with(("PUSHER_SCHEME", "ftp")).unwrap_err().var, "PUSHER_SCHEME");
         let ok = with(("PUSHER_PORT", "6001")).unwrap().pusher.unwrap();
         assert_eq!(ok.port, Some(6001));
+        assert!(!ok.is_external(), "credentials alone configure the embedded server");
+        assert!(with(("PUSHER_HOST", "127.0.0.1")).unwrap().pusher.unwrap().is_external());
+        let hosted = with(("PUSHER_APP_CLUSTER", "eu")).unwrap().pusher.unwrap();
+        assert!(hosted.is_external() && hosted.tls());
+        assert_eq!(config(&[("PUSHER_HOST", "x")]).unwrap_err().var, "PUSHER_HOST");
         assert!(!format!("{ok:?}").contains("\"s\""), "the secret never reaches Debug output");
     }
 

@@ -2,6 +2,9 @@
 //! does lives in `app`; this crate wires it to the network.
 
 pub mod config;
+pub mod publisher;
+pub mod pusher;
+pub mod realtime;
 
 use std::net::SocketAddr;
 
@@ -14,7 +17,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -48,13 +51,19 @@ pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
     options
 }
 
-/// The whole HTTP surface: pages, `/api/*` server functions, static files and `/healthz`.
-pub fn router(state: AppState, options: LeptosOptions) -> Router {
+/// The whole HTTP surface: pages, `/api/*` server functions, static files, `/healthz`,
+/// `/broadcasting/auth`, and the embedded Pusher server's WebSocket and HTTP API when there is one.
+pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
+    let auth_state = state.clone();
     let db = state.db.clone();
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(move || healthz(db.clone())))
+        .route(
+            "/broadcasting/auth",
+            post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), headers, form)),
+        )
         .leptos_routes_with_context(&options, routes, move || provide_context(context_state.clone()), {
             let options = options.clone();
             move || shell(options.clone())
@@ -62,7 +71,11 @@ pub fn router(state: AppState, options: LeptosOptions) -> Router {
         .fallback(leptos_axum::file_and_error_handler(shell))
         .layer(middleware::from_fn(api_error_status))
         .layer(TraceLayer::new_for_http())
-        .with_state(options)
+        .with_state(options);
+    match hub {
+        Some(hub) => app.merge(hub.router()),
+        None => app,
+    }
 }
 
 async fn healthz(db: DatabaseConnection) -> Response {

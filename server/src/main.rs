@@ -48,10 +48,28 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("LEPTOS_SITE_ADDR: cannot listen on {}: {e}", config.site_addr)),
     };
+    let realtime = match server::realtime::Realtime::start(config.pusher.as_ref(), &db).await {
+        Ok(realtime) => realtime,
+        Err(e) => return fail(&format!("PUSHER_APP_ID: {e}")),
+    };
     server::spawn_session_sweeper(db.clone());
-    let app = server::router(AppState::new(db), server::leptos_options(config.site_addr));
+    let hub = realtime.hub.clone();
+    let state = AppState::new(db, realtime.settings, realtime.broadcaster);
+    let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref());
+    match &hub {
+        Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),
+        None => tracing::info!("realtime: publishing to an external Pusher-compatible server"),
+    }
     tracing::info!("Banter is listening on http://{}", config.site_addr);
-    if let Err(e) = server::serve(listener, app, shutdown_signal()).await {
+    let shutdown = async move {
+        shutdown_signal().await;
+        // WebSockets outlive graceful shutdown; closing them with 4200 sends clients straight back.
+        if let Some(hub) = hub {
+            hub.shutdown();
+            hub.wait_until_closed(std::time::Duration::from_secs(3)).await;
+        }
+    };
+    if let Err(e) = server::serve(listener, app, shutdown).await {
         return fail(&format!("server error: {e}"));
     }
     ExitCode::SUCCESS

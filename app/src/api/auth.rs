@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::CurrentUser;
+use crate::model::{ChatSession, CurrentUser};
 
 /// `POST /api/auth/register`: creates the account and signs it in.
 #[server(prefix = "/api", endpoint = "auth/register")]
@@ -49,4 +49,13 @@ pub async fn logout() -> Result<(), AppError> {
 pub async fn me() -> Result<CurrentUser, AppError> {
     let request = crate::ssr::request()?;
     Ok(request.require_user().await?.into())
+}
+
+/// `POST /api/session`: what the chat shell starts from: who you are, and the public realtime
+/// settings (the Pusher key and where to connect; never the secret).
+#[server(prefix = "/api", endpoint = "session")]
+pub async fn session() -> Result<ChatSession, AppError> {
+    let request = crate::ssr::request()?;
+    let user = request.require_user().await?;
+    Ok(ChatSession { user: user.into(), realtime: request.state.realtime.public.clone() })
 }

@@ -27,6 +27,8 @@ pub fn Composer(
     compose_id: String,
     send: Callback<(String, String)>,
     send_error: RwSignal<Option<AppError>>,
+    /// Called on every keystroke that leaves text in the box (the caller throttles whispers).
+    on_typing: Callback<()>,
 ) -> impl IntoView {
     // A plain-form send that failed comes back in the URL; this picks it up.
     let form_send = ServerAction::<SendMessage>::new();
@@ -97,7 +99,11 @@ pub fn Composer(
                 node_ref=textarea
                 prop:value=move || text.get()
                 on:input:target=move |ev| {
-                    text.set(ev.target().value());
+                    let value = ev.target().value();
+                    if !value.trim().is_empty() {
+                        on_typing.run(());
+                    }
+                    text.set(value);
                     grow();
                 }
                 on:keydown=move |ev| {

@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::components::live::Live;
 use crate::components::{Avatar, ErrorBanner};
 use crate::error::AppError;
 use crate::model::Contact;
@@ -77,6 +78,8 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
         if m.from_me { format!("You: {text}") } else { text }
     });
     let unread = contact.unread;
+    let live = expect_context::<Live>();
+    let online = move || live.online.with(|online| online.contains(&id));
     view! {
         <li>
             <a
@@ -85,7 +88,10 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
                 href=format!("/chat/{id}")
                 aria-current=move || (open_peer.get() == Some(id)).then_some("page")
             >
-                <Avatar id name=contact.name.clone() />
+                <span class="avatar-wrap">
+                    <Avatar id name=contact.name.clone() />
+                    {move || online().then(|| view! { <span class="presence-dot" title="Online" aria-label="online"></span> })}
+                </span>
                 <span class="contact-main">
                     <span class="contact-top">
                         <span class="contact-name">{contact.name.clone()}</span>

@@ -1,5 +1,7 @@
 //! The open conversation: header, the message log (newest at the bottom, older pages on scroll
-//! up), read receipts, and the composer. Sends show at once and settle when the server answers.
+//! up), read receipts, the typing indicator, and the composer. Sends show at once, go out one at a
+//! time in order (an outbox that waits while offline), and settle when the server answers. Live
+//! events are merged by id; after every (re)subscription the gap is fetched, so nothing is lost.
 
 use chrono::{DateTime, Utc};
 use leptos::html::Div;
@@ -7,11 +9,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 
-use crate::api::messages::{mark_as_read, messages, send_message};
+use crate::api::messages::{mark_as_read, messages, messages_since, send_message};
 use crate::components::composer::Composer;
+use crate::components::live::{Live, TypingChannel};
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{ChatMessage, ConversationPage, CurrentUser};
+use crate::model::{ChatMessage, ConversationPage, ConversationUpdate, CurrentUser};
+use crate::realtime::{LiveEvent, Typing, chat_channel};
 use crate::text::{Segment, segments};
 use crate::time::{self, LocalClock};
 
@@ -19,7 +23,10 @@ use crate::time::{self, LocalClock};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Status {
     Stored,
+    /// In the outbox, next in line or on its way.
     Sending,
+    /// In the outbox while the connection is down; goes out, in order, once back.
+    Waiting,
     Failed(String),
 }
 
@@ -53,10 +60,46 @@ impl Row {
         let status = match &self.status {
             Status::Stored => "s",
             Status::Sending => "p",
+            Status::Waiting => "w",
             Status::Failed(_) => "f",
         };
         format!("{}:{}:{}:{}", self.sender_id, self.client_id, status, self.read_at.is_some())
     }
+}
+
+/// Puts a stored message into the log: it replaces the row with its id, or my pending row with its
+/// `client_id`, or is added. Rows stay ordered by id, pending ones last in the order they were
+/// written. A read time we already know is never forgotten. Returns true when the message is new.
+fn merge(rows: &mut Vec<Row>, message: ChatMessage) -> bool {
+    let same =
+        |r: &Row| r.id == Some(message.id) || (r.sender_id == message.sender_id && r.client_id == message.client_id);
+    let fresh = match rows.iter_mut().find(|r| same(r)) {
+        Some(row) => {
+            let known_read = row.read_at;
+            *row = Row::stored(message);
+            row.read_at = row.read_at.or(known_read);
+            false
+        }
+        None => {
+            rows.push(Row::stored(message));
+            true
+        }
+    };
+    // Stable: pending rows (no id yet) keep their order at the end.
+    rows.sort_by_key(|r| r.id.unwrap_or(i64::MAX));
+    fresh
+}
+
+/// Marks as read, at `at`, the stored messages from `sender` up to `up_to_id`.
+fn mark_read(rows: &mut [Row], sender: i64, up_to_id: i64, at: DateTime<Utc>) {
+    for row in rows.iter_mut().filter(|r| r.sender_id == sender && r.id.is_some_and(|id| id <= up_to_id)) {
+        row.read_at.get_or_insert(at);
+    }
+}
+
+/// The newest stored message id in the log: where catching up starts.
+fn newest_id(rows: &[Row]) -> i64 {
+    rows.iter().filter_map(|r| r.id).max().unwrap_or(0)
 }
 
 /// An entry of the log: a day separator or a message.
@@ -97,6 +140,7 @@ fn document_visible() -> bool {
 pub fn Conversation(page: ConversationPage) -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let chat = expect_context::<ChatState>();
+    let live = expect_context::<Live>();
     let clock = LocalClock::new();
     let peer = page.peer.clone();
     let peer_id = peer.id;
@@ -185,51 +229,227 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
         });
     };
 
+    // Live events for this conversation: new messages (theirs, or mine from another tab) and receipts.
+    let my_id = me.id;
+    let peer_typing = RwSignal::new(false);
+    // How far the peer has read mine. Kept, because a receipt can arrive before the answer to my
+    // own send does: the row it covers has no id yet and is marked once it has.
+    let peer_read = StoredValue::new(None::<(i64, DateTime<Utc>)>);
+    let note_peer_read = move |up_to: i64, at: DateTime<Utc>| {
+        if peer_read.get_value().is_none_or(|(known, _)| known < up_to) {
+            peer_read.set_value(Some((up_to, at)));
+        }
+    };
+    let settle_reads = move |rows: &mut Vec<Row>| {
+        if let Some((up_to, at)) = peer_read.get_value() {
+            mark_read(rows, my_id, up_to, at);
+        }
+    };
+    let typing_generation = StoredValue::new(0u64);
+    live.on_event(move |event| match event {
+        LiveEvent::NewMessage(m) if m.sender_id == peer_id && m.recipient_id == my_id => {
+            peer_typing.set(false);
+            rows.update(|rows| {
+                merge(rows, m.clone());
+            });
+            scroll_to_bottom(list);
+        }
+        LiveEvent::NewMessage(m) if m.sender_id == my_id && m.recipient_id == peer_id => {
+            rows.update(|rows| {
+                merge(rows, m.clone());
+                settle_reads(rows);
+            });
+            scroll_to_bottom(list);
+        }
+        // The peer read mine: ✓ becomes ✓✓.
+        LiveEvent::MessagesRead(r) if r.reader_id == peer_id && r.peer_id == my_id => {
+            note_peer_read(r.up_to_id, r.read_at);
+            rows.update(|rows| mark_read(rows, my_id, r.up_to_id, r.read_at));
+        }
+        // I read theirs in another tab.
+        LiveEvent::MessagesRead(r) if r.reader_id == my_id && r.peer_id == peer_id => {
+            rows.update(|rows| mark_read(rows, peer_id, r.up_to_id, r.read_at));
+        }
+        _ => {}
+    });
+
+    // "Alice is typing…": shown on each whisper, gone 5 s after the last one or when her message lands.
+    let typing = TypingChannel::join(live, chat_channel(my_id, peer_id), move |t: Typing| {
+        if t.user_id != peer_id {
+            return;
+        }
+        peer_typing.set(true);
+        let generation = typing_generation.get_value() + 1;
+        typing_generation.set_value(generation);
+        set_timeout(
+            move || {
+                if typing_generation.try_get_value() == Some(generation) {
+                    peer_typing.set(false);
+                }
+            },
+            std::time::Duration::from_secs(5),
+        );
+    });
+    let last_whisper = StoredValue::new(None::<DateTime<Utc>>);
+    let my_name = me.name.clone();
+    let on_typing = Callback::new(move |()| {
+        let now = Utc::now();
+        let due = last_whisper.get_value().is_none_or(|at| now - at >= chrono::Duration::seconds(2));
+        if due && typing.say_typing(&Typing { user_id: my_id, name: my_name.clone() }) {
+            last_whisper.set_value(Some(now));
+        }
+    });
+
+    // Catching up: after every (re)subscription, fetch everything after the newest message the
+    // server has confirmed in order (the first page, or the last catch-up). Not the newest row on
+    // screen: my own sends and live events can be newer than a gap that is still unfilled.
+    let apply_update = move |update: &ConversationUpdate| {
+        rows.update(|rows| {
+            for m in &update.messages {
+                merge(rows, m.clone());
+            }
+            if let (Some(up_to), Some(at)) = (update.peer_read_up_to, update.peer_read_at) {
+                note_peer_read(up_to, at);
+            }
+            settle_reads(rows);
+        });
+    };
+    let catching_up = StoredValue::new(false);
+    let synced_up_to = StoredValue::new(rows.with_untracked(|rows| newest_id(rows)));
+    // A resync during a catch-up runs it once more when it ends: its gap may be newer.
+    let catch_up_again = StoredValue::new(false);
+    let catch_up = move || {
+        if catching_up.get_value() {
+            catch_up_again.set_value(true);
+            return;
+        }
+        catching_up.set_value(true);
+        spawn_local(async move {
+            loop {
+                catch_up_again.set_value(false);
+                loop {
+                    let after = synced_up_to.get_value();
+                    match messages_since(peer_id, after).await {
+                        Ok(update) => {
+                            apply_update(&update);
+                            if let Some(last) = update.messages.last() {
+                                synced_up_to.set_value(last.id.max(after));
+                            }
+                            if !update.has_more || update.messages.is_empty() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !catch_up_again.try_get_value().unwrap_or(false) {
+                    break;
+                }
+            }
+            catching_up.try_set_value(false);
+            scroll_to_bottom(list);
+        });
+    };
+
+    // The outbox: one send at a time, in the order written. A network failure parks the rest as
+    // waiting; they go out when the connection is back. `client_id` makes every retry safe.
+    let pumping = StoredValue::new(false);
+    let pump = move || {
+        if pumping.get_value() {
+            return;
+        }
+        pumping.set_value(true);
+        spawn_local(async move {
+            loop {
+                let next = rows.with_untracked(|rows| {
+                    rows.iter()
+                        .find(|r| r.sender_id == my_id && r.status == Status::Sending)
+                        .map(|r| (r.client_id.clone(), r.body.clone()))
+                });
+                let Some((client_id, body)) = next else { break };
+                let result = send_message(peer_id, body, client_id.clone(), live.socket_id()).await;
+                let offline = matches!(result, Err(AppError::Transport { .. }));
+                rows.update(|rows| match &result {
+                    Ok(message) => {
+                        merge(rows, message.clone());
+                        settle_reads(rows);
+                    }
+                    Err(_) if offline => {
+                        for row in rows.iter_mut().filter(|r| r.sender_id == my_id && r.status == Status::Sending) {
+                            row.status = Status::Waiting;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(row) = rows.iter_mut().find(|r| r.sender_id == my_id && r.client_id == client_id) {
+                            row.status = Status::Failed(e.to_string());
+                        }
+                    }
+                });
+                match result {
+                    Ok(_) => chat.contacts_changed(),
+                    Err(_) if offline => break,
+                    Err(e) => send_error.set(Some(e)),
+                }
+            }
+            pumping.try_set_value(false);
+        });
+    };
+    let flush_waiting = move || {
+        rows.update(|rows| {
+            for row in rows.iter_mut().filter(|r| r.status == Status::Waiting) {
+                row.status = Status::Sending;
+            }
+        });
+        pump();
+    };
+    Effect::new(move |_| {
+        if live.resynced.get() > 0 {
+            catch_up();
+            flush_waiting();
+        }
+    });
+    let _ = window_event_listener(leptos::ev::online, move |_| flush_waiting());
+
     let send = Callback::new(move |(client_id, body): (String, String)| {
         send_error.set(None);
-        rows.update(|rows| match rows.iter_mut().find(|r| r.client_id == client_id && r.sender_id == me.id) {
-            Some(row) => row.status = Status::Sending,
+        // The message ends the other side's "is typing…"; the next keystroke may say it again at once.
+        last_whisper.set_value(None);
+        let status = if live.is_offline() { Status::Waiting } else { Status::Sending };
+        rows.update(|rows| match rows.iter_mut().find(|r| r.client_id == client_id && r.sender_id == my_id) {
+            Some(row) => row.status = status.clone(),
             None => rows.push(Row {
                 id: None,
                 client_id: client_id.clone(),
-                sender_id: me.id,
+                sender_id: my_id,
                 body: body.clone(),
                 created_at: Utc::now(),
                 read_at: None,
-                status: Status::Sending,
+                status: status.clone(),
             }),
         });
         scroll_to_bottom(list);
-        spawn_local(async move {
-            let result = send_message(peer_id, body, client_id.clone()).await;
-            rows.update(|rows| {
-                let Some(row) = rows.iter_mut().find(|r| r.client_id == client_id && r.sender_id == me.id) else {
-                    return;
-                };
-                match &result {
-                    Ok(message) => *row = Row::stored(message.clone()),
-                    Err(e) => row.status = Status::Failed(e.to_string()),
-                }
-            });
-            match result {
-                Ok(_) => chat.contacts_changed(),
-                Err(e) => send_error.set(Some(e)),
-            }
-        });
+        pump();
     });
 
-    let my_id = me.id;
+    let peer_online = move || live.online.with(|online| online.contains(&peer_id));
+    let peer_name = peer.name.clone();
     view! {
         <header class="conversation-header">
             <a class="back" href="/chat" aria-label="Back to contacts">
                 "‹"
             </a>
             <Avatar id=peer.id name=peer.name.clone() />
-            <h2 class="peer-name">{peer.name.clone()}</h2>
+            <div class="peer">
+                <h2 class="peer-name">{peer.name.clone()}</h2>
+                <span class="peer-status" data-testid="peer-status">
+                    {move || if peer_online() { "online" } else { "" }}
+                </span>
+            </div>
         </header>
         <div
             class="message-scroller"
             data-interactive=move || interactive.get().to_string()
+            data-whispers=move || if typing.ready.get() { "ready" } else { "waiting" }
             node_ref=list
             on:scroll=move |_| {
                 if list.get_untracked().is_some_and(|el| el.scroll_top() < 120) {
@@ -262,7 +482,10 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
                 <p class="empty-state">"No messages yet. Say hello!"</p>
             </Show>
         </div>
-        <Composer peer_id compose_id=page.compose_id send send_error />
+        <p class="typing" role="status" aria-live="polite">
+            {move || peer_typing.get().then(|| format!("{peer_name} is typing…"))}
+        </p>
+        <Composer peer_id compose_id=page.compose_id send send_error on_typing />
     }
 }
 
@@ -275,6 +498,7 @@ fn MessageItem(row: Row, mine: bool, send: Callback<(String, String)>) -> impl I
     let state = match &status {
         Status::Stored => "sent",
         Status::Sending => "sending",
+        Status::Waiting => "waiting",
         Status::Failed(_) => "failed",
     };
     let body = segments(&row.body)
@@ -296,6 +520,10 @@ fn MessageItem(row: Row, mine: bool, send: Callback<(String, String)>) -> impl I
         }
         (Status::Stored, None) => view! { <span class="ticks" title="Sent" aria-label="Sent">"✓"</span> }.into_any(),
         (Status::Sending, _) => view! { <span class="ticks sending" aria-label="Sending">"…"</span> }.into_any(),
+        (Status::Waiting, _) => {
+            view! { <span class="ticks waiting" title="Waiting for connection">"waiting for connection"</span> }
+                .into_any()
+        }
         (Status::Failed(_), _) => view! { <span class="ticks failed" aria-label="Not sent">"!"</span> }.into_any(),
     });
     let retry = match status {
@@ -323,5 +551,65 @@ fn MessageItem(row: Row, mine: bool, send: Callback<(String, String)>) -> impl I
             </div>
             {retry}
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: i64, sender_id: i64, client_id: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            sender_id,
+            recipient_id: 3 - sender_id,
+            body: format!("m{id}"),
+            client_id: client_id.to_owned(),
+            created_at: Utc::now(),
+            read_at: None,
+        }
+    }
+
+    fn pending(client_id: &str) -> Row {
+        Row {
+            id: None,
+            client_id: client_id.to_owned(),
+            sender_id: 1,
+            body: "pending".into(),
+            created_at: Utc::now(),
+            read_at: None,
+            status: Status::Sending,
+        }
+    }
+
+    fn ids(rows: &[Row]) -> Vec<Option<i64>> {
+        rows.iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn merging_drops_duplicates_and_keeps_id_order() {
+        let mut rows = vec![Row::stored(stored(1, 1, "a")), Row::stored(stored(3, 2, "c")), pending("p")];
+        assert!(merge(&mut rows, stored(2, 2, "b")), "a missed message is inserted");
+        assert!(!merge(&mut rows, stored(2, 2, "b")), "the same id twice is one message");
+        assert!(merge(&mut rows, stored(5, 2, "e")));
+        assert_eq!(ids(&rows), [Some(1), Some(2), Some(3), Some(5), None], "pending stays last");
+        // My pending message comes back stored (from the live event or the HTTP answer): same row.
+        assert!(!merge(&mut rows, stored(6, 1, "p")));
+        assert_eq!(ids(&rows), [Some(1), Some(2), Some(3), Some(5), Some(6)]);
+        assert_eq!(rows.iter().filter(|r| r.client_id == "p").count(), 1);
+        assert_eq!(rows[4].status, Status::Stored);
+    }
+
+    #[test]
+    fn a_known_read_time_survives_a_stale_copy() {
+        let at = Utc::now();
+        let mut rows = vec![Row::stored(stored(1, 1, "a")), Row::stored(stored(2, 2, "b"))];
+        mark_read(&mut rows, 1, 1, at);
+        assert_eq!(rows[0].read_at, Some(at));
+        assert_eq!(rows[1].read_at, None, "only the given sender's messages");
+        merge(&mut rows, stored(1, 1, "a"));
+        assert_eq!(rows[0].read_at, Some(at));
+        assert_eq!(newest_id(&rows), 2);
+        assert_eq!(newest_id(&[]), 0);
     }
 }

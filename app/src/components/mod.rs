@@ -4,6 +4,7 @@
 pub mod composer;
 pub mod contacts;
 pub mod conversation;
+pub mod live;
 
 use leptos::prelude::*;
 

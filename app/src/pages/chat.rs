@@ -6,23 +6,24 @@ use leptos_meta::Title;
 use leptos_router::components::{Outlet, Redirect};
 use leptos_router::hooks::{use_location, use_params_map};
 
-use crate::api::auth::{Logout, me};
+use crate::api::auth::{Logout, session};
 use crate::api::messages::{contacts, messages};
 use crate::components::contacts::{ContactList, total_unread};
 use crate::components::conversation::Conversation;
+use crate::components::live::{self, ConnectionBanner, Live};
 use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::CurrentUser;
+use crate::model::{ChatSession, CurrentUser};
 
 /// The parent route: signed-in check, top bar, contact list, and an outlet for the conversation.
 #[component]
 pub fn ChatLayout() -> impl IntoView {
-    let user = Resource::new_blocking(|| (), |_| me());
+    let session = Resource::new_blocking(|| (), |_| session());
     view! {
         <Suspense fallback=|| view! { <div class="chat-layout skeleton" aria-busy="true"></div> }>
             {move || Suspend::new(async move {
-                match user.await {
-                    Ok(user) => view! { <ChatShell user /> }.into_any(),
+                match session.await {
+                    Ok(session) => view! { <ChatShell session /> }.into_any(),
                     Err(AppError::Unauthorized) => view! { <Redirect path="/login" /> }.into_any(),
                     Err(error) => view! { <ErrorBanner error /> }.into_any(),
                 }
@@ -32,9 +33,17 @@ pub fn ChatLayout() -> impl IntoView {
 }
 
 #[component]
-fn ChatShell(user: CurrentUser) -> impl IntoView {
+fn ChatShell(session: ChatSession) -> impl IntoView {
+    let ChatSession { user, realtime } = session;
     provide_context(user.clone());
     let chat = ChatState::provide();
+    let live = Live::provide();
+    // The live connection opens once the page is interactive; every event or resubscription may
+    // change previews, order and unread counts, so the contact list is read again.
+    let me = user.clone();
+    Effect::new(move |_| {
+        live::connect(live, &me, realtime.clone(), Callback::new(move |()| chat.contacts_changed()));
+    });
     let contacts = Resource::new_blocking(move || chat.contacts_version.get(), |_| contacts());
     let location = use_location();
     let open_peer = Memo::new(move |_| {
@@ -50,7 +59,11 @@ fn ChatShell(user: CurrentUser) -> impl IntoView {
 
     view! {
         <Title text=title />
-        <div class="chat-layout" data-open=move || open_peer.get().is_some().to_string()>
+        <div
+            class="chat-layout"
+            data-open=move || open_peer.get().is_some().to_string()
+            data-live=move || live.status_label()
+        >
             <header class="topbar">
                 <a class="brand" href="/chat">
                     "Banter"
@@ -65,6 +78,7 @@ fn ChatShell(user: CurrentUser) -> impl IntoView {
                     </button>
                 </ActionForm>
             </header>
+            <ConnectionBanner />
             <aside class="contacts" aria-label="Contacts">
                 <ContactList contacts open_peer />
             </aside>

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, Contact, ConversationPage, LastMessage, Peer};
+use crate::model::{ChatMessage, Contact, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer};
 use crate::ssr::entities::{messages, users};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
@@ -158,6 +158,42 @@ pub async fn conversation(
     })
 }
 
+/// What changed in the conversation with `peer_id` since the browser's newest message `after_id`:
+/// the messages after it (oldest first, at most [`PAGE_MAX`]) and how far the peer has read mine.
+/// A tab calls this after every (re)subscription, so a gap in live events never loses anything.
+pub async fn conversation_since(
+    db: &DatabaseConnection,
+    me: i64,
+    peer_id: i64,
+    after_id: i64,
+) -> Result<ConversationUpdate, AppError> {
+    let peer = peer(db, me, peer_id).await?;
+    let limit = u64::from(PAGE_MAX);
+    let mut rows = messages::Entity::find()
+        .filter(between(me, peer.id))
+        .filter(messages::Column::Id.gt(after_id))
+        .order_by_asc(messages::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let newest_read = messages::Entity::find()
+        .filter(messages::Column::UserId.eq(me))
+        .filter(messages::Column::RecipientId.eq(peer.id))
+        .filter(messages::Column::ReadAt.is_not_null())
+        .filter(messages::Column::DeletedAt.is_null())
+        .order_by_desc(messages::Column::Id)
+        .one(db)
+        .await?;
+    Ok(ConversationUpdate {
+        messages: rows.into_iter().map(ChatMessage::from).collect(),
+        has_more,
+        peer_read_up_to: newest_read.as_ref().map(|m| m.id),
+        peer_read_at: newest_read.and_then(|m| m.read_at),
+    })
+}
+
 /// A random UUID (version 4), as browsers make them for `client_id`.
 pub fn new_client_id() -> String {
     crate::model::uuid_v4(rand::random())
@@ -234,11 +270,17 @@ async fn find_sent(db: &DatabaseConnection, me: i64, client_id: &str) -> Result<
         .await?)
 }
 
-/// Marks as read the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns how
-/// many changed. Never touches messages `me` sent, nor anyone else's conversations.
-pub async fn mark_as_read(db: &DatabaseConnection, me: i64, peer_id: i64, up_to_id: i64) -> Result<u64, AppError> {
+/// Marks as read, at `at`, the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns
+/// how many changed. Never touches messages `me` sent, nor anyone else's conversations.
+pub async fn mark_as_read(
+    db: &DatabaseConnection,
+    me: i64,
+    peer_id: i64,
+    up_to_id: i64,
+    at: DateTime<Utc>,
+) -> Result<u64, AppError> {
     let result = messages::Entity::update_many()
-        .col_expr(messages::Column::ReadAt, Expr::value(Utc::now()))
+        .col_expr(messages::Column::ReadAt, Expr::value(at))
         .filter(messages::Column::UserId.eq(peer_id))
         .filter(messages::Column::RecipientId.eq(me))
         .filter(messages::Column::Id.lte(up_to_id))
@@ -473,15 +515,15 @@ mod tests {
             };
 
             // Carol cannot mark Bob's messages to Alice as read.
-            assert_eq!(mark_as_read(&db, carol.id, bob.id, i64::MAX).await.unwrap(), 0);
-            assert_eq!(mark_as_read(&db, carol.id, alice.id, i64::MAX).await.unwrap(), 0);
+            assert_eq!(mark_as_read(&db, carol.id, bob.id, i64::MAX, Utc::now()).await.unwrap(), 0);
+            assert_eq!(mark_as_read(&db, carol.id, alice.id, i64::MAX, Utc::now()).await.unwrap(), 0);
             assert_eq!(unread_of(alice.id, bob.id).await, 3);
             assert_eq!(unread_of(alice.id, carol.id).await, 1);
             assert_eq!(unread_of(bob.id, alice.id).await, 1);
 
             // Up to b2: b1 and b2 only. Not b3 (newer), not c1 (Carol's), not a1 (Alice's own).
-            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id).await.unwrap(), 2);
-            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id).await.unwrap(), 0, "already read");
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id, Utc::now()).await.unwrap(), 2);
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b2.id, Utc::now()).await.unwrap(), 0, "already read");
             let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
             let read: Vec<(&str, bool)> =
                 page.messages.iter().map(|m| (m.body.as_str(), m.read_at.is_some())).collect();
@@ -493,7 +535,7 @@ mod tests {
             assert_eq!(unread_of(bob.id, alice.id).await, 1, "what Alice sent stays unread for Bob");
 
             // Everything from Bob: only the one still unread changes; earlier receipts keep their time.
-            assert_eq!(mark_as_read(&db, alice.id, bob.id, b3.id + 1000).await.unwrap(), 1);
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, b3.id + 1000, Utc::now()).await.unwrap(), 1);
             let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
             assert_eq!(page.messages[0].read_at, b1_read_at);
             assert!(page.messages.iter().filter(|m| m.sender_id == bob.id).all(|m| m.read_at.is_some()));
@@ -502,7 +544,7 @@ mod tests {
             assert_eq!(unread_of(alice.id, carol.id).await, 1);
 
             // Bob reads Alice's reply; Carol's message to Alice is still unread.
-            assert_eq!(mark_as_read(&db, bob.id, alice.id, a1.id).await.unwrap(), 1);
+            assert_eq!(mark_as_read(&db, bob.id, alice.id, a1.id, Utc::now()).await.unwrap(), 1);
             assert_eq!(unread_of(bob.id, alice.id).await, 0);
             let carols = conversation(&db, alice.id, carol.id, None, None).await.unwrap();
             assert_eq!(ids(&carols), [c1.id]);
@@ -640,6 +682,43 @@ mod tests {
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
             let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
             assert_eq!(bodies, [markup, "two\nlines"]);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn since_returns_what_a_tab_missed_and_the_read_mark() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let a1 = message(&db, alice.id, bob.id, "a1").await;
+            let b1 = message(&db, bob.id, alice.id, "b1").await;
+            let _c1 = message(&db, carol.id, alice.id, "c1").await;
+            let a2 = message(&db, alice.id, bob.id, "a2").await;
+
+            let update = conversation_since(&db, alice.id, bob.id, a1.id).await.unwrap();
+            assert_eq!(update.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [b1.id, a2.id]);
+            assert!(!update.has_more);
+            assert_eq!(update.peer_read_up_to, None);
+
+            assert_eq!(mark_as_read(&db, bob.id, alice.id, a1.id, Utc::now()).await.unwrap(), 1);
+            let update = conversation_since(&db, alice.id, bob.id, a2.id).await.unwrap();
+            assert!(update.messages.is_empty());
+            assert_eq!(update.peer_read_up_to, Some(a1.id));
+            assert!(update.peer_read_at.is_some());
+
+            // Carol sees nothing of Alice and Bob's conversation.
+            assert!(conversation_since(&db, carol.id, bob.id, 0).await.unwrap().messages.is_empty());
+            assert!(matches!(conversation_since(&db, alice.id, alice.id, 0).await, Err(AppError::NotFound { .. })));
+
+            for i in 0..PAGE_MAX + 5 {
+                message(&db, bob.id, alice.id, &format!("m{i}")).await;
+            }
+            let update = conversation_since(&db, alice.id, bob.id, a2.id).await.unwrap();
+            assert_eq!(update.messages.len(), PAGE_MAX as usize);
+            assert!(update.has_more);
+            assert_eq!(update.messages[0].body, "m0");
         })
         .await;
     }

@@ -2,10 +2,12 @@
 //! server functions read. Compiled only with the `ssr` feature.
 
 pub mod accounts;
+pub mod broadcast;
 pub mod conversations;
 pub mod entities;
 pub mod password;
 pub mod rate_limit;
+pub mod realtime;
 pub mod sessions;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -29,11 +31,23 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub login_limiter: Arc<rate_limit::LoginLimiter>,
     pub send_limiter: Arc<rate_limit::SlidingWindow>,
+    pub realtime: Arc<realtime::RealtimeSettings>,
+    pub broadcaster: Arc<dyn broadcast::Broadcaster>,
 }
 
 impl AppState {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, login_limiter: Arc::default(), send_limiter: Arc::new(rate_limit::message_sends()) }
+    pub fn new(
+        db: DatabaseConnection,
+        realtime: realtime::RealtimeSettings,
+        broadcaster: Arc<dyn broadcast::Broadcaster>,
+    ) -> Self {
+        Self {
+            db,
+            login_limiter: Arc::default(),
+            send_limiter: Arc::new(rate_limit::message_sends()),
+            realtime: Arc::new(realtime),
+            broadcaster,
+        }
     }
 }
 

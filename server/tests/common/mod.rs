@@ -8,22 +8,36 @@ use std::net::SocketAddr;
 use app::ssr::AppState;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-use server::config::Config;
+use server::config::{Config, PusherConfig};
+use server::realtime::Realtime;
 use tokio::sync::oneshot;
 
 pub struct TestServer {
     base: String,
+    pub addr: SocketAddr,
+    pub app_id: String,
+    pub credentials: pusher_protocol::Credentials,
+    hub: Option<server::pusher::Hub>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, None).await
+    }
+
+    /// A server with these Pusher settings (`None`: the embedded server, generated credentials).
+    pub async fn start_with(database_url: &str, pusher: Option<PusherConfig>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher: None };
+        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher };
         let db = server::open_database(&config).await.unwrap();
-        let app = server::router(AppState::new(db), server::leptos_options(addr));
+        let realtime = Realtime::start(config.pusher.as_ref(), &db).await.unwrap();
+        let hub = realtime.hub.clone();
+        let (app_id, credentials) = (realtime.settings.app_id.clone(), realtime.settings.credentials.clone());
+        let state = AppState::new(db, realtime.settings, realtime.broadcaster);
+        let app = server::router(state, server::leptos_options(addr), hub.as_ref());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::serve(listener, app, async {
@@ -32,7 +46,7 @@ impl TestServer {
             .await
             .unwrap();
         });
-        Self { base: format!("http://{addr}"), stop: Some(stop), task: Some(task) }
+        Self { base: format!("http://{addr}"), addr, app_id, credentials, hub, stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -40,6 +54,9 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        if let Some(hub) = &self.hub {
+            hub.shutdown();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -4,4 +4,5 @@ pub mod chat_room_participants;
 pub mod chat_rooms;
 pub mod messages;
 pub mod sessions;
+pub mod settings;
 pub mod users;

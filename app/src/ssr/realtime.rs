@@ -1,0 +1,255 @@
+//! Real time on the server side: the Pusher credentials (configured, or generated once and kept in
+//! the database), who may subscribe to which channel, and the events a stored change announces.
+
+use chrono::Utc;
+use pusher_protocol::{ChannelAuthorization, ChannelName, Credentials, PresenceMember, ProtocolError, SocketId};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
+use serde_json::json;
+
+use crate::model::ChatMessage;
+use crate::realtime::{
+    ChannelAccess, EVENT_MESSAGES_READ, EVENT_NEW_MESSAGE, MessagesRead, RealtimeConfig, user_channel,
+};
+use crate::ssr::broadcast::{Broadcaster, Publication};
+use crate::ssr::entities::settings;
+
+/// The app's Pusher identity: the id and credentials publishers and the auth endpoint use, and the
+/// public settings the browser gets.
+#[derive(Clone, Debug)]
+pub struct RealtimeSettings {
+    pub app_id: String,
+    pub credentials: Credentials,
+    pub public: RealtimeConfig,
+}
+
+/// Why `/broadcasting/auth` refused; each maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthDenied {
+    #[error("socket_id must look like 123.456")]
+    BadSocketId,
+    #[error("channel_name is not a valid channel name")]
+    BadChannel,
+    #[error("you may not subscribe to this channel")]
+    Forbidden,
+}
+
+impl AuthDenied {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadSocketId | Self::BadChannel => 400,
+            Self::Forbidden => 403,
+        }
+    }
+}
+
+impl From<AuthDenied> for crate::error::AppError {
+    fn from(denied: AuthDenied) -> Self {
+        match denied {
+            AuthDenied::BadSocketId => Self::invalid("socket_id", denied.to_string()),
+            AuthDenied::BadChannel => Self::invalid("channel_name", denied.to_string()),
+            AuthDenied::Forbidden => Self::Forbidden { message: denied.to_string() },
+        }
+    }
+}
+
+impl RealtimeSettings {
+    /// Signs the subscription of user `user_id` (called `user_name`) of `socket_id` to `channel_name`, if our channel rules allow it.
+    /// Names we never hand out are refused like a channel of someone else's: 403, nothing more.
+    pub fn authorize(
+        &self,
+        user_id: i64,
+        user_name: &str,
+        socket_id: &str,
+        channel_name: &str,
+    ) -> Result<ChannelAuthorization, AuthDenied> {
+        let socket_id = SocketId::parse(socket_id).map_err(|_| AuthDenied::BadSocketId)?;
+        let channel = ChannelName::parse(channel_name).map_err(|_| AuthDenied::BadChannel)?;
+        let access = ChannelAccess::parse(channel.as_str()).ok_or(AuthDenied::Forbidden)?;
+        if !access.allows(user_id) {
+            return Err(AuthDenied::Forbidden);
+        }
+        let channel_data = matches!(access, ChannelAccess::Online)
+            .then(|| PresenceMember::new(user_id.to_string(), Some(json!({ "name": user_name }))).to_channel_data());
+        Ok(self.credentials.authorize_channel(&socket_id, &channel, channel_data.as_deref()))
+    }
+}
+
+/// Reads the setting `name`, or stores `make()` under it when there is none. Safe when two
+/// servers start at once on one database: the first insert wins and both read it.
+pub async fn stored_setting(
+    db: &DatabaseConnection,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> Result<String, DbErr> {
+    if let Some(row) = settings::Entity::find_by_id(name.to_owned()).one(db).await? {
+        return Ok(row.value);
+    }
+    let row = settings::ActiveModel { name: Set(name.to_owned()), value: Set(make()), created_at: Set(Utc::now()) };
+    match row.insert(db).await {
+        Ok(row) => Ok(row.value),
+        Err(e) if crate::ssr::is_unique_violation(&e) => settings::Entity::find_by_id(name.to_owned())
+            .one(db)
+            .await?
+            .map(|row| row.value)
+            .ok_or(DbErr::RecordNotFound(name.to_owned())),
+        Err(e) => Err(e),
+    }
+}
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> String {
+    (0..n).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// The embedded server's app id, key and secret, generated at first start and kept in `settings`.
+pub async fn generated_credentials(db: &DatabaseConnection) -> Result<(String, String, String), DbErr> {
+    let app_id =
+        stored_setting(db, "pusher_app_id", || (100_000 + rand::random::<u32>() % 900_000).to_string()).await?;
+    let key = stored_setting(db, "pusher_app_key", || random_hex(10)).await?;
+    let secret = stored_setting(db, "pusher_app_secret", || random_hex(16)).await?;
+    Ok((app_id, key, secret))
+}
+
+fn channel(name: String) -> Option<ChannelName> {
+    match ChannelName::parse(&name) {
+        Ok(channel) => Some(channel),
+        Err(e) => {
+            report(&e, &name);
+            None
+        }
+    }
+}
+
+fn report(error: &ProtocolError, what: &str) {
+    tracing::error!(%error, what, "cannot build a realtime event");
+}
+
+/// `NewChatMessage` to the recipient and to the sender's other tabs (not the tab that sent it).
+pub fn announce_message(broadcaster: &dyn Broadcaster, message: &ChatMessage, exclude: Option<SocketId>) {
+    let channels: Vec<ChannelName> =
+        [message.recipient_id, message.sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect();
+    match serde_json::to_string(message) {
+        Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_NEW_MESSAGE, data, exclude }),
+        Err(e) => tracing::error!(error = %e, "cannot serialize a message event"),
+    }
+}
+
+/// `MessagesRead` to the person whose messages were read (their ✓✓), and to the reader's other
+/// tabs (their unread badges).
+pub fn announce_read(broadcaster: &dyn Broadcaster, read: &MessagesRead) {
+    let channels: Vec<ChannelName> =
+        [read.peer_id, read.reader_id].into_iter().filter_map(|id| channel(user_channel(id))).collect();
+    match serde_json::to_string(read) {
+        Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_MESSAGES_READ, data, exclude: None }),
+        Err(e) => tracing::error!(error = %e, "cannot serialize a read event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssr::test_support::for_each_database;
+
+    fn settings() -> RealtimeSettings {
+        RealtimeSettings {
+            app_id: "1".into(),
+            credentials: Credentials::new("278d425bdf160c739803", "7ad3773142a6692b25b8"),
+            public: RealtimeConfig {
+                key: "278d425bdf160c739803".into(),
+                host: None,
+                port: None,
+                tls: false,
+                cluster: None,
+            },
+        }
+    }
+
+    #[test]
+    fn own_user_channel_is_signed_like_the_published_vector() {
+        let auth = settings().authorize(7, "Ann", "1234.1234", "private-user.7").unwrap();
+        let expected = Credentials::new("278d425bdf160c739803", "7ad3773142a6692b25b8").authorize_channel(
+            &SocketId::parse("1234.1234").unwrap(),
+            &ChannelName::parse("private-user.7").unwrap(),
+            None,
+        );
+        assert_eq!(auth, expected);
+        assert!(auth.auth.starts_with("278d425bdf160c739803:"));
+        assert_eq!(auth.channel_data, None);
+    }
+
+    #[test]
+    fn only_the_people_of_a_channel_may_subscribe() {
+        let s = settings();
+        assert_eq!(s.authorize(7, "Ann", "1.2", "private-user.8"), Err(AuthDenied::Forbidden));
+        assert!(s.authorize(7, "Ann", "1.2", "private-chat.7.9").is_ok());
+        assert!(s.authorize(7, "Ann", "1.2", "private-chat.3.7").is_ok());
+        assert_eq!(s.authorize(7, "Ann", "1.2", "private-chat.3.9"), Err(AuthDenied::Forbidden));
+        assert_eq!(s.authorize(7, "Ann", "1.2", "private-chat.9.7"), Err(AuthDenied::Forbidden), "non-canonical");
+        assert_eq!(s.authorize(7, "Ann", "1.2", "presence-room.1"), Err(AuthDenied::Forbidden));
+        assert_eq!(s.authorize(7, "Ann", "1.2", "public-news"), Err(AuthDenied::Forbidden));
+        assert_eq!(s.authorize(7, "Ann", "1.2", "private-user.7 x"), Err(AuthDenied::BadChannel));
+        assert_eq!(s.authorize(7, "Ann", "12", "private-user.7"), Err(AuthDenied::BadSocketId));
+        assert_eq!(s.authorize(7, "Ann", "1.2;", "private-user.7"), Err(AuthDenied::BadSocketId));
+        assert_eq!(AuthDenied::Forbidden.status(), 403);
+        assert_eq!(AuthDenied::BadSocketId.status(), 400);
+    }
+
+    #[test]
+    fn presence_carries_the_signed_member() {
+        let auth = settings().authorize(7, "Ann \"A\"", "1.2", "presence-online").unwrap();
+        let data = auth.channel_data.clone().expect("channel_data");
+        let member = PresenceMember::from_channel_data(&data).unwrap();
+        assert_eq!(member.user_id, "7");
+        assert_eq!(member.user_info, Some(json!({ "name": "Ann \"A\"" })));
+        let subscribe = pusher_protocol::Subscribe::new(
+            ChannelName::parse("presence-online").unwrap(),
+            Some(auth.auth),
+            Some(data),
+        );
+        let verified = settings().credentials.verify_subscription(&SocketId::parse("1.2").unwrap(), &subscribe);
+        assert_eq!(verified.unwrap(), Some(member));
+    }
+
+    #[tokio::test]
+    async fn generated_credentials_are_kept() {
+        for_each_database(|db| async move {
+            let first = generated_credentials(&db).await.unwrap();
+            let again = generated_credentials(&db).await.unwrap();
+            assert_eq!(first, again);
+            assert_eq!(first.1.len(), 20);
+            assert_eq!(first.2.len(), 32);
+        })
+        .await;
+    }
+
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<Publication>>);
+
+    impl Broadcaster for Recorder {
+        fn publish(&self, publication: Publication) {
+            self.0.lock().unwrap().push(publication);
+        }
+    }
+
+    #[test]
+    fn a_message_goes_to_both_people_except_the_sending_tab() {
+        let recorder = Recorder::default();
+        let message = ChatMessage {
+            id: 5,
+            sender_id: 1,
+            recipient_id: 2,
+            body: "hi".into(),
+            client_id: "c".into(),
+            created_at: Utc::now(),
+            read_at: None,
+        };
+        announce_message(&recorder, &message, Some(SocketId::parse("3.4").unwrap()));
+        let sent = recorder.0.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        let names: Vec<&str> = sent[0].channels.iter().map(ChannelName::as_str).collect();
+        assert_eq!(names, ["private-user.2", "private-user.1"]);
+        assert_eq!(sent[0].event, "NewChatMessage");
+        assert_eq!(serde_json::from_str::<ChatMessage>(&sent[0].data).unwrap(), message);
+        assert_eq!(sent[0].exclude.as_ref().map(SocketId::as_str), Some("3.4"));
+    }
+}

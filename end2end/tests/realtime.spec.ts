@@ -1,0 +1,211 @@
+// Real time in two browsers: live delivery, typing, read receipts, presence, several tabs, going
+// offline, a server restart, and the same chat through an external Pusher server.
+import { expect, test, type Page } from '@playwright/test';
+import { contactRow, live, log, openChat, person, send, type Person } from './chat-support';
+import * as path from 'node:path';
+import { BanterServer } from './server-support';
+
+const shot = (name: string) => path.resolve(__dirname, '../screenshots', name);
+
+test.describe.configure({ mode: 'parallel' });
+
+// A message by its exact body (a plain text filter would also match "burst 2" + "05:32" for "burst 20").
+const item = (page: Page, text: string) =>
+  log(page).getByRole('listitem').filter({ has: page.locator('.body').getByText(text, { exact: true }) });
+const typingLine = (page: Page) => page.locator('.typing');
+
+/** The bodies of the messages in the open conversation, in screen order. */
+async function bodies(page: Page): Promise<string[]> {
+  return log(page).locator('.message .body').allInnerTexts();
+}
+
+async function pair(browser: Parameters<typeof person>[0], info: Parameters<typeof person>[1], prefix: string, baseURL?: string) {
+  const alice = await person(browser, info, `${prefix}-a`, undefined, baseURL);
+  const bob = await person(browser, info, `${prefix}-b`, undefined, baseURL);
+  return { alice, bob };
+}
+
+async function close(...people: Person[]) {
+  for (const p of people) await p.context.close();
+}
+
+test('a message appears live, its contact moves up with a badge, and ✓ turns ✓✓ when read', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'live');
+  await openChat(bob, info);
+  await live(bob);
+  await openChat(alice, info, bob);
+  await live(alice);
+
+  const started = Date.now();
+  await send(alice, 'Are you there?');
+  const row = contactRow(bob.page, alice.name);
+  await expect(row.getByLabel('1 unread')).toBeVisible();
+  await expect(row).toContainText('Are you there?');
+  await expect(bob.page).toHaveTitle('(1) Banter');
+  console.log(`[latency] send → contact list updated in the other browser: ${Date.now() - started} ms`);
+  await expect(item(alice.page, 'Are you there?').getByLabel('Sent')).toBeVisible();
+
+  // Bob opens the conversation; Alice's tick turns to read without a reload.
+  await row.click();
+  await expect(item(bob.page, 'Are you there?')).toBeVisible();
+  await expect(item(alice.page, 'Are you there?').getByLabel('Read')).toBeVisible();
+  await expect(bob.page).toHaveTitle('Banter');
+
+  // Both open: Bob's reply appears in Alice's conversation at once, already read by her.
+  const replyAt = Date.now();
+  await send(bob, 'Yes, right here');
+  await expect(item(alice.page, 'Yes, right here')).toBeVisible();
+  console.log(`[latency] send → message shown in the open conversation: ${Date.now() - replyAt} ms`);
+  await expect(item(bob.page, 'Yes, right here').getByLabel('Read')).toBeVisible();
+  expect(await bodies(alice.page)).toEqual(['Are you there?', 'Yes, right here']);
+  await close(alice, bob);
+});
+
+test('"is typing…" shows while the other person types and clears when the message lands', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'typing');
+  await openChat(alice, info, bob);
+  await openChat(bob, info, alice);
+  await live(alice);
+  await live(bob);
+  for (const p of [alice, bob]) await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-whispers', 'ready');
+
+  const box = alice.page.getByLabel('Message', { exact: true });
+  await box.pressSequentially('Just a sec', { delay: 30 });
+  await expect(typingLine(bob.page)).toHaveText(`${alice.name} is typing…`);
+  await bob.page.screenshot({ path: shot('typing-indicator.png') });
+  await box.press('Enter');
+  await expect(item(bob.page, 'Just a sec')).toBeVisible();
+  await expect(typingLine(bob.page)).toHaveText('');
+
+  // Typing and then stopping: gone after about five seconds of silence.
+  await box.pressSequentially('hmm', { delay: 30 });
+  await expect(typingLine(bob.page)).toHaveText(`${alice.name} is typing…`);
+  await expect(typingLine(bob.page)).toHaveText('', { timeout: 9_000 });
+  await close(alice, bob);
+});
+
+test('online dots follow presence: on while the other person has Banter open, off after they leave', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'presence');
+  await openChat(bob, info);
+  await live(bob);
+  const dot = contactRow(bob.page, alice.name).getByLabel('online');
+  await expect(dot).toHaveCount(0);
+
+  await openChat(alice, info, bob);
+  await live(alice);
+  await expect(dot).toBeVisible();
+  await expect(alice.page.getByTestId('peer-status')).toHaveText('online');
+  await bob.page.screenshot({ path: shot('presence-online.png') });
+
+  // A second tab of Alice's, then both closed: the dot goes only when the last one does.
+  const second = await alice.context.newPage();
+  await second.goto('/chat');
+  await expect(second.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');
+  await alice.page.close();
+  await expect(dot).toBeVisible();
+  await second.close();
+  await expect(dot).toHaveCount(0, { timeout: 10_000 });
+  await close(alice, bob);
+});
+
+test('a message sent in one tab appears in my other tabs', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'tabs');
+  await openChat(alice, info, bob);
+  await live(alice);
+  const other = await alice.context.newPage();
+  await other.goto(`/chat/${bob.id}`);
+  await expect(other.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  await expect(other.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');
+
+  await send(alice, 'from the first tab');
+  await expect(item(other, 'from the first tab')).toHaveCount(1);
+  await expect(item(alice.page, 'from the first tab')).toHaveCount(1);
+  await expect(contactRow(other, bob.name)).toContainText('You: from the first tab');
+  await close(alice, bob);
+});
+
+test('offline: nothing is lost; bob gets all 20 messages once, in order, when back', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'offline');
+  await openChat(alice, info, bob);
+  await openChat(bob, info, alice);
+  await live(alice);
+  await live(bob);
+
+  await bob.context.setOffline(true);
+  await expect(bob.page.getByRole('status').filter({ hasText: 'Offline' })).toHaveText(
+    "Offline — messages will be sent when you're back",
+  );
+  // Bob writes while offline: it waits, marked, and goes out once he is back.
+  await send(bob, 'written offline');
+  await expect(item(bob.page, 'written offline')).toContainText('waiting for connection');
+  await bob.page.screenshot({ path: shot('offline-banner.png') });
+
+  const expected = Array.from({ length: 20 }, (_, i) => `burst ${i + 1}`);
+  for (const text of expected) await send(alice, text);
+  await expect(item(alice.page, 'burst 20').getByLabel('Sent')).toBeVisible();
+
+  await bob.context.setOffline(false);
+  await expect(bob.page.getByRole('status').filter({ hasText: 'Back online' })).toBeVisible();
+  await expect(item(bob.page, 'burst 20')).toBeVisible();
+  await expect(item(bob.page, 'written offline').getByLabel('Sent').or(item(bob.page, 'written offline').getByLabel('Read'))).toBeVisible();
+  const got = (await bodies(bob.page)).filter((b) => b.startsWith('burst '));
+  expect(got).toEqual(expected);
+  await expect(item(alice.page, 'written offline')).toHaveCount(1);
+  await close(alice, bob);
+});
+
+test('the server restarts mid-conversation: both sides reconnect and catch up', { tag: '@js-only' }, async ({ browser }, info) => {
+  const server = await BanterServer.start();
+  try {
+    const { alice, bob } = await pair(browser, info, 'restart', server.url);
+    await openChat(alice, info, bob);
+    await openChat(bob, info, alice);
+    await live(alice);
+    await live(bob);
+    await send(alice, 'before the restart');
+    await expect(item(bob.page, 'before the restart')).toBeVisible();
+
+    await server.down();
+    // While it is down, Alice writes; her message waits.
+    await send(alice, 'while the server was down');
+    await expect(item(alice.page, 'while the server was down')).toContainText(/waiting for connection|…/);
+    await server.up();
+
+    await expect(item(bob.page, 'while the server was down')).toBeVisible({ timeout: 20_000 });
+    await send(bob, 'after the restart');
+    await expect(item(alice.page, 'after the restart')).toBeVisible();
+    expect(await bodies(bob.page)).toEqual(['before the restart', 'while the server was down', 'after the restart']);
+    expect(await bodies(alice.page)).toEqual(['before the restart', 'while the server was down', 'after the restart']);
+    await close(alice, bob);
+  } finally {
+    await server.down();
+  }
+});
+
+test('the same live chat through an external Pusher server', { tag: '@js-only' }, async ({ browser }, info) => {
+  const credentials = { PUSHER_APP_ID: '777', PUSHER_APP_KEY: 'external-e2e-key', PUSHER_APP_SECRET: 'external-e2e-secret' };
+  const pusher = await BanterServer.start({ env: credentials });
+  const app = await BanterServer.start({
+    env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
+  });
+  try {
+    const { alice, bob } = await pair(browser, info, 'external', app.url);
+    const sockets: string[] = [];
+    bob.page.on('websocket', (ws) => sockets.push(ws.url()));
+    await openChat(alice, info, bob);
+    await openChat(bob, info, alice);
+    await live(alice);
+    await live(bob);
+    expect(sockets.some((url) => url.startsWith(`ws://127.0.0.1:${pusher.port}/app/external-e2e-key`))).toBeTruthy();
+
+    const started = Date.now();
+    await send(alice, 'through the external server');
+    await expect(item(bob.page, 'through the external server')).toBeVisible();
+    console.log(`[latency] external server: send → shown: ${Date.now() - started} ms`);
+    await expect(item(alice.page, 'through the external server').getByLabel('Read')).toBeVisible();
+    await close(alice, bob);
+  } finally {
+    await app.down();
+    await pusher.down();
+  }
+});

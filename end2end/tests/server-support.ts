@@ -1,0 +1,87 @@
+// Extra Banter servers for the tests that restart a server or need two of them (an app server
+// using another server as its external Pusher server). Each gets a free port and its own database.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '../..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export type ServerOptions = { port?: number; dbDir?: string; env?: Record<string, string> };
+
+export class BanterServer {
+  private process?: ChildProcess;
+  private output = '';
+
+  private constructor(
+    readonly port: number,
+    readonly dbDir: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  static async start(options: ServerOptions = {}): Promise<BanterServer> {
+    const port = options.port ?? (await freePort());
+    const dbDir = options.dbDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'banter-e2e-extra-'));
+    const server = new BanterServer(port, dbDir, options.env ?? {});
+    await server.up();
+    return server;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts (again) on the same port and database, and waits until /healthz answers. */
+  async up(): Promise<void> {
+    this.output = '';
+    this.process = spawn(path.join(root, 'target/release/server'), [], {
+      cwd: root,
+      env: {
+        ...process.env,
+        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
+        LEPTOS_SITE_ROOT: 'target/site',
+        LEPTOS_OUTPUT_NAME: 'banter',
+        DATABASE_URL: `sqlite://${this.dbDir}/banter.sqlite?mode=rwc`,
+        RUST_LOG: 'warn',
+        ...this.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.process.stdout?.on('data', (d) => (this.output += d));
+    this.process.stderr?.on('data', (d) => (this.output += d));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if (this.process.exitCode !== null) throw new Error(`server exited: ${this.output}`);
+      try {
+        const response = await fetch(`${this.url}/healthz`);
+        if (response.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`server did not answer /healthz within 30 s: ${this.output}`);
+  }
+
+  /** SIGTERM, as a deployment would, and waits for the process to end. */
+  async down(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}

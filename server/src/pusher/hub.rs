@@ -1,0 +1,553 @@
+//! The channel table: which connection is subscribed where, who is present on presence channels, and
+//! delivery of frames into each connection's bounded queue.
+//!
+//! Invariants:
+//! - every frame is serialized once per channel and shared (`Utf8Bytes` is reference-counted), never
+//!   once per subscriber;
+//! - the lock is a std `RwLock` held only for map updates and `try_send`s, never across an await;
+//! - a connection whose queue is full is told to close with 4100 and removed from the table at once,
+//!   so a client that stops reading costs at most `send_queue` frames;
+//! - a presence channel lists each `user_id` once, however many connections that user has; it
+//!   announces `member_added` on the user's first connection and `member_removed` after the last.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use pusher_protocol::{ChannelKind, ChannelName, ClientEvent, Frame, PresenceMember, ProtocolError, SocketId};
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// A connection as the table sees it: where its frames go and how to ask it to close.
+#[derive(Debug)]
+struct Peer {
+    socket_id: SocketId,
+    queue: mpsc::Sender<Utf8Bytes>,
+    close: watch::Sender<Option<ProtocolError>>,
+}
+
+impl Peer {
+    /// Queues a frame without waiting. A full queue means the client stopped reading: it is asked to
+    /// close with 4100 and `false` is returned so the caller drops it from the table.
+    fn offer(&self, text: &Utf8Bytes) -> bool {
+        match self.queue.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(socket_id = %self.socket_id, "pusher: send queue full, closing the connection");
+                self.close(ProtocolError::OverCapacity);
+                false
+            }
+            // The connection's loop has ended and is about to unregister it.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+
+    /// Asks the connection's loop to close with `reason`; the first reason wins.
+    fn close(&self, reason: ProtocolError) {
+        self.close.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+}
+
+/// What a connection's loop holds: its id, its queue of outgoing frames, and the close request.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub socket_id: SocketId,
+    pub queue: mpsc::Receiver<Utf8Bytes>,
+    /// Becomes `Some(error)` when the hub wants the connection closed with that error's code.
+    pub close: watch::Receiver<Option<ProtocolError>>,
+}
+
+/// A channel's numbers as the HTTP API reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChannelStats {
+    pub subscription_count: usize,
+    /// Distinct users; `Some` on presence channels only.
+    pub user_count: Option<usize>,
+}
+
+/// Why a client event was not relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RelayError {
+    NotSubscribed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Table {
+    state: RwLock<State>,
+    send_queue: usize,
+    max_presence_members: usize,
+    /// Woken whenever the last connection has gone.
+    idle: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    shut_down: bool,
+    connections: HashMap<SocketId, Connection>,
+    channels: HashMap<ChannelName, Channel>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    peer: Arc<Peer>,
+    channels: HashSet<ChannelName>,
+}
+
+/// An occupied channel; removed as soon as its last subscriber leaves.
+#[derive(Debug, Default)]
+struct Channel {
+    subscribers: HashMap<SocketId, Subscriber>,
+    /// Presence channels only, keyed by `user_id`.
+    members: BTreeMap<String, Member>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    peer: Arc<Peer>,
+    /// The presence `user_id` this connection joined as.
+    user_id: Option<String>,
+}
+
+#[derive(Debug)]
+struct Member {
+    /// From the user's first connection; later connections' info is ignored.
+    info: Option<Value>,
+    connections: usize,
+}
+
+impl Channel {
+    fn presence_members(&self) -> Vec<PresenceMember> {
+        self.members.iter().map(|(id, m)| PresenceMember::new(id.clone(), m.info.clone())).collect()
+    }
+
+    /// Queues `text` for every subscriber but `exclude`; returns those whose queue was full.
+    fn deliver(&self, text: &Utf8Bytes, exclude: Option<&SocketId>, overflowed: &mut Vec<SocketId>) {
+        for (socket_id, subscriber) in &self.subscribers {
+            if Some(socket_id) != exclude && !subscriber.peer.offer(text) {
+                overflowed.push(socket_id.clone());
+            }
+        }
+    }
+
+    fn stats(&self, kind: ChannelKind) -> ChannelStats {
+        ChannelStats {
+            subscription_count: self.subscribers.len(),
+            user_count: (kind == ChannelKind::Presence).then_some(self.members.len()),
+        }
+    }
+}
+
+fn text(frame: &Frame) -> Utf8Bytes {
+    Utf8Bytes::from(frame.to_json())
+}
+
+impl State {
+    /// Unsubscribes `socket_id` from `channel`, announcing `member_removed` if it was the user's last
+    /// connection there. Returns connections that overflowed on that announcement.
+    fn leave(&mut self, socket_id: &SocketId, channel: &ChannelName) -> Vec<SocketId> {
+        let mut overflowed = Vec::new();
+        let Some(entry) = self.channels.get_mut(channel.as_str()) else {
+            return overflowed;
+        };
+        let Some(subscriber) = entry.subscribers.remove(socket_id) else {
+            return overflowed;
+        };
+        if let Some(user_id) = subscriber.user_id
+            && let Some(member) = entry.members.get_mut(&user_id)
+        {
+            member.connections = member.connections.saturating_sub(1);
+            if member.connections == 0 {
+                entry.members.remove(&user_id);
+                let removed = text(&Frame::member_removed(channel.clone(), user_id));
+                entry.deliver(&removed, None, &mut overflowed);
+            }
+        }
+        if entry.subscribers.is_empty() {
+            self.channels.remove(channel.as_str());
+        }
+        overflowed
+    }
+
+    /// Removes a connection and all its subscriptions. Returns connections that overflowed on the
+    /// resulting `member_removed` announcements.
+    fn remove_connection(&mut self, socket_id: &SocketId) -> Vec<SocketId> {
+        let Some(connection) = self.connections.remove(socket_id) else {
+            return Vec::new();
+        };
+        connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel)).collect()
+    }
+}
+
+impl Table {
+    pub fn new(send_queue: usize, max_presence_members: usize) -> Self {
+        Self { state: RwLock::default(), send_queue: send_queue.max(1), max_presence_members, idle: Notify::new() }
+    }
+
+    // A panic elsewhere while holding the lock leaves the maps consistent (every update is a single
+    // insert/remove), so poisoning is ignored rather than turned into a panic here.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a new connection under a fresh random socket id. Refused with 4200 after shutdown.
+    pub fn connect(&self) -> Result<Registration, ProtocolError> {
+        let (queue_tx, queue) = mpsc::channel(self.send_queue);
+        let (close_tx, close) = watch::channel(None);
+        let mut state = self.write();
+        if state.shut_down {
+            return Err(ProtocolError::GoingAway);
+        }
+        let socket_id = loop {
+            let id = SocketId::from_parts(rand::random(), rand::random());
+            if !state.connections.contains_key(&id) {
+                break id;
+            }
+        };
+        let peer = Arc::new(Peer { socket_id: socket_id.clone(), queue: queue_tx, close: close_tx });
+        state.connections.insert(socket_id.clone(), Connection { peer, channels: HashSet::new() });
+        Ok(Registration { socket_id, queue, close })
+    }
+
+    /// Removes a connection and its subscriptions; a no-op for unknown ids.
+    pub fn disconnect(&self, socket_id: &SocketId) {
+        self.remove_connections(vec![socket_id.clone()]);
+    }
+
+    /// Removes connections, then any that overflowed on the `member_removed` frames this caused.
+    fn remove_connections(&self, mut pending: Vec<SocketId>) {
+        while let Some(socket_id) = pending.pop() {
+            let (overflowed, idle) = {
+                let mut state = self.write();
+                (state.remove_connection(&socket_id), state.connections.is_empty())
+            };
+            if idle {
+                self.idle.notify_waiters();
+            }
+            pending.extend(overflowed);
+        }
+    }
+
+    /// Resolves once no connection is left.
+    pub async fn idle(&self) {
+        loop {
+            // Created before the check, so a notification between the check and the await is kept.
+            let notified = self.idle.notified();
+            if self.read().connections.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Subscribes an authorized connection (`member` is the verified presence member, `None` for
+    /// other kinds). Returns the `subscription_succeeded` frame to send it; subscribing again to the
+    /// same channel just repeats that answer.
+    pub fn subscribe(
+        &self,
+        socket_id: &SocketId,
+        channel: &ChannelName,
+        member: Option<PresenceMember>,
+    ) -> Result<Utf8Bytes, ProtocolError> {
+        let mut overflowed = Vec::new();
+        let succeeded = {
+            let mut guard = self.write();
+            let state = &mut *guard;
+            // Already removed (queue overflow or shutdown): the loop is closing anyway.
+            let connection = state.connections.get_mut(socket_id).ok_or(ProtocolError::GoingAway)?;
+            let entry = state.channels.entry(channel.clone()).or_default();
+            if !entry.subscribers.contains_key(socket_id) {
+                let user_id = member.as_ref().map(|m| m.user_id.clone());
+                if let Some(member) = member {
+                    if let Some(existing) = entry.members.get_mut(&member.user_id) {
+                        existing.connections += 1;
+                    } else {
+                        if entry.members.len() >= self.max_presence_members {
+                            let max = u32::try_from(self.max_presence_members).unwrap_or(u32::MAX);
+                            if entry.subscribers.is_empty() {
+                                state.channels.remove(channel.as_str());
+                            }
+                            return Err(ProtocolError::PresenceChannelFull { max });
+                        }
+                        let added = text(&Frame::member_added(channel.clone(), member.clone()));
+                        entry.deliver(&added, None, &mut overflowed);
+                        entry.members.insert(member.user_id, Member { info: member.user_info, connections: 1 });
+                    }
+                }
+                let peer = Arc::clone(&connection.peer);
+                entry.subscribers.insert(socket_id.clone(), Subscriber { peer, user_id });
+                connection.channels.insert(channel.clone());
+            }
+            let presence = (channel.kind() == ChannelKind::Presence).then(|| entry.presence_members());
+            text(&Frame::subscription_succeeded(channel.clone(), presence))
+        };
+        self.remove_connections(overflowed);
+        Ok(succeeded)
+    }
+
+    /// Unsubscribes a connection; a no-op if it was not subscribed.
+    pub fn unsubscribe(&self, socket_id: &SocketId, channel: &ChannelName) {
+        let overflowed = {
+            let mut state = self.write();
+            if let Some(connection) = state.connections.get_mut(socket_id) {
+                connection.channels.remove(channel.as_str());
+            }
+            state.leave(socket_id, channel)
+        };
+        self.remove_connections(overflowed);
+    }
+
+    /// Relays a client event from `sender` to the channel's other subscribers, with the sender's
+    /// presence `user_id` as the server knows it.
+    pub fn relay_client_event(&self, sender: &SocketId, event: ClientEvent) -> Result<(), RelayError> {
+        let mut overflowed = Vec::new();
+        {
+            let state = self.read();
+            let channel = state.channels.get(event.channel().as_str()).ok_or(RelayError::NotSubscribed)?;
+            let subscriber = channel.subscribers.get(sender).ok_or(RelayError::NotSubscribed)?;
+            let relayed = Frame::ClientEvent(event.with_sender(subscriber.user_id.clone()));
+            channel.deliver(&text(&relayed), Some(sender), &mut overflowed);
+        }
+        self.remove_connections(overflowed);
+        Ok(())
+    }
+
+    /// Publishes an application event to one channel's subscribers, except `exclude`. Fails only for
+    /// an invalid event (reserved name, data over 10 KiB).
+    pub fn publish(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+        exclude: Option<&SocketId>,
+    ) -> Result<(), ProtocolError> {
+        let frame = Frame::event(event, channel.clone(), data)?;
+        self.publish_frame(channel, &text(&frame), exclude);
+        Ok(())
+    }
+
+    /// Delivers an already serialized event; the HTTP API validates a whole request before calling this.
+    pub fn publish_frame(&self, channel: &ChannelName, text: &Utf8Bytes, exclude: Option<&SocketId>) {
+        let mut overflowed = Vec::new();
+        if let Some(entry) = self.read().channels.get(channel.as_str()) {
+            entry.deliver(text, exclude, &mut overflowed);
+        }
+        self.remove_connections(overflowed);
+    }
+
+    /// Asks every connection to close with 4200 and refuses new ones. Returns how many were asked.
+    pub fn shut_down(&self) -> usize {
+        let mut state = self.write();
+        state.shut_down = true;
+        for connection in state.connections.values() {
+            connection.peer.close(ProtocolError::GoingAway);
+        }
+        state.connections.len()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.read().connections.len()
+    }
+
+    /// A channel's numbers, or `None` when nobody is subscribed.
+    pub fn channel_stats(&self, channel: &ChannelName) -> Option<ChannelStats> {
+        self.read().channels.get(channel.as_str()).map(|c| c.stats(channel.kind()))
+    }
+
+    /// Occupied channels whose name starts with `prefix`, sorted by name.
+    pub fn occupied_channels(&self, prefix: &str) -> Vec<(ChannelName, ChannelStats)> {
+        let state = self.read();
+        let mut channels: Vec<_> = state
+            .channels
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with(prefix))
+            .map(|(name, c)| (name.clone(), c.stats(name.kind())))
+            .collect();
+        channels.sort_by(|a, b| a.0.cmp(&b.0));
+        channels
+    }
+
+    /// The `user_id`s present on a presence channel, sorted.
+    pub fn presence_user_ids(&self, channel: &ChannelName) -> Vec<String> {
+        self.read().channels.get(channel.as_str()).map(|c| c.members.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::parse(name).unwrap()
+    }
+
+    fn member(id: &str) -> PresenceMember {
+        PresenceMember::new(id, Some(json!({ "name": format!("user {id}") })))
+    }
+
+    /// Everything queued for a connection so far, as text.
+    fn drain(registration: &mut Registration) -> Vec<String> {
+        let mut frames = Vec::new();
+        while let Ok(text) = registration.queue.try_recv() {
+            frames.push(text.as_str().to_owned());
+        }
+        frames
+    }
+
+    fn events(frames: &[String]) -> Vec<String> {
+        frames.iter().map(|f| serde_json::from_str::<Value>(f).unwrap()["event"].as_str().unwrap().to_owned()).collect()
+    }
+
+    #[test]
+    fn socket_ids_are_valid_and_unique() {
+        let table = Table::new(8, 100);
+        let a = table.connect().unwrap();
+        let b = table.connect().unwrap();
+        assert_ne!(a.socket_id, b.socket_id);
+        assert_eq!(SocketId::parse(a.socket_id.as_str()).unwrap(), a.socket_id);
+        assert_eq!(table.connection_count(), 2);
+        table.disconnect(&a.socket_id);
+        table.disconnect(&a.socket_id);
+        assert_eq!(table.connection_count(), 1);
+    }
+
+    #[test]
+    fn presence_lists_a_user_once_and_announces_first_join_and_last_leave() {
+        let table = Table::new(64, 100);
+        let room = channel("presence-room");
+        let mut watcher = table.connect().unwrap();
+        table.subscribe(&watcher.socket_id, &room, Some(member("9"))).unwrap();
+        let tab1 = table.connect().unwrap();
+        let tab2 = table.connect().unwrap();
+
+        let first = table.subscribe(&tab1.socket_id, &room, Some(member("1"))).unwrap();
+        assert!(first.as_str().contains(r#"\"count\":2"#), "{}", first.as_str());
+        let second = table.subscribe(&tab2.socket_id, &room, Some(member("1"))).unwrap();
+        assert!(second.as_str().contains(r#"\"count\":2"#), "{}", second.as_str());
+        assert_eq!(events(&drain(&mut watcher)), ["pusher_internal:member_added"]);
+        assert_eq!(table.presence_user_ids(&room), ["1", "9"]);
+        assert_eq!(table.channel_stats(&room), Some(ChannelStats { subscription_count: 3, user_count: Some(2) }));
+
+        table.unsubscribe(&tab1.socket_id, &room);
+        assert!(drain(&mut watcher).is_empty(), "the user is still present through tab 2");
+        table.disconnect(&tab2.socket_id);
+        let removed = drain(&mut watcher);
+        assert_eq!(
+            removed,
+            [r#"{"event":"pusher_internal:member_removed","channel":"presence-room","data":"{\"user_id\":\"1\"}"}"#]
+        );
+        assert_eq!(table.presence_user_ids(&room), ["9"]);
+    }
+
+    #[test]
+    fn a_full_presence_channel_refuses_new_users_but_not_new_tabs() {
+        let table = Table::new(8, 2);
+        let room = channel("presence-room");
+        for id in ["1", "2"] {
+            let c = table.connect().unwrap();
+            table.subscribe(&c.socket_id, &room, Some(member(id))).unwrap();
+        }
+        let third = table.connect().unwrap();
+        assert_eq!(
+            table.subscribe(&third.socket_id, &room, Some(member("3"))),
+            Err(ProtocolError::PresenceChannelFull { max: 2 })
+        );
+        assert!(table.subscribe(&third.socket_id, &room, Some(member("2"))).is_ok());
+        assert_eq!(table.channel_stats(&room).unwrap().user_count, Some(2));
+    }
+
+    #[test]
+    fn an_empty_channel_disappears() {
+        let table = Table::new(8, 100);
+        let c = table.connect().unwrap();
+        let lobby = channel("lobby");
+        table.subscribe(&c.socket_id, &lobby, None).unwrap();
+        assert_eq!(table.occupied_channels("").len(), 1);
+        table.unsubscribe(&c.socket_id, &lobby);
+        assert_eq!(table.channel_stats(&lobby), None);
+        assert!(table.occupied_channels("").is_empty());
+    }
+
+    #[test]
+    fn a_published_frame_is_serialized_once_and_skips_the_excluded_socket() {
+        let table = Table::new(8, 100);
+        let lobby = channel("lobby");
+        let mut a = table.connect().unwrap();
+        let mut b = table.connect().unwrap();
+        let mut c = table.connect().unwrap();
+        for r in [&a, &b, &c] {
+            table.subscribe(&r.socket_id, &lobby, None).unwrap();
+        }
+        table.publish(&lobby, "hello", r#"{"n":1}"#, Some(&c.socket_id)).unwrap();
+        let (ta, tb) = (a.queue.try_recv().unwrap(), b.queue.try_recv().unwrap());
+        assert_eq!(ta.as_str(), r#"{"event":"hello","channel":"lobby","data":"{\"n\":1}"}"#);
+        // The same bytes, not an equal copy.
+        assert_eq!(ta.as_str().as_ptr(), tb.as_str().as_ptr());
+        assert!(c.queue.try_recv().is_err());
+        assert!(matches!(
+            table.publish(&lobby, "e", &"x".repeat(10 * 1024 + 1), None),
+            Err(ProtocolError::DataTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_closed_with_4100_and_removed() {
+        let table = Table::new(2, 100);
+        let room = channel("presence-room");
+        let slow = table.connect().unwrap();
+        let mut other = table.connect().unwrap();
+        table.subscribe(&slow.socket_id, &room, Some(member("1"))).unwrap();
+        table.subscribe(&other.socket_id, &room, Some(member("2"))).unwrap();
+        for n in 0..3 {
+            table.publish(&room, "tick", &n.to_string(), None).unwrap();
+            drain(&mut other);
+        }
+        assert_eq!(*slow.close.borrow(), Some(ProtocolError::OverCapacity));
+        assert_eq!(table.connection_count(), 1);
+        assert_eq!(table.presence_user_ids(&room), ["2"]);
+        // The other subscriber saw the slow one leave.
+        table.publish(&room, "tick", "after", None).unwrap();
+        assert_eq!(events(&drain(&mut other)), ["tick"]);
+    }
+
+    #[test]
+    fn client_events_need_a_subscription_and_carry_the_servers_user_id() {
+        let table = Table::new(8, 100);
+        let room = channel("presence-room");
+        let mut a = table.connect().unwrap();
+        let mut b = table.connect().unwrap();
+        table.subscribe(&a.socket_id, &room, Some(member("1"))).unwrap();
+        let outsider = table.connect().unwrap();
+        let event = |claimed: &str| {
+            ClientEvent::new("client-typing", room.clone(), json!({"typing": true}), Some(claimed.into())).unwrap()
+        };
+        assert_eq!(table.relay_client_event(&outsider.socket_id, event("1")), Err(RelayError::NotSubscribed));
+        table.subscribe(&b.socket_id, &room, Some(member("2"))).unwrap();
+        drain(&mut a);
+        table.relay_client_event(&b.socket_id, event("1")).unwrap();
+        assert_eq!(
+            drain(&mut a),
+            [r#"{"event":"client-typing","channel":"presence-room","data":{"typing":true},"user_id":"2"}"#]
+        );
+        assert!(drain(&mut b).is_empty(), "never echoed to the sender");
+    }
+
+    #[test]
+    fn shutdown_closes_everyone_with_4200_and_refuses_newcomers() {
+        let table = Table::new(8, 100);
+        let a = table.connect().unwrap();
+        assert_eq!(table.shut_down(), 1);
+        assert_eq!(*a.close.borrow(), Some(ProtocolError::GoingAway));
+        assert_eq!(table.connect().map(|r| r.socket_id), Err(ProtocolError::GoingAway));
+    }
+}

@@ -1,0 +1,148 @@
+//! The embedded Pusher Channels server (protocol 7): WebSocket connections at `/app/{key}` and the
+//! Pusher HTTP API at `/apps/{app_id}/...`, on the same port as the app.
+//!
+//! Everything that decides what a frame means lives in the `pusher-protocol` crate; this module only
+//! moves frames:
+//! - [`hub`]: the channel table (who is subscribed where, presence members) and delivery;
+//! - [`socket`]: one connection's loop, generic over a `Sink`/`Stream` of WebSocket messages;
+//! - [`http_api`]: the signed HTTP API publishers use (`POST /events`, `GET /channels`, ...).
+//!
+//! The lead wires it up with `router.merge(hub.router())`, hands the same [`Hub`] to the app as its
+//! `Broadcaster`, and calls [`Hub::shutdown`] when the process is asked to stop.
+
+mod http_api;
+mod hub;
+mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::ssr::broadcast::{Broadcaster, Publication};
+use axum::Router;
+use axum::routing::{get, post};
+use pusher_protocol::Credentials;
+use pusher_protocol::limits::{CLIENT_EVENTS_PER_SECOND, DEFAULT_ACTIVITY_TIMEOUT_SECS, MAX_PRESENCE_MEMBERS};
+
+use self::hub::Table;
+
+/// Tunables of the embedded server. The defaults are Pusher's; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Client silence after which the server sends `pusher:ping`; advertised in
+    /// `pusher:connection_established` (in whole seconds, at least 1).
+    pub activity_timeout: Duration,
+    /// How long the server waits for any frame after its `pusher:ping` before closing with 4201.
+    pub pong_timeout: Duration,
+    /// Frames queued per connection; a client that lets its queue fill is closed with 4100.
+    pub send_queue: usize,
+    /// Client events one connection may send per second; the next ones get `pusher:error` 4301.
+    pub client_events_per_second: u32,
+    /// Distinct users a presence channel holds; the next user's subscription is refused.
+    pub max_presence_members: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            activity_timeout: Duration::from_secs(u64::from(DEFAULT_ACTIVITY_TIMEOUT_SECS)),
+            pong_timeout: Duration::from_secs(30),
+            send_queue: 256,
+            client_events_per_second: CLIENT_EVENTS_PER_SECOND,
+            max_presence_members: MAX_PRESENCE_MEMBERS as usize,
+        }
+    }
+}
+
+/// The embedded server: one app's credentials, its settings and its channel table.
+///
+/// Cheap to clone (an `Arc` inside); every clone is the same server.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app_id: String,
+    credentials: Credentials,
+    settings: HubSettings,
+    table: Table,
+}
+
+impl Hub {
+    pub fn new(app_id: impl Into<String>, credentials: Credentials, settings: HubSettings) -> Self {
+        // A zero-length queue cannot exist (tokio panics); one frame is the least that works.
+        let settings = HubSettings { send_queue: settings.send_queue.max(1), ..settings };
+        let table = Table::new(settings.send_queue, settings.max_presence_members);
+        Self { inner: Arc::new(Inner { app_id: app_id.into(), credentials, settings, table }) }
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    /// `/app/{key}` (WebSocket) and `/apps/{app_id}/...` (HTTP API), with no fallback, for merging
+    /// into the main router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/app/{key}", get(socket::upgrade))
+            .route("/apps/{app_id}/events", post(http_api::events))
+            .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
+            .route("/apps/{app_id}/channels", get(http_api::channels))
+            .route("/apps/{app_id}/channels/{channel}", get(http_api::channel))
+            .route("/apps/{app_id}/channels/{channel}/users", get(http_api::users))
+            .with_state(self.clone())
+    }
+
+    /// Closes every connection with 4200 (server going away) so clients reconnect at once, and refuses
+    /// new ones the same way from now on. Used on SIGTERM / Ctrl-C.
+    pub fn shutdown(&self) {
+        let closed = self.table().shut_down();
+        tracing::info!(connections = closed, "pusher: shutting down, closing connections with 4200");
+    }
+
+    /// Waits, at most `limit`, until every connection has closed; `true` if they all did. Call it after
+    /// [`shutdown`](Self::shutdown) so the 4200 close frames leave before the process exits (axum's
+    /// graceful shutdown does not wait for upgraded WebSockets).
+    pub async fn wait_until_closed(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.table().idle()).await.is_ok()
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.table().connection_count()
+    }
+
+    fn table(&self) -> &Table {
+        &self.inner.table
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("app_id", &self.inner.app_id)
+            .field("credentials", &self.inner.credentials)
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+/// In-process delivery: no HTTP, no signing; each channel's frame is serialized once.
+impl Broadcaster for Hub {
+    fn publish(&self, publication: Publication) {
+        let Publication { channels, event, data, exclude } = publication;
+        for channel in channels {
+            if let Err(e) = self.table().publish(&channel, event, &data, exclude.as_ref()) {
+                tracing::warn!(channel = %channel, event, error = %e, "pusher: event not published");
+            }
+        }
+    }
+}

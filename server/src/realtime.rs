@@ -1,0 +1,127 @@
+//! Wiring real time: the credentials, which [`Broadcaster`] publishes (the embedded Pusher server
+//! or an external one over HTTP), and the channel authorization endpoint `POST /broadcasting/auth`.
+
+use std::sync::Arc;
+
+use app::error::AppError;
+use app::realtime::RealtimeConfig;
+use app::ssr::AppState;
+use app::ssr::broadcast::Broadcaster;
+use app::ssr::realtime::{RealtimeSettings, generated_credentials};
+use app::ssr::sessions::{self, SessionToken};
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use pusher_protocol::Credentials;
+use sea_orm::DatabaseConnection;
+use serde::Deserialize;
+
+use crate::config::PusherConfig;
+use crate::publisher::HttpBroadcaster;
+use crate::pusher::{Hub, HubSettings};
+
+/// What start-up builds: the settings every request reads, the broadcaster the server functions
+/// publish through, and the embedded hub when this server is its own Pusher server.
+pub struct Realtime {
+    pub settings: RealtimeSettings,
+    pub broadcaster: Arc<dyn Broadcaster>,
+    pub hub: Option<Hub>,
+}
+
+impl Realtime {
+    pub async fn start(config: Option<&PusherConfig>, db: &DatabaseConnection) -> Result<Self, String> {
+        let Some(config) = config else {
+            let (app_id, key, secret) = generated_credentials(db)
+                .await
+                .map_err(|e| format!("cannot read or store the generated Pusher credentials: {e}"))?;
+            return Ok(Self::embedded(app_id, Credentials::new(key, secret)));
+        };
+        let tls = config.tls();
+        let base_url = match (&config.host, &config.cluster) {
+            (None, None) => {
+                let credentials = Credentials::new(config.key.clone(), config.secret.clone());
+                return Ok(Self::embedded(config.app_id.clone(), credentials));
+            }
+            (Some(host), _) => {
+                let port = config.port.unwrap_or(if tls { 443 } else { 80 });
+                format!("{}://{host}:{port}", if tls { "https" } else { "http" })
+            }
+            (None, Some(cluster)) => format!("https://api-{cluster}.pusher.com"),
+        };
+        Ok(Self::external(config, base_url))
+    }
+
+    /// This server speaks the Pusher protocol itself, on its own port.
+    pub fn embedded(app_id: String, credentials: Credentials) -> Self {
+        let hub = Hub::new(app_id.clone(), credentials.clone(), HubSettings::default());
+        let public =
+            RealtimeConfig { key: credentials.key().to_owned(), host: None, port: None, tls: false, cluster: None };
+        Self {
+            settings: RealtimeSettings { app_id, credentials, public },
+            broadcaster: Arc::new(hub.clone()),
+            hub: Some(hub),
+        }
+    }
+
+    /// Events go to an external Pusher-compatible server over its HTTP API.
+    fn external(config: &PusherConfig, base_url: String) -> Self {
+        let credentials = Credentials::new(config.key.clone(), config.secret.clone());
+        let public = RealtimeConfig {
+            key: config.key.clone(),
+            host: config.host.clone(),
+            port: config.port,
+            tls: config.tls(),
+            cluster: config.cluster.clone(),
+        };
+        let broadcaster = HttpBroadcaster::spawn(base_url, config.app_id.clone(), credentials.clone());
+        Self {
+            settings: RealtimeSettings { app_id: config.app_id.clone(), credentials, public },
+            broadcaster: Arc::new(broadcaster),
+            hub: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AuthRequest {
+    socket_id: String,
+    channel_name: String,
+}
+
+/// `POST /broadcasting/auth`: signs a subscription for the signed-in user when our channel rules
+/// allow it. 401 signed out, 403 not yours (and nothing else said), 400 malformed input.
+pub async fn broadcasting_auth(
+    state: AppState,
+    headers: HeaderMap,
+    form: Result<Form<AuthRequest>, FormRejection>,
+) -> Response {
+    match authorize(&state, &headers, form).await {
+        Ok(auth) => Json(auth).into_response(),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<AuthRequest>, FormRejection>,
+) -> Result<pusher_protocol::ChannelAuthorization, AppError> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(SessionToken::from_cookie_header)
+        .ok_or(AppError::Unauthorized)?;
+    let user = sessions::user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
+    let Form(request) = form.map_err(|_| AppError::Invalid {
+        field: None,
+        message: "send socket_id and channel_name as a form".to_owned(),
+    })?;
+    Ok(state.realtime.authorize(user.id, &user.name, &request.socket_id, &request.channel_name)?)
+}
+
+fn error_response(error: &AppError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(error)).into_response()
+}

@@ -1,0 +1,297 @@
+//! Real time through the whole server: `/broadcasting/auth`, and messages and read receipts that a
+//! send or a read publishes to real WebSocket subscribers, on the embedded Pusher server and through
+//! an external one (a second Banter server acting as the Pusher server).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, browser, post, registration, temp_sqlite_url};
+use futures_util::{SinkExt, StreamExt};
+use pusher_protocol::{ChannelName, Frame, SocketId};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use server::config::PusherConfig;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long to wait for something that should happen at once.
+const SOON: Duration = Duration::from_secs(5);
+
+struct Person {
+    client: Client,
+    id: i64,
+}
+
+async fn sign_up(server: &TestServer, name: &str) -> Person {
+    let client = browser();
+    let email = format!("{}@example.com", name.to_lowercase());
+    let (status, body, _) =
+        post(&client, server.url("/api/auth/register"), &registration(name, &email, "password1")).await;
+    assert_eq!(status, StatusCode::OK, "registering {name}: {body}");
+    Person { client, id: body["id"].as_i64().unwrap() }
+}
+
+impl Person {
+    async fn auth(&self, server: &TestServer, socket_id: &str, channel: &str) -> (StatusCode, Value) {
+        let (status, body, _) = post(
+            &self.client,
+            server.url("/broadcasting/auth"),
+            &[("socket_id", socket_id), ("channel_name", channel)],
+        )
+        .await;
+        (status, body)
+    }
+
+    async fn send(&self, server: &TestServer, to: i64, body: &str, client_id: &str, socket: Option<&str>) -> Value {
+        let to = to.to_string();
+        let mut form = vec![("recipient_id", to.as_str()), ("body", body), ("client_id", client_id)];
+        if let Some(socket) = socket {
+            form.push(("socket_id", socket));
+        }
+        let (status, json, _) = post(&self.client, server.url("/api/messages/send"), &form).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+}
+
+/// A Pusher connection as a browser tab holds it.
+struct Tab {
+    socket: Socket,
+    socket_id: String,
+}
+
+impl Tab {
+    async fn open(pusher: &TestServer, key: &str) -> Self {
+        let url = format!("ws://{}/app/{key}?protocol=7&client=test&version=1", pusher.addr);
+        let (mut socket, _) = connect_async(url).await.expect("websocket connects");
+        let Frame::ConnectionEstablished { socket_id, .. } = next_frame(&mut socket).await else {
+            panic!("the first frame must be connection_established");
+        };
+        Self { socket, socket_id: socket_id.to_string() }
+    }
+
+    /// Subscribes with an authorization obtained from `app`'s `/broadcasting/auth` as `person`.
+    async fn subscribe(&mut self, app: &TestServer, person: &Person, channel: &str) {
+        let (status, auth) = person.auth(app, &self.socket_id, channel).await;
+        assert_eq!(status, StatusCode::OK, "{auth}");
+        let frame = Frame::subscribe(
+            ChannelName::parse(channel).unwrap(),
+            auth["auth"].as_str().map(str::to_owned),
+            auth["channel_data"].as_str().map(str::to_owned),
+        );
+        self.socket.send(Message::text(frame.to_json())).await.unwrap();
+        match self.next().await {
+            Frame::SubscriptionSucceeded { channel: c, .. } if c.as_str() == channel => {}
+            other => panic!("expected subscription_succeeded for {channel}, got {other:?}"),
+        }
+    }
+
+    async fn next(&mut self) -> Frame {
+        next_frame(&mut self.socket).await
+    }
+
+    /// The next application event, skipping presence and ping traffic.
+    async fn next_event(&mut self) -> (String, String, Value) {
+        loop {
+            if let Frame::Event(event) = self.next().await {
+                let data = serde_json::from_str(event.data()).expect("event data is JSON");
+                return (event.event().to_owned(), event.channel().as_str().to_owned(), data);
+            }
+        }
+    }
+
+    /// True when no application event arrives within a short while.
+    async fn stays_quiet(&mut self) -> bool {
+        tokio::time::timeout(Duration::from_millis(500), self.next_event()).await.is_err()
+    }
+}
+
+async fn next_frame(socket: &mut Socket) -> Frame {
+    loop {
+        let message = tokio::time::timeout(SOON, socket.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the socket stays open")
+            .expect("a valid websocket message");
+        if let Message::Text(text) = message {
+            return Frame::parse(&text).expect("a valid Pusher frame");
+        }
+    }
+}
+
+#[tokio::test]
+async fn channel_authorization_follows_the_channel_rules() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let ann = sign_up(&server, "Ann").await;
+    let ben = sign_up(&server, "Ben").await;
+    let own = format!("private-user.{}", ann.id);
+
+    let (status, body) = ann.auth(&server, "1234.5678", &own).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected = server.credentials.authorize_channel(
+        &SocketId::parse("1234.5678").unwrap(),
+        &ChannelName::parse(&own).unwrap(),
+        None,
+    );
+    assert_eq!(body, json!({ "auth": expected.auth }));
+
+    let (lo, hi) = (ann.id.min(ben.id), ann.id.max(ben.id));
+    assert_eq!(ann.auth(&server, "1.2", &format!("private-chat.{lo}.{hi}")).await.0, StatusCode::OK);
+    let (status, body) = ann.auth(&server, "1.2", &format!("private-user.{}", ben.id)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["message"], "you may not subscribe to this channel");
+    assert_eq!(ann.auth(&server, "1.2", &format!("private-chat.{hi}.{lo}")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(ann.auth(&server, "1.2", "private-something-else").await.0, StatusCode::FORBIDDEN);
+
+    let (status, body) = ann.auth(&server, "1.2", "presence-online").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let data: Value = serde_json::from_str(body["channel_data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({ "user_id": ann.id.to_string(), "user_info": { "name": "Ann" } }));
+
+    let (status, body) = ann.auth(&server, "12", &own).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "socket_id");
+    let (status, _, _) = post(&ann.client, server.url("/broadcasting/auth"), &[("socket_id", "1.2")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "channel_name missing");
+
+    let (status, _, _) =
+        post(&browser(), server.url("/broadcasting/auth"), &[("socket_id", "1.2"), ("channel_name", &own)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_send_reaches_the_recipient_and_the_senders_other_tabs_at_once() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let key = server.credentials.key().to_owned();
+    let ann = sign_up(&server, "Ann").await;
+    let ben = sign_up(&server, "Ben").await;
+
+    let mut ben_tab = Tab::open(&server, &key).await;
+    ben_tab.subscribe(&server, &ben, &format!("private-user.{}", ben.id)).await;
+    let mut ann_sending_tab = Tab::open(&server, &key).await;
+    ann_sending_tab.subscribe(&server, &ann, &format!("private-user.{}", ann.id)).await;
+    let mut ann_other_tab = Tab::open(&server, &key).await;
+    ann_other_tab.subscribe(&server, &ann, &format!("private-user.{}", ann.id)).await;
+
+    let stored = ann
+        .send(&server, ben.id, "hello Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000001", Some(&ann_sending_tab.socket_id))
+        .await;
+
+    let (event, channel, data) = ben_tab.next_event().await;
+    assert_eq!((event.as_str(), channel), ("NewChatMessage", format!("private-user.{}", ben.id)));
+    assert_eq!(data, stored, "the event carries exactly what the send returned");
+    let (event, _, data) = ann_other_tab.next_event().await;
+    assert_eq!(event, "NewChatMessage");
+    assert_eq!(data, stored);
+    assert!(ann_sending_tab.stays_quiet().await, "the tab that sent it already has it");
+
+    // Ben reads it: Ann's tabs get the receipt (✓✓), Ben's own tabs too (unread badges).
+    let up_to = stored["id"].as_i64().unwrap().to_string();
+    let (status, changed, _) = post(
+        &ben.client,
+        server.url("/api/messages/read"),
+        &[("peer_id", ann.id.to_string().as_str()), ("up_to_id", up_to.as_str())],
+    )
+    .await;
+    assert_eq!((status, changed), (StatusCode::OK, json!(1)));
+    for tab in [&mut ann_sending_tab, &mut ann_other_tab, &mut ben_tab] {
+        let (event, _, data) = tab.next_event().await;
+        assert_eq!(event, "MessagesRead");
+        assert_eq!(data["reader_id"], ben.id);
+        assert_eq!(data["peer_id"], ann.id);
+        assert_eq!(data["up_to_id"], stored["id"]);
+        assert!(data["read_at"].is_string());
+    }
+
+    // Reading again changes nothing and announces nothing.
+    let (_, changed, _) = post(
+        &ben.client,
+        server.url("/api/messages/read"),
+        &[("peer_id", ann.id.to_string().as_str()), ("up_to_id", up_to.as_str())],
+    )
+    .await;
+    assert_eq!(changed, json!(0));
+    assert!(ann_other_tab.stays_quiet().await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_forged_or_foreign_authorization_is_refused_by_the_pusher_server() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let key = server.credentials.key().to_owned();
+    let ann = sign_up(&server, "Ann").await;
+    let ben = sign_up(&server, "Ben").await;
+    let mut eve_tab = Tab::open(&server, &key).await;
+    // Ann's authorization for her channel, signed for another socket, replayed by this one.
+    let (_, auth) = ann.auth(&server, "1.1", &format!("private-user.{}", ann.id)).await;
+    let frame = Frame::subscribe(
+        ChannelName::parse(&format!("private-user.{}", ann.id)).unwrap(),
+        auth["auth"].as_str().map(str::to_owned),
+        None,
+    );
+    eve_tab.socket.send(Message::text(frame.to_json())).await.unwrap();
+    assert!(matches!(eve_tab.next().await, Frame::SubscriptionError { .. }));
+    ann.send(&server, ben.id, "secret", "5f0c8a4e-2b1d-4c3e-9f00-000000000002", None).await;
+    assert!(eve_tab.stays_quiet().await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_external_pusher_server_carries_the_events_unchanged() {
+    // The Pusher server: another Banter, embedded, with known credentials and its own database.
+    let credentials = |host: Option<String>, port: Option<u16>| PusherConfig {
+        app_id: "4242".into(),
+        key: "external-key".into(),
+        secret: "external-secret".into(),
+        host,
+        port,
+        scheme: Some("http".into()),
+        cluster: None,
+    };
+    let pusher = TestServer::start_with(&temp_sqlite_url(), Some(credentials(None, None))).await;
+    let app = TestServer::start_with(
+        &temp_sqlite_url(),
+        Some(credentials(Some("127.0.0.1".into()), Some(pusher.addr.port()))),
+    )
+    .await;
+    let ann = sign_up(&app, "Ann").await;
+    let ben = sign_up(&app, "Ben").await;
+
+    // The page tells the browser where to connect; the secret is not in it.
+    let (status, session, _) = post(&ben.client, app.url("/api/session"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        session["realtime"],
+        json!({ "key": "external-key", "host": "127.0.0.1", "port": pusher.addr.port(), "tls": false, "cluster": null })
+    );
+    assert!(!session.to_string().contains("external-secret"));
+
+    let mut ben_tab = Tab::open(&pusher, "external-key").await;
+    ben_tab.subscribe(&app, &ben, &format!("private-user.{}", ben.id)).await;
+    let stored = ann.send(&app, ben.id, "via the HTTP API", "5f0c8a4e-2b1d-4c3e-9f00-000000000003", None).await;
+    let (event, _, data) = ben_tab.next_event().await;
+    assert_eq!(event, "NewChatMessage");
+    assert_eq!(data, stored);
+
+    // The app server has no Pusher endpoint of its own in this mode.
+    let url = format!("ws://{}/app/external-key?protocol=7", app.addr);
+    assert!(connect_async(url).await.is_err());
+    app.stop().await;
+    pusher.stop().await;
+}
+
+#[tokio::test]
+async fn generated_credentials_survive_a_restart() {
+    let url = temp_sqlite_url();
+    let first = TestServer::start(&url).await;
+    let (app_id, key) = (first.app_id.clone(), first.credentials.key().to_owned());
+    first.stop().await;
+    let second = TestServer::start(&url).await;
+    assert_eq!((second.app_id.as_str(), second.credentials.key()), (app_id.as_str(), key.as_str()));
+    second.stop().await;
+}
