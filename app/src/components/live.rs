@@ -136,7 +136,14 @@ pub fn connect(live: Live, me: &CurrentUser, config: RealtimeConfig, on_change: 
     let client = PusherClient::connect(config, "/broadcasting/auth");
     live.client.set_value(Some(client));
     let state = client.state();
-    Effect::new(move |_| live.connection.set(state.get()));
+    Effect::new(move |_| {
+        let now = state.get();
+        // Without a connection we do not know who is online: show nobody rather than stale dots.
+        if now != ConnectionState::Connected {
+            live.online.update(|online| online.clear());
+        }
+        live.connection.set(now);
+    });
 
     client.subscribe(&user_channel(me.id), move |event| match event {
         ChannelEvent::Subscribed { .. } => {
