@@ -3,24 +3,9 @@
 
 mod common;
 
-use common::{TestServer, browser, post, registration, temp_sqlite_url};
-use reqwest::{Client, StatusCode};
+use common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
+use reqwest::StatusCode;
 use serde_json::Value;
-
-/// A registered person with their own cookie jar.
-struct Person {
-    client: Client,
-    id: i64,
-}
-
-async fn sign_up(server: &TestServer, name: &str) -> Person {
-    let client = browser();
-    let email = format!("{}@example.com", name.to_lowercase());
-    let (status, body, _) =
-        post(&client, server.url("/api/auth/register"), &registration(name, &email, "password1")).await;
-    assert_eq!(status, StatusCode::OK, "registering {name}: {body}");
-    Person { client, id: body["id"].as_i64().unwrap() }
-}
 
 impl Person {
     async fn send(&self, server: &TestServer, recipient: i64, body: &str, client_id: &str) -> (StatusCode, Value) {

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, browser, post, registration, temp_sqlite_url};
+use common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
 use futures_util::{SinkExt, StreamExt};
 use pusher_protocol::{ChannelName, Frame, SocketId};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::config::PusherConfig;
 use tokio::net::TcpStream;
@@ -20,20 +20,6 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long to wait for something that should happen at once.
 const SOON: Duration = Duration::from_secs(5);
-
-struct Person {
-    client: Client,
-    id: i64,
-}
-
-async fn sign_up(server: &TestServer, name: &str) -> Person {
-    let client = browser();
-    let email = format!("{}@example.com", name.to_lowercase());
-    let (status, body, _) =
-        post(&client, server.url("/api/auth/register"), &registration(name, &email, "password1")).await;
-    assert_eq!(status, StatusCode::OK, "registering {name}: {body}");
-    Person { client, id: body["id"].as_i64().unwrap() }
-}
 
 impl Person {
     async fn auth(&self, server: &TestServer, socket_id: &str, channel: &str) -> (StatusCode, Value) {
@@ -294,4 +280,32 @@ async fn generated_credentials_survive_a_restart() {
     let second = TestServer::start(&url).await;
     assert_eq!((second.app_id.as_str(), second.credentials.key()), (app_id.as_str(), key.as_str()));
     second.stop().await;
+}
+
+#[tokio::test]
+async fn a_send_succeeds_and_is_stored_when_the_pusher_server_is_down() {
+    // Nothing listens on this port: every publish fails.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let config = PusherConfig {
+        app_id: "1".into(),
+        key: "k".into(),
+        secret: "s".into(),
+        host: Some("127.0.0.1".into()),
+        port: Some(closed_port),
+        scheme: Some("http".into()),
+        cluster: None,
+    };
+    let app = TestServer::start_with(&temp_sqlite_url(), Some(config)).await;
+    let ann = sign_up(&app, "Ann").await;
+    let ben = sign_up(&app, "Ben").await;
+    let stored =
+        ann.send(&app, ben.id, "the database is the truth", "5f0c8a4e-2b1d-4c3e-9f00-000000000004", None).await;
+    let (status, page, _) =
+        post(&ben.client, app.url("/api/messages"), &[("peer_id", ann.id.to_string().as_str())]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["messages"], json!([stored]));
+    app.stop().await;
 }

@@ -93,3 +93,18 @@ pub async fn post(
 pub fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&'static str, &'a str); 4] {
     [("name", name), ("email", email), ("password", password), ("password_confirmation", password)]
 }
+
+/// A registered person with their own cookie jar.
+pub struct Person {
+    pub client: Client,
+    pub id: i64,
+}
+
+pub async fn sign_up(server: &TestServer, name: &str) -> Person {
+    let client = browser();
+    let email = format!("{}@example.com", name.to_lowercase());
+    let (status, body, _) =
+        post(&client, server.url("/api/auth/register"), &registration(name, &email, "password1")).await;
+    assert_eq!(status, StatusCode::OK, "registering {name}: {body}");
+    Person { client, id: body["id"].as_i64().unwrap() }
+}
