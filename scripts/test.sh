@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command 2: install test dependencies, then run every test: rustfmt, clippy (server and browser
 # feature sets), the WASM dependency check, the Rust unit and integration tests (SQLite, and
-# PostgreSQL when reachable), the release build, and Playwright against that build.
+# PostgreSQL when reachable), the release build, Playwright against that build, and a smoke run
+# of the load generator (bench/).
 # Exits non-zero on any failure; ends with one "TOTAL: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,7 +87,7 @@ rust_tests() {
     echo "PostgreSQL NOT reachable on 127.0.0.1:5432: the database suite runs on SQLite only (PostgreSQL skipped)"
   fi
   # Release profile: it shares every dependency build with the release server below.
-  cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol
+  cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p bench
 }
 
 playwright() {
@@ -102,7 +103,7 @@ playwright() {
 total_start=$SECONDS
 phase setup install_test_deps || { echo "setup failed; nothing else can run"; exit 1; }
 phase fmt cargo fmt --all --check; count_single $?
-phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol --features app/ssr --all-targets -- -D warnings; count_single $?
+phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol -p bench --features app/ssr --all-targets -- -D warnings; count_single $?
 phase clippy-browser cargo clippy -p frontend -p app -p pusher-protocol --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
 phase wasm-deps bash scripts/check-wasm-deps.sh; count_single $?
 phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"
@@ -110,6 +111,8 @@ if phase release-build cargo leptos build --release; then
   count_single 0
   ls -l target/site/pkg/ | sed 's/^/  /'
   phase playwright playwright; count_playwright "$LOG_DIR/playwright.log"
+  # Seconds of every load-generator scenario, so the tool never rots: numbers produced, nothing lost.
+  phase bench-smoke bash scripts/bench-smoke.sh; count_single $?
 else
   count_single 1
   echo "release build failed: Playwright not run"

@@ -65,7 +65,8 @@ pub fn App() -> impl IntoView {
         <Title text="Banter" />
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/") view=HomePage />
+                // Async: the redirect must be decided before any byte is sent (seen flaky streamed).
+                <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=LoginPage />
                 <Route path=path!("/register") view=RegisterPage />
                 // Async: the chat is rendered whole on the server before anything is sent, so a

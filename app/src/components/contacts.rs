@@ -1,6 +1,7 @@
 //! The contact list: everyone else, filterable, with previews, times and unread badges.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::components::live::Live;
 use crate::components::{Avatar, ErrorBanner};
@@ -11,9 +12,16 @@ use crate::time::{LocalClock, relative};
 
 pub type ContactsResource = Resource<Result<Vec<Contact>, AppError>>;
 
-/// Total unread messages, for the document title.
-pub fn total_unread(contacts: &ContactsResource) -> i64 {
-    contacts.get().and_then(Result::ok).map(|list| list.iter().map(|c| c.unread).sum()).unwrap_or(0)
+/// The document title: the unread count first, as chat apps do.
+///
+/// Rendered as a plain string inside the contact list's suspense, where the list is at hand: a
+/// title closure reading the resource would run when the head is rendered, outside the reactive
+/// arena on a busy server (seen as a panic under concurrent SSR).
+fn title(list: &[Contact]) -> String {
+    match list.iter().map(|c| c.unread).sum::<i64>() {
+        0 => "Banter".to_owned(),
+        n => format!("({n}) Banter"),
+    }
 }
 
 #[component]
@@ -34,14 +42,17 @@ pub fn ContactList(contacts: ContactsResource, open_peer: Memo<Option<i64>>) -> 
                 match contacts.await {
                     Ok(list) if list.is_empty() => {
                         view! {
+                            <Title text="Banter" />
                             <p class="empty-state">"Nobody else is here yet. Invite someone to register!"</p>
                         }
                             .into_any()
                     }
                     Ok(list) => {
+                        let title = title(&list);
                         let list = StoredValue::new(list);
                         let talked = list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
                         view! {
+                            <Title text=title />
                             {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
                             <ul class="contact-list">
                                 {move || {

@@ -2,13 +2,12 @@
 //! narrow screens one pane at a time. Everything renders on the server first.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::components::{Outlet, Redirect};
 use leptos_router::hooks::{use_location, use_params_map};
 
 use crate::api::auth::{Logout, session};
 use crate::api::messages::{contacts, messages};
-use crate::components::contacts::{ContactList, total_unread};
+use crate::components::contacts::ContactList;
 use crate::components::conversation::Conversation;
 use crate::components::live::{self, ConnectionBanner, Live};
 use crate::components::{ChatState, ErrorBanner};
@@ -52,13 +51,8 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
             .with(|path| path.strip_prefix("/chat/").and_then(|id| id.trim_end_matches('/').parse::<i64>().ok()))
     });
     let logout = ServerAction::<Logout>::new();
-    let title = move || match total_unread(&contacts) {
-        0 => "Banter".to_owned(),
-        n => format!("({n}) Banter"),
-    };
 
     view! {
-        <Title text=title />
         <div
             class="chat-layout"
             data-open=move || open_peer.get().is_some().to_string()

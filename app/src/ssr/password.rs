@@ -40,12 +40,22 @@ impl PasswordHash {
     }
 }
 
-/// Hashes off the async runtime: argon2 takes tens of milliseconds of CPU on purpose.
+/// How many argon2 computations may run at once. Each takes 19 MiB and tens of milliseconds of CPU
+/// on purpose; unbounded, a burst of sign-ups or sign-ins would take gigabytes (seen: 500
+/// concurrent registrations grew the server by 3.5 GiB, which the allocator then kept). More at
+/// once than there are cores only adds memory, not throughput.
+static HASHING: LazyLock<tokio::sync::Semaphore> =
+    LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn with_hashing_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    let _slot = HASHING.acquire().await.map_err(|e| internal("password hashing is shut down", &e))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| internal("password hashing task failed", &e))
+}
+
+/// Hashes off the async runtime, at most one computation per core at a time.
 pub async fn hash(plain: String) -> Result<PasswordHash, AppError> {
-    tokio::task::spawn_blocking(move || PasswordHash::compute(&plain))
-        .await
-        .map_err(|e| internal("password hashing task failed", &e))?
-        .map_err(|e| internal("password hashing failed", &e))
+    with_hashing_slot(move || PasswordHash::compute(&plain)).await?.map_err(|e| internal("password hashing failed", &e))
 }
 
 /// Verifies off the async runtime. With no stored hash (unknown email) it still does the same
@@ -53,7 +63,7 @@ pub async fn hash(plain: String) -> Result<PasswordHash, AppError> {
 pub async fn verify(stored: Option<PasswordHash>, plain: String) -> bool {
     static DECOY: LazyLock<Option<PasswordHash>> =
         LazyLock::new(|| PasswordHash::compute("decoy password for unknown accounts").ok());
-    tokio::task::spawn_blocking(move || match stored {
+    with_hashing_slot(move || match stored {
         Some(hash) => hash.matches(&plain),
         None => {
             if let Some(decoy) = DECOY.as_ref() {

@@ -41,16 +41,21 @@ pub(crate) async fn upgrade(
     } else {
         check_protocol_version(query_param(query.as_deref().unwrap_or(""), "protocol")).err()
     };
-    ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
-        let (sink, stream) = socket.split();
-        match refusal {
-            Some(error) => {
-                tracing::debug!(%error, "pusher: connection refused");
-                refuse(sink, &error).await;
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        // tungstenite reads into 128 KiB by default: most of an idle connection's memory. Frames here are small.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            match refusal {
+                Some(error) => {
+                    tracing::debug!(%error, "pusher: connection refused");
+                    refuse(sink, &error).await;
+                }
+                None => serve(hub, sink, stream).await,
             }
-            None => serve(hub, sink, stream).await,
-        }
-    })
+        })
 }
 
 /// The raw value of `name` in a query string. Only used for `protocol`, whose valid values need no

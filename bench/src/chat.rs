@@ -1,0 +1,278 @@
+//! `chat`: registered users with sockets on `private-user.{id}`; a share of them send through the HTTP API;
+//! send→receive latency, throughput, and exactly-once accounting by message id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::Ctx;
+use crate::client::{self, AbortOnDrop, User};
+use crate::report::ScenarioReport;
+use crate::stats::{Samples, ms};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ChatArgs {
+    /// Users, each with one socket.
+    #[arg(long, default_value_t = 500)]
+    pub users: usize,
+    /// Percentage of users that send.
+    #[arg(long, default_value_t = 20)]
+    pub sender_pct: usize,
+    /// Total send rate, messages per second (capped at 1.8/s per sender: the server allows 20 per 10 s).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// HTTP clients the users are spread over.
+    #[arg(long, default_value_t = 8)]
+    pub http_clients: usize,
+}
+
+impl ChatArgs {
+    pub fn smoke() -> Self {
+        Self { users: 20, sender_pct: 50, rate: 10.0, duration: 3, http_clients: 2 }
+    }
+}
+
+/// One receipt: message id, the user whose socket got it, and when.
+type Receipt = (i64, i64, Instant);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub recipient: i64,
+    pub started: Instant,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Accounting {
+    pub lost: usize,
+    pub duplicated: usize,
+    /// Receipts of ids nobody sent in this run, or on a socket that is not the recipient's.
+    pub stray: usize,
+}
+
+/// Every sent id must reach its recipient's socket exactly once.
+pub fn account(sent: &HashMap<i64, Sent>, receipts: &[(i64, i64)]) -> Accounting {
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    let mut stray = 0;
+    for (id, user) in receipts {
+        match sent.get(id) {
+            Some(s) if s.recipient == *user => *seen.entry(*id).or_default() += 1,
+            _ => stray += 1,
+        }
+    }
+    let lost = sent.keys().filter(|id| !seen.contains_key(id)).count();
+    let duplicated = seen.values().filter(|n| **n > 1).map(|n| n - 1).sum();
+    Accounting { lost, duplicated, stray }
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    id: i64,
+}
+
+pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(), client::Error> {
+    let base = ctx.base_url.clone();
+    let clients: Vec<reqwest::Client> = (0..args.http_clients.max(1)).map(|_| client::http_client()).collect();
+    let run_tag = format!("b{}", ctx.nonce);
+
+    // 1. Register.
+    let t0 = Instant::now();
+    let mut users: Vec<User> = Vec::with_capacity(args.users);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while users.len() < args.users {
+        while next < args.users && pending.len() < 16 {
+            let http = clients[next % clients.len()].clone();
+            let base = base.clone();
+            let tag = format!("chat{run_tag}u{next}");
+            pending.push(async move { client::register(&http, &base, &tag).await });
+            next += 1;
+        }
+        match pending.next().await {
+            Some(u) => users.push(u?),
+            None => break,
+        }
+    }
+    users.sort_by_key(|u| u.id);
+    r.figure("users registered", format!("{} in {:.1} s", users.len(), t0.elapsed().as_secs_f64()));
+
+    // 2. Sockets, subscribed to private-user.{id} with auth from /broadcasting/auth.
+    let t1 = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
+    let mut socket_ids: HashMap<i64, String> = HashMap::new();
+    let mut readers = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    let mut connected = 0;
+    while connected < users.len() {
+        while next < users.len() && pending.len() < 32 {
+            let user = users[next].clone();
+            let http = clients[next % clients.len()].clone();
+            let base = base.clone();
+            let target = ctx.pusher.clone();
+            let source = (next % 200) as u8 + 1;
+            pending.push(async move {
+                let (mut ws, socket_id) = client::ws_connect(&target, Some(source)).await?;
+                let channel = format!("private-user.{}", user.id);
+                let auth = client::broadcasting_auth(&http, &base, &user, socket_id.as_str(), &channel).await?;
+                client::subscribe(&mut ws, &channel, Some(auth)).await?;
+                Ok::<_, client::Error>((user.id, socket_id.as_str().to_owned(), ws))
+            });
+            next += 1;
+        }
+        let Some(done) = pending.next().await else { break };
+        let (uid, sid, ws) = done?;
+        socket_ids.insert(uid, sid);
+        let tx = tx.clone();
+        readers.push(tokio::spawn(client::pump(ws, move |event, data| {
+            if event == "NewChatMessage" {
+                let at = Instant::now();
+                if let Ok(d) = serde_json::from_str::<EventData>(data) {
+                    let _ = tx.send((d.id, uid, at));
+                }
+            }
+        })));
+        connected += 1;
+    }
+    drop(tx);
+    // Close every socket when the scenario ends, so later scenarios measure a server without them.
+    let _close = AbortOnDrop(readers);
+    r.figure("sockets subscribed", format!("{connected} in {:.1} s", t1.elapsed().as_secs_f64()));
+
+    // 3. Send at a fixed rate (open loop), round-robin over the senders.
+    let senders = (users.len() * args.sender_pct / 100).clamp(1, users.len().max(1));
+    let max_rate = senders as f64 * 1.8;
+    let rate = args.rate.min(max_rate).max(0.1);
+    if rate < args.rate {
+        r.notes.push(format!("rate capped at {rate:.1}/s: {senders} senders × 1.8/s (server limit 20 per 10 s)"));
+    }
+    let sent: Arc<std::sync::Mutex<HashMap<i64, Sent>>> = Arc::default();
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let users = Arc::new(users);
+    let socket_ids = Arc::new(socket_ids);
+    let total = (rate * args.duration as f64).round() as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let t2 = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for n in 0..total {
+        ticker.tick().await;
+        let users = users.clone();
+        let socket_ids = socket_ids.clone();
+        let http = clients[n % clients.len()].clone();
+        let base = base.clone();
+        let (sent, errors, limited, first_error) = (sent.clone(), errors.clone(), limited.clone(), first_error.clone());
+        let client_id = format!("{run_tag}-{n}");
+        tasks.push(tokio::spawn(async move {
+            let from = &users[n % senders];
+            // A recipient other than the sender, spread over everyone.
+            let to = &users[(n % senders + 1 + (n / senders) % (users.len() - 1).max(1)) % users.len()];
+            let sid = socket_ids.get(&from.id).map(String::as_str);
+            let started = Instant::now();
+            let body = format!("bench message {n}");
+            match client::send_message(&http, &base, from, to.id, &body, &client_id, sid).await {
+                Ok(Some(m)) => {
+                    sent.lock().unwrap().insert(m.id, Sent { recipient: m.recipient_id, started });
+                }
+                Ok(None) => {
+                    limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    first_error.lock().unwrap().get_or_insert(e.to_string());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let send_secs = t2.elapsed().as_secs_f64();
+
+    // 4. Drain: wait until every sent id arrived or 5 s of quiet.
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let mut receipts: Vec<Receipt> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Ok(x) = rx.try_recv() {
+            receipts.push(x);
+        }
+        let got: std::collections::HashSet<i64> = receipts.iter().map(|x| x.0).collect();
+        if sent.keys().all(|id| got.contains(id)) || Instant::now() > deadline {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            Ok(Some(x)) => receipts.push(x),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    // Late duplicates get a short grace period.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(x) = rx.try_recv() {
+        receipts.push(x);
+    }
+
+    let pairs: Vec<(i64, i64)> = receipts.iter().map(|(id, u, _)| (*id, *u)).collect();
+    let acc = account(&sent, &pairs);
+    let mut lat = Samples::default();
+    let mut firsts: HashMap<i64, Instant> = HashMap::new();
+    for (id, u, at) in &receipts {
+        if sent.get(id).is_some_and(|s| s.recipient == *u) {
+            firsts.entry(*id).and_modify(|t| *t = (*t).min(*at)).or_insert(*at);
+        }
+    }
+    for (id, at) in &firsts {
+        lat.push(at.saturating_duration_since(sent[id].started));
+    }
+    let s = lat.summary();
+    let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+    let limited = limited.load(std::sync::atomic::Ordering::Relaxed);
+    r.figure("senders / target rate", format!("{senders} / {rate:.1} msg/s for {} s", args.duration));
+    r.figure("sends persisted", format!("{} ({:.1}/s)", sent.len(), sent.len() as f64 / send_secs));
+    r.figure("send errors / 429s", format!("{errors} / {limited}"));
+    r.figure("latency p50 / p95 / p99 / max", format!("{} / {} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max)));
+    r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
+    r.figure("stray receipts", acc.stray);
+    if errors > 0 {
+        r.fail(format!("{errors} send errors, first: {}", first_error.lock().unwrap().clone().unwrap_or_default()));
+    }
+    if limited > 0 {
+        r.fail(format!("{limited} sends rate-limited (429)"));
+    }
+    if acc.lost > 0 || acc.duplicated > 0 {
+        r.fail(format!("{} messages lost, {} duplicated", acc.lost, acc.duplicated));
+    }
+    if sent.is_empty() {
+        r.fail("no message was sent");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lost_duplicated_and_stray() {
+        let now = Instant::now();
+        let sent: HashMap<i64, Sent> = [(1, 10), (2, 20), (3, 30)]
+            .into_iter()
+            .map(|(id, to)| (id, Sent { recipient: to, started: now }))
+            .collect();
+        // 1 once, 2 twice, 3 only on the wrong socket, 9 never sent.
+        let receipts = [(1, 10), (2, 20), (2, 20), (3, 99), (9, 10)];
+        assert_eq!(account(&sent, &receipts), Accounting { lost: 1, duplicated: 1, stray: 2 });
+        let exact = [(1, 10), (2, 20), (3, 30)];
+        assert_eq!(account(&sent, &exact), Accounting::default());
+    }
+}

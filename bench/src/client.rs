@@ -1,0 +1,260 @@
+//! Banter's HTTP API and a minimal Pusher WebSocket client.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use pusher_protocol::{ChannelName, Credentials, Frame, SocketId, Subscribe};
+use serde::Deserialize;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+pub type Ws = WebSocketStream<TcpStream>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+pub fn err(msg: impl Into<String>) -> Error {
+    msg.into().into()
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("reqwest client")
+}
+
+/// A registered user with its session cookie (`banter_session=...`).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub cookie: String,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub recipient_id: i64,
+}
+
+pub async fn register(http: &reqwest::Client, base: &str, tag: &str) -> Result<User, Error> {
+    let email = format!("{tag}@bench.example");
+    let form = [
+        ("name", tag),
+        ("email", &email),
+        ("password", "bench-password-1"),
+        ("password_confirmation", "bench-password-1"),
+    ];
+    let resp =
+        http.post(format!("{base}/api/auth/register")).header("accept", "application/json").form(&form).send().await?;
+    let status = resp.status();
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("banter_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let text = resp.text().await?;
+    if !status.is_success() {
+        return Err(err(format!("register {tag}: HTTP {status}: {text}")));
+    }
+    let id: IdOnly = serde_json::from_str(&text).map_err(|e| err(format!("register {tag}: {e}: {text}")))?;
+    let cookie = cookie.ok_or_else(|| err(format!("register {tag}: no banter_session cookie")))?;
+    Ok(User { id: id.id, cookie })
+}
+
+/// `Ok(None)` on 429 (rate limited).
+pub async fn send_message(
+    http: &reqwest::Client,
+    base: &str,
+    from: &User,
+    to: i64,
+    body: &str,
+    client_id: &str,
+    socket_id: Option<&str>,
+) -> Result<Option<StoredMessage>, Error> {
+    let to = to.to_string();
+    let mut form = vec![("recipient_id", to.as_str()), ("body", body), ("client_id", client_id)];
+    if let Some(s) = socket_id {
+        form.push(("socket_id", s));
+    }
+    let resp = http
+        .post(format!("{base}/api/messages/send"))
+        .header("accept", "application/json")
+        .header("cookie", &from.cookie)
+        .form(&form)
+        .send()
+        .await?;
+    let status = resp.status();
+    if status.as_u16() == 429 {
+        return Ok(None);
+    }
+    let text = resp.text().await?;
+    if !status.is_success() {
+        return Err(err(format!("send: HTTP {status}: {text}")));
+    }
+    Ok(Some(serde_json::from_str(&text).map_err(|e| err(format!("send: {e}: {text}")))?))
+}
+
+#[derive(Deserialize)]
+struct AuthAnswer {
+    auth: String,
+}
+
+pub async fn broadcasting_auth(
+    http: &reqwest::Client,
+    base: &str,
+    user: &User,
+    socket_id: &str,
+    channel: &str,
+) -> Result<String, Error> {
+    let resp = http
+        .post(format!("{base}/broadcasting/auth"))
+        .header("accept", "application/json")
+        .header("cookie", &user.cookie)
+        .form(&[("socket_id", socket_id), ("channel_name", channel)])
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        return Err(err(format!("broadcasting/auth: HTTP {status}: {text}")));
+    }
+    Ok(serde_json::from_str::<AuthAnswer>(&text)?.auth)
+}
+
+/// Where the Pusher server is.
+#[derive(Debug, Clone)]
+pub struct PusherTarget {
+    pub host: String,
+    pub port: u16,
+    pub app_id: String,
+    pub credentials: Credentials,
+}
+
+impl PusherTarget {
+    pub fn ws_url(&self) -> String {
+        format!(
+            "ws://{}:{}/app/{}?protocol=7&client=banter-bench&version=0.1",
+            self.host,
+            self.port,
+            self.credentials.key()
+        )
+    }
+}
+
+/// Opens a WebSocket, from source address 127.0.0.`source` when given (loopback targets only), and
+/// waits for `pusher:connection_established`.
+pub async fn ws_connect(target: &PusherTarget, source: Option<u8>) -> Result<(Ws, SocketId), Error> {
+    let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| err("no IPv4 address for the Pusher host"))?;
+    let socket = TcpSocket::new_v4()?;
+    if let Some(x) = source.filter(|_| addr.ip().is_loopback()) {
+        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, x)), 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = client_async(target.ws_url(), stream).await?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .map_err(|_| err("no connection_established within 20 s"))?
+            .ok_or_else(|| err("closed before connection_established"))??;
+        if let Message::Text(t) = msg {
+            match Frame::parse(t.as_str()) {
+                Ok(Frame::ConnectionEstablished { socket_id, .. }) => return Ok((ws, socket_id)),
+                Ok(Frame::Error { code, message }) => return Err(err(format!("pusher:error {code:?}: {message}"))),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Subscribes and waits for `pusher_internal:subscription_succeeded`.
+pub async fn subscribe(ws: &mut Ws, channel: &str, auth: Option<String>) -> Result<(), Error> {
+    let name = ChannelName::parse(channel)?;
+    let frame = Frame::Subscribe(Subscribe::new(name, auth, None));
+    ws.send(Message::Text(frame.to_json().into())).await?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .map_err(|_| err("no subscription_succeeded within 20 s"))?
+            .ok_or_else(|| err("closed before subscription_succeeded"))??;
+        if let Message::Text(t) = msg {
+            match Frame::parse(t.as_str()) {
+                Ok(Frame::SubscriptionSucceeded { .. }) => return Ok(()),
+                Ok(Frame::SubscriptionError { error, .. }) => {
+                    return Err(err(format!("subscription error: {error:?}")));
+                }
+                Ok(Frame::Error { code, message }) => return Err(err(format!("pusher:error {code:?}: {message}"))),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Self-signed `auth` for a private channel.
+pub fn self_auth(target: &PusherTarget, socket_id: &SocketId, channel: &str) -> Result<String, Error> {
+    let name = ChannelName::parse(channel)?;
+    Ok(target.credentials.authorize_channel(socket_id, &name, None).auth)
+}
+
+/// Reads frames until the socket closes, answering pings; `on_event(name, data)` sees application events.
+pub async fn pump(mut ws: Ws, mut on_event: impl FnMut(&str, &str)) {
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(t) => match Frame::parse(t.as_str()) {
+                Ok(Frame::Event(e)) => on_event(e.event(), e.data()),
+                Ok(Frame::Ping) => {
+                    let _ = ws.send(Message::Text(Frame::pong().to_json().into())).await;
+                }
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+}
+
+/// `POST /apps/{app_id}/events`, signed. Returns the HTTP status.
+pub async fn publish(
+    http: &reqwest::Client,
+    target: &PusherTarget,
+    channels: &[&str],
+    event: &str,
+    data: &str,
+) -> Result<u16, Error> {
+    let body = serde_json::json!({ "name": event, "channels": channels, "data": data }).to_string();
+    let path = format!("/apps/{}/events", target.app_id);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let query = target.credentials.sign_request::<&str, &str>("POST", &path, &[], body.as_bytes(), now as i64);
+    let resp = http
+        .post(format!("http://{}:{}{path}", target.host, target.port))
+        .header("content-type", "application/json")
+        .query(&query)
+        .body(body)
+        .send()
+        .await?;
+    Ok(resp.status().as_u16())
+}
+
+/// Aborts the tasks (closing their sockets) when dropped.
+pub struct AbortOnDrop(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Latency samples and percentiles (nearest-rank on a sorted copy: exact, no histogram error).
+
+use std::time::Duration;
+
+/// Latency samples in microseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    us: Vec<u64>,
+}
+
+/// The percentiles every scenario reports.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Summary {
+    pub count: usize,
+    pub p50: Duration,
+    pub p95: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Samples {
+    pub fn push(&mut self, d: Duration) {
+        self.us.push(d.as_micros().min(u64::MAX as u128) as u64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.us.len()
+    }
+
+    pub fn extend(&mut self, other: &Samples) {
+        self.us.extend_from_slice(&other.us);
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut v = self.us.clone();
+        v.sort_unstable();
+        let at = |q: f64| Duration::from_micros(percentile(&v, q));
+        Summary {
+            count: v.len(),
+            p50: at(50.0),
+            p95: at(95.0),
+            p99: at(99.0),
+            max: Duration::from_micros(v.last().copied().unwrap_or(0)),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values: the smallest value with at least `q` % of the values at or
+/// below it. 0 for no values.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Milliseconds with a precision that suits the magnitude.
+pub fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+pub fn bytes(n: u64) -> String {
+    if n >= 10 * 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else if n >= 10 * 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// The generator's own CPU time (user + system) so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Raises this process's open-file soft limit to the hard limit; returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return lim.rlim_max as u64;
+            }
+        }
+        lim.rlim_cur as u64
+    }
+}
+
+/// VmRSS of a process in bytes, from `/proc/{pid}/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 95.0), 95);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+        assert_eq!(percentile(&[1, 2, 3, 4], 50.0), 2);
+    }
+
+    #[test]
+    fn summary_of_unsorted_samples() {
+        let mut s = Samples::default();
+        for ms in [5u64, 1, 4, 2, 3] {
+            s.push(Duration::from_millis(ms));
+        }
+        let sum = s.summary();
+        assert_eq!(sum.count, 5);
+        assert_eq!(sum.p50, Duration::from_millis(3));
+        assert_eq!(sum.p99, Duration::from_millis(5));
+        assert_eq!(sum.max, Duration::from_millis(5));
+        assert_eq!(Samples::default().summary(), Summary::default());
+    }
+}
