@@ -216,9 +216,8 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
             Err(_) => {}
         }
     }
-    // Late duplicates get a short grace period.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    while let Ok(x) = rx.try_recv() {
+    // Duplicates can only show up late: keep reading until the sockets have been quiet for 300 ms.
+    while let Ok(Some(x)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
         receipts.push(x);
     }
 

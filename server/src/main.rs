@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
     };
     let realtime = match server::realtime::Realtime::start(config.pusher.as_ref(), &db).await {
         Ok(realtime) => realtime,
-        Err(e) => return fail(&format!("PUSHER_APP_ID: {e}")),
+        Err(e) => return fail(&format!("realtime: {e}")),
     };
     server::spawn_session_sweeper(db.clone());
     let hub = realtime.hub.clone();

@@ -10,7 +10,7 @@ use app::ssr::broadcast::Broadcaster;
 use app::ssr::realtime::{RealtimeSettings, generated_credentials};
 use app::ssr::sessions::{self, SessionToken};
 use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use pusher_protocol::Credentials;
@@ -107,12 +107,7 @@ async fn authorize(
     headers: &HeaderMap,
     form: Result<Form<AuthRequest>, FormRejection>,
 ) -> Result<pusher_protocol::ChannelAuthorization, AppError> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(SessionToken::from_cookie_header)
-        .ok_or(AppError::Unauthorized)?;
+    let token = SessionToken::from_headers(headers).ok_or(AppError::Unauthorized)?;
     let user = sessions::user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
     let Form(request) = form.map_err(|_| AppError::Invalid {
         field: None,

@@ -259,9 +259,6 @@ pub fn ConnectionBanner() -> impl IntoView {
     let live = expect_context::<Live>();
     let was_connected = RwSignal::new(false);
     let back_online = RwSignal::new(false);
-    let browser_offline = RwSignal::new(false);
-    let _ = window_event_listener(leptos::ev::offline, move |_| browser_offline.set(true));
-    let _ = window_event_listener(leptos::ev::online, move |_| browser_offline.set(false));
     Effect::new(move |previous: Option<ConnectionState>| {
         let now = live.connection.get();
         if now == ConnectionState::Connected {
@@ -275,7 +272,8 @@ pub fn ConnectionBanner() -> impl IntoView {
     });
     let message = move || {
         let state = live.connection.get();
-        if browser_offline.get() || matches!(state, ConnectionState::Unavailable | ConnectionState::Failed) {
+        // The client turns Unavailable on the browser's `offline` event, so this covers both.
+        if matches!(state, ConnectionState::Unavailable | ConnectionState::Failed) {
             Some(("offline", "Offline — messages will be sent when you're back"))
         } else if state == ConnectionState::Connecting && was_connected.get() {
             Some(("connecting", "Connecting…"))

@@ -100,12 +100,7 @@ pub fn request() -> Result<RequestContext, AppError> {
     let state = use_context::<AppState>().ok_or_else(|| missing("AppState"))?;
     let parts = use_context::<Parts>().ok_or_else(|| missing("request parts"))?;
     let response = use_context::<ResponseOptions>().ok_or_else(|| missing("response options"))?;
-    let token = parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(SessionToken::from_cookie_header);
+    let token = SessionToken::from_headers(&parts.headers);
     let forwarded_https = parts
         .headers
         .get("x-forwarded-proto")

@@ -45,6 +45,15 @@ impl SessionToken {
             .map(|value| Self(value.to_owned()))
     }
 
+    /// Reads the token from a request's `Cookie` headers (there may be several).
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Self> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Self::from_cookie_header)
+    }
+
     /// The `Set-Cookie` value that stores this token in the browser.
     pub fn set_cookie(&self, secure: bool) -> String {
         let max_age = LIFETIME_DAYS * 24 * 60 * 60;

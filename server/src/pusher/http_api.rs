@@ -8,10 +8,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use std::collections::HashMap;
+
+use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pusher_protocol::{ApiAuthError, ChannelKind, ChannelName, Frame, ProtocolError, SocketId};
 use serde::Deserialize;
@@ -70,13 +72,44 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// A request whose signature checked out: its decoded query parameters and raw body.
-struct Signed {
+/// A request whose signature checked out: its decoded query parameters, raw body, and the
+/// `{channel}` path segment when the route has one. Extracting it runs the checks every endpoint
+/// shares: the app exists (404), the body fits (413), the signature is right (401).
+pub(crate) struct Signed {
     params: Vec<(String, String)>,
     body: Bytes,
+    channel: Option<String>,
+}
+
+impl FromRequest<Hub> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, hub: &Hub) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let Path(mut path) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, hub)
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        if path.get("app_id").map(String::as_str) != Some(hub.app_id()) {
+            return Err(ApiError::UnknownApp);
+        }
+        let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| bad_request(format!("Invalid query string: {}", e.body_text())))?;
+        let too_large = || ApiError::TooLarge(format!("Request body exceeds {} KiB", MAX_BODY_BYTES / 1024));
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+        // The signed path is the request path as sent (`/apps/123/events`), whatever the router mounts.
+        let signed_path = parts.extensions.get::<OriginalUri>().map_or(parts.uri.path(), |uri| uri.0.path());
+        hub.credentials().verify_request(parts.method.as_str(), signed_path, &params, &body, unix_now())?;
+        Ok(Self { params, body, channel: path.remove("channel") })
+    }
 }
 
 impl Signed {
+    /// The `{channel}` of `/channels/{channel}` routes, validated.
+    fn channel(&self) -> Result<ChannelName, ApiError> {
+        let name = self.channel.as_deref().ok_or_else(|| bad_request("no channel in the path"))?;
+        Ok(ChannelName::parse(name)?)
+    }
+
     fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -84,25 +117,6 @@ impl Signed {
     fn json<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.body).map_err(|e| bad_request(format!("Invalid JSON body: {e}")))
     }
-}
-
-/// The checks every endpoint shares: the app exists, the body fits, the signature is right.
-async fn authenticate(
-    hub: &Hub,
-    app_id: &str,
-    method: &Method,
-    uri: &OriginalUri,
-    params: Vec<(String, String)>,
-    body: Body,
-) -> Result<Signed, ApiError> {
-    if app_id != hub.app_id() {
-        return Err(ApiError::UnknownApp);
-    }
-    let too_large = || ApiError::TooLarge(format!("Request body exceeds {} KiB", MAX_BODY_BYTES / 1024));
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())?;
-    // The signed path is the request path as sent (`/apps/123/events`), whatever the router mounts.
-    hub.credentials().verify_request(method.as_str(), uri.0.path(), &params, &body, unix_now())?;
-    Ok(Signed { params, body })
 }
 
 fn unix_now() -> i64 {
@@ -238,30 +252,14 @@ fn channel_attributes(hub: &Hub, channel: &ChannelName, info: &[Info]) -> Map<St
 }
 
 /// `POST /apps/{app_id}/events`: one event to 1–100 channels. Answers `{}`.
-pub(crate) async fn events(
-    State(hub): State<Hub>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-    Query(params): Query<Vec<(String, String)>>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let request = authenticate(&hub, &app_id, &method, &uri, params, body).await?;
+pub(crate) async fn events(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
     let outgoing = request.json::<EventBody>()?.validate(MAX_CHANNELS_PER_EVENT)?;
     outgoing.publish(&hub);
     Ok(Json(outgoing.info_json(&hub).unwrap_or_else(|| json!({}))))
 }
 
 /// `POST /apps/{app_id}/batch_events`: up to 10 events, each to one channel.
-pub(crate) async fn batch_events(
-    State(hub): State<Hub>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-    Query(params): Query<Vec<(String, String)>>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let request = authenticate(&hub, &app_id, &method, &uri, params, body).await?;
+pub(crate) async fn batch_events(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
     let BatchBody { batch } = request.json()?;
     if batch.len() > MAX_BATCH_EVENTS {
         return Err(bad_request(format!("batch has {} events; at most {MAX_BATCH_EVENTS} are allowed", batch.len())));
@@ -295,15 +293,7 @@ pub(crate) async fn batch_events(
 }
 
 /// `GET /apps/{app_id}/channels?filter_by_prefix=presence-&info=user_count`: the occupied channels.
-pub(crate) async fn channels(
-    State(hub): State<Hub>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: OriginalUri,
-    Query(params): Query<Vec<(String, String)>>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let request = authenticate(&hub, &app_id, &method, &uri, params, body).await?;
+pub(crate) async fn channels(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
     let prefix = request.param("filter_by_prefix").unwrap_or("");
     let info = Info::parse_list(request.param("info"));
     if info.contains(&Info::UserCount) && !prefix.starts_with("presence-") {
@@ -328,16 +318,8 @@ pub(crate) async fn channels(
 }
 
 /// `GET /apps/{app_id}/channels/{channel}?info=subscription_count,user_count`.
-pub(crate) async fn channel(
-    State(hub): State<Hub>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
-    Query(params): Query<Vec<(String, String)>>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let request = authenticate(&hub, &app_id, &method, &uri, params, body).await?;
-    let channel = ChannelName::try_from(name)?;
+pub(crate) async fn channel(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
+    let channel = request.channel()?;
     let info = Info::parse_list(request.param("info"));
     if info.contains(&Info::UserCount) && channel.kind() != ChannelKind::Presence {
         return Err(user_count_not_presence(&channel));
@@ -348,16 +330,8 @@ pub(crate) async fn channel(
 }
 
 /// `GET /apps/{app_id}/channels/{channel}/users`: a presence channel's members.
-pub(crate) async fn users(
-    State(hub): State<Hub>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: OriginalUri,
-    Query(params): Query<Vec<(String, String)>>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    authenticate(&hub, &app_id, &method, &uri, params, body).await?;
-    let channel = ChannelName::try_from(name)?;
+pub(crate) async fn users(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
+    let channel = request.channel()?;
     if channel.kind() != ChannelKind::Presence {
         return Err(bad_request(format!("users are only available for presence channels, not {channel}")));
     }
@@ -367,6 +341,7 @@ pub(crate) async fn users(
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
     use axum::http::Request;
     use pusher_protocol::Credentials;
     use tower::ServiceExt;
