@@ -57,6 +57,15 @@ pub struct Contact {
     pub last_message_id: Option<i64>,
 }
 
+/// What the contact list shows: your conversations, newest first, then a few people you have not
+/// talked to yet (newest members first), or the people a search found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactPage {
+    pub people: Vec<Contact>,
+    /// Unread messages from everyone, listed or not (the document title shows it).
+    pub unread: i64,
+}
+
 /// The other person in a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {

@@ -25,6 +25,18 @@ pub fn name(raw: &str) -> Result<String, AppError> {
     Ok(name.to_owned())
 }
 
+/// A contact search: trimmed; empty means no search.
+pub fn search(raw: Option<&str>) -> Result<Option<String>, AppError> {
+    let search = raw.map(str::trim).unwrap_or_default();
+    if search.chars().count() > NAME_MAX_CHARS {
+        return Err(AppError::invalid("search", format!("a search has at most {NAME_MAX_CHARS} characters")));
+    }
+    if search.chars().any(char::is_control) {
+        return Err(AppError::invalid("search", "a search cannot contain control characters"));
+    }
+    Ok((!search.is_empty()).then(|| search.to_owned()))
+}
+
 /// An email address, trimmed and lower-cased (so uniqueness is case-insensitive).
 /// Deliberately loose: one `@`, something on each side, a dot in the domain, no spaces.
 pub fn email(raw: &str) -> Result<String, AppError> {

@@ -176,21 +176,3 @@ test('a message written offline waits in the outbox and goes out by itself once 
   await alice.context.close();
   await bob.context.close();
 });
-
-test('the filter box narrows the contact list by name', { tag: '@js-only' }, async ({ browser }, info) => {
-  const alice = await person(browser, info, 'filter-a');
-  const zed = await person(browser, info, 'zebra-z');
-  const other = await person(browser, info, 'other-o');
-  await openChat(alice, info, zed);
-  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
-  await expect(contactRow(alice.page, zed.name)).toBeVisible();
-  await expect(contactRow(alice.page, other.name)).toBeVisible();
-  await contacts.getByRole('searchbox', { name: 'Filter people' }).fill('ZEBRA-Z');
-  await expect(contactRow(alice.page, other.name)).toHaveCount(0);
-  await expect(contactRow(alice.page, zed.name)).toBeVisible();
-  await contacts.getByRole('searchbox', { name: 'Filter people' }).fill('');
-  await expect(contactRow(alice.page, other.name)).toBeVisible();
-  await alice.context.close();
-  await zed.context.close();
-  await other.context.close();
-});

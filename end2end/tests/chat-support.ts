@@ -60,6 +60,15 @@ export async function send(p: Person, text: string) {
   await box.press('Enter');
 }
 
+/** `from` sends `to` a message over the HTTP API (no page involved). */
+export async function sendByApi(from: Person, to: Person, body: string) {
+  const response = await from.context.request.post('/api/messages/send', {
+    form: { recipient_id: String(to.id), body, client_id: `api-${Date.now()}-${Math.random().toString(36).slice(2)}` },
+    headers: { accept: 'application/json' },
+  });
+  expect(response.ok(), await response.text()).toBeTruthy();
+}
+
 export const log = (page: Page) => page.getByRole('log');
 export const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
 

@@ -1,7 +1,9 @@
-// The chat with and without JavaScript: escaping, the narrow layout, and the plain-form composer.
+// The chat with and without JavaScript: escaping, the narrow layout, the contact search, and the
+// plain-form composer.
 // The hydrated-only behaviour is in chat-hydrated.spec.ts.
 import { expect, test } from '@playwright/test';
-import { contactRow, log, openChat, person } from './chat-support';
+import { newAccount, jsEnabled } from './helpers';
+import { contactRow, log, openChat, person, sendByApi } from './chat-support';
 
 test('message text is text: markup shows literally and runs nothing', async ({ browser }, info) => {
   const alice = await person(browser, info, 'xss-a');
@@ -27,6 +29,8 @@ test('a narrow screen shows one pane at a time', async ({ browser }, info) => {
   const alice = await person(browser, info, 'mobile-a');
   const bob = await person(browser, info, 'mobile-b');
   await alice.page.setViewportSize({ width: 390, height: 800 });
+  // A conversation is always listed (only the 20 newest strangers are).
+  await sendByApi(bob, alice, 'hello, small screen');
 
   await openChat(alice, info);
   const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
@@ -63,4 +67,43 @@ test('without JavaScript the composer is a plain form that posts', { tag: '@no-j
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
   await alice.context.close();
   await bob.context.close();
+});
+
+test('the contact search finds people the list leaves out', async ({ browser, playwright }, info) => {
+  const alice = await person(browser, info, 'search-a');
+  const needle = await person(browser, info, 'needle-n');
+  // Twenty-one people join after the needle: the list shows only the 20 newest strangers.
+  const api = await playwright.request.newContext({ baseURL: info.project.use.baseURL });
+  for (let i = 0; i < 21; i++) {
+    const acc = newAccount('later-l');
+    const response = await api.post('/api/auth/register', {
+      form: { name: acc.name, email: acc.email, password: acc.password, password_confirmation: acc.password },
+      headers: { accept: 'application/json' },
+    });
+    expect(response.ok(), await response.text()).toBeTruthy();
+  }
+  await api.dispose();
+
+  await openChat(alice, info);
+  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
+  await expect(contacts.getByRole('link').first()).toBeVisible();
+  await expect(contactRow(alice.page, needle.name)).toHaveCount(0);
+
+  // Typing asks the server (live with JavaScript; without it the form is submitted).
+  const box = contacts.getByRole('searchbox', { name: 'Search people' });
+  await box.fill(needle.name.toUpperCase());
+  if (!jsEnabled(info)) {
+    await box.press('Enter');
+    await expect(alice.page).toHaveURL(/\/chat\?q=/);
+  }
+  await expect(contactRow(alice.page, needle.name)).toBeVisible();
+  await expect(contacts.getByRole('link')).toHaveCount(1);
+
+  // Nobody matches: a plain sentence, not an empty box.
+  await box.fill('no such person ' + Date.now());
+  if (!jsEnabled(info)) await box.press('Enter');
+  await expect(contacts).toContainText('Nobody called');
+  await expect(contacts.getByRole('link')).toHaveCount(0);
+  await alice.context.close();
+  await needle.context.close();
 });

@@ -70,12 +70,19 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
         .layer(middleware::from_fn(api_error_status))
+        .layer(middleware::map_request(fresh_signed_in_cache))
         .layer(TraceLayer::new_for_http())
         .with_state(options);
     match hub {
         Some(hub) => app.merge(hub.router()),
         None => app,
     }
+}
+
+/// Every request starts knowing nothing about who is signed in (see `SignedInCache`).
+async fn fresh_signed_in_cache(mut request: Request) -> Request {
+    request.extensions_mut().insert(app::ssr::SignedInCache::default());
+    request
 }
 
 async fn healthz(db: DatabaseConnection) -> Response {
@@ -129,6 +136,24 @@ pub fn spawn_session_sweeper(db: DatabaseConnection) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
+            }
+        }
+    });
+}
+
+/// Checkpoints the SQLite write-ahead log every second, off the request path (requests never do:
+/// see `app::ssr::connect`). Nothing to do on PostgreSQL.
+pub fn spawn_wal_checkpointer(db: DatabaseConnection) {
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+        every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every_second.tick().await;
+            if let Err(e) = app::ssr::checkpoint_sqlite(&db).await {
+                tracing::warn!(error = %e, "could not checkpoint the SQLite write-ahead log");
             }
         }
     });

@@ -33,7 +33,7 @@ impl Person {
     async fn unread_from(&self, server: &TestServer, peer: i64) -> i64 {
         let (status, json, _) = post(&self.client, server.url("/api/contacts"), &[]).await;
         assert_eq!(status, StatusCode::OK, "{json}");
-        let contact = json.as_array().unwrap().iter().find(|c| c["id"] == peer).unwrap();
+        let contact = json["people"].as_array().unwrap().iter().find(|c| c["id"] == peer).unwrap();
         contact["unread"].as_i64().unwrap()
     }
 }
@@ -120,6 +120,26 @@ async fn invalid_messages_are_400s_naming_the_body() {
 
     let (_, page) = bob.messages(&server, alice.id).await;
     assert!(bodies(&page).is_empty(), "nothing refused is stored: {page}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn contacts_search_over_http_and_refuse_an_overlong_search() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let alice = sign_up(&server, "Alice").await;
+    sign_up(&server, "Bob").await;
+    sign_up(&server, "Roberta").await;
+
+    let (status, json, _) = post(&alice.client, server.url("/api/contacts"), &[("search", "ROB")]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let names: Vec<&str> = json["people"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Roberta"]);
+
+    let long = "x".repeat(101);
+    let (status, json, _) = post(&alice.client, server.url("/api/contacts"), &[("search", long.as_str())]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["field"], "search");
+    assert_eq!(json["message"], "a search has at most 100 characters");
     server.stop().await;
 }
 
@@ -232,6 +252,6 @@ async fn markup_in_a_body_round_trips_unchanged_as_json() {
     assert_eq!(bodies(&page), [markup]);
     let (status, contacts, _) = post(&bob.client, server.url("/api/contacts"), &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(contacts[0]["last_message"]["body"], markup);
+    assert_eq!(contacts["people"][0]["last_message"]["body"], markup);
     server.stop().await;
 }

@@ -3,15 +3,16 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, Contact, ConversationPage, ConversationUpdate};
+use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate};
 
-/// `POST /api/contacts`: everyone else, people you talked to first, with unread counts.
+/// `POST /api/contacts`: your conversations, newest first, then the newest members you have not
+/// talked to; or, with `search`, the people whose name contains it. Each with unread counts.
 #[server(prefix = "/api", endpoint = "contacts")]
-pub async fn contacts() -> Result<Vec<Contact>, AppError> {
+pub async fn contacts(#[server(default)] search: Option<String>) -> Result<ContactPage, AppError> {
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
-    conversations::contacts(request.db(), me.id).await
+    conversations::contacts(request.db(), me.id, search.as_deref()).await
 }
 
 /// `POST /api/messages`: a page of the conversation with `peer_id`, oldest first.

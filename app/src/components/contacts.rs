@@ -1,4 +1,5 @@
-//! The contact list: everyone else, filterable, with previews, times and unread badges.
+//! The contact list: your conversations and the newest members, searchable, with previews, times
+//! and unread badges.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -6,50 +7,78 @@ use leptos_meta::Title;
 use crate::components::live::Live;
 use crate::components::{Avatar, ErrorBanner};
 use crate::error::AppError;
-use crate::model::Contact;
+use crate::model::{Contact, ContactPage};
 use crate::text::preview;
 use crate::time::{LocalClock, relative};
 
-pub type ContactsResource = Resource<Result<Vec<Contact>, AppError>>;
+pub type ContactsResource = Resource<Result<ContactPage, AppError>>;
+
+/// How long typing must pause before the server is asked to search.
+const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The document title: the unread count first, as chat apps do.
 ///
 /// Rendered as a plain string inside the contact list's suspense, where the list is at hand: a
 /// title closure reading the resource would run when the head is rendered, outside the reactive
 /// arena on a busy server (seen as a panic under concurrent SSR).
-fn title(list: &[Contact]) -> String {
-    match list.iter().map(|c| c.unread).sum::<i64>() {
+fn title(unread: i64) -> String {
+    match unread {
         0 => "Banter".to_owned(),
         n => format!("({n}) Banter"),
     }
 }
 
+/// The list and its search box. `search` is what the server is asked for (the `q` query parameter
+/// without JavaScript); while it answers, the rows already loaded are narrowed as you type.
 #[component]
-pub fn ContactList(contacts: ContactsResource, open_peer: Memo<Option<i64>>) -> impl IntoView {
-    let filter = RwSignal::new(String::new());
+pub fn ContactList(
+    contacts: ContactsResource,
+    open_peer: Memo<Option<i64>>,
+    search: RwSignal<String>,
+) -> impl IntoView {
+    let filter = RwSignal::new(search.get_untracked());
+    let pending = StoredValue::new(None::<TimeoutHandle>);
+    let on_input = move |value: String| {
+        filter.set(value.clone());
+        if let Some(handle) = pending.get_value() {
+            handle.clear();
+        }
+        let handle = set_timeout_with_handle(move || search.set(value), SEARCH_PAUSE).ok();
+        pending.set_value(handle);
+    };
     view! {
-        <div class="contacts-search">
+        // Without JavaScript the form asks the server (GET ?q=); with it, the search is live.
+        <form class="contacts-search" role="search" method="get" on:submit=|ev| ev.prevent_default()>
             <input
                 type="search"
-                placeholder="Filter people"
-                aria-label="Filter people"
+                name="q"
+                value=search.get_untracked()
+                placeholder="Search people"
+                aria-label="Search people"
                 autocomplete="off"
-                on:input:target=move |ev| filter.set(ev.target().value())
+                on:input:target=move |ev| on_input(ev.target().value())
             />
-        </div>
+        </form>
         <Transition fallback=ContactSkeleton>
             {move || Suspend::new(async move {
                 match contacts.await {
-                    Ok(list) if list.is_empty() => {
+                    Ok(page) if page.people.is_empty() => {
+                        let searched = search.get_untracked();
                         view! {
-                            <Title text="Banter" />
-                            <p class="empty-state">"Nobody else is here yet. Invite someone to register!"</p>
+                            <Title text=title(page.unread) />
+                            <p class="empty-state">
+                                {if searched.trim().is_empty() {
+                                    "Nobody else is here yet. Invite someone to register!".to_owned()
+                                } else {
+                                    format!("Nobody called “{}” here.", searched.trim())
+                                }}
+                            </p>
                         }
                             .into_any()
                     }
-                    Ok(list) => {
-                        let title = title(&list);
-                        let list = StoredValue::new(list);
+                    Ok(page) => {
+                        let title = title(page.unread);
+                        let list = StoredValue::new(page.people);
                         let talked = list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
                         view! {
                             <Title text=title />

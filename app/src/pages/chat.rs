@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect};
-use leptos_router::hooks::{use_location, use_params_map};
+use leptos_router::hooks::{use_location, use_params_map, use_query_map};
 
 use crate::api::auth::{Logout, session};
 use crate::api::messages::{contacts, messages};
@@ -43,7 +43,11 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
     Effect::new(move |_| {
         live::connect(live, &me, realtime.clone(), Callback::new(move |()| chat.contacts_changed()));
     });
-    let contacts = Resource::new_blocking(move || chat.contacts_version.get(), |_| contacts());
+    let search = RwSignal::new(use_query_map().with_untracked(|q| q.get("q")).unwrap_or_default());
+    let contacts = Resource::new_blocking(
+        move || (chat.contacts_version.get(), search.get()),
+        |(_, search)| contacts((!search.trim().is_empty()).then_some(search)),
+    );
     let location = use_location();
     let open_peer = Memo::new(move |_| {
         location
@@ -74,7 +78,7 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
             </header>
             <ConnectionBanner />
             <aside class="contacts" aria-label="Contacts">
-                <ContactList contacts open_peer />
+                <ContactList contacts open_peer search />
             </aside>
             <Outlet />
         </div>

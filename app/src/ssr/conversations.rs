@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
 };
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, Contact, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer};
+use crate::model::{
+    ChatMessage, Contact, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
+};
 use crate::ssr::entities::{messages, users};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
@@ -42,58 +44,92 @@ fn between(me: i64, peer: i64) -> Condition {
         .add(messages::Column::DeletedAt.is_null())
 }
 
-/// Every other user: people you have talked to first, newest conversation first; then the rest
-/// by name. Each with the newest message and how many of theirs you have not read.
-pub async fn contacts(db: &DatabaseConnection, me: i64) -> Result<Vec<Contact>, AppError> {
-    let users =
-        users::Entity::find().filter(users::Column::Id.ne(me)).order_by_asc(users::Column::Name).all(db).await?;
+/// Conversations the contact list shows, newest first (older ones are found by searching).
+pub const CONVERSATIONS_SHOWN: usize = 200;
+/// People you have not talked to that the list shows, newest members first.
+pub const NEWCOMERS_SHOWN: u64 = 20;
+/// People a search returns at most.
+pub const SEARCH_RESULTS: u64 = 50;
 
-    let unread: HashMap<i64, i64> = messages::Entity::find()
-        .select_only()
-        .column(messages::Column::UserId)
-        .column_as(messages::Column::Id.count(), "unread")
-        .filter(messages::Column::RecipientId.eq(me))
-        .filter(messages::Column::ReadAt.is_null())
-        .filter(messages::Column::DeletedAt.is_null())
-        .group_by(messages::Column::UserId)
-        .into_tuple::<(i64, i64)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+/// The contact list of `me`. Without a search: your conversations, newest first, then the newest
+/// members you have not talked to yet. With one: people whose name contains it (any case),
+/// conversations first, then by name. Each with the newest message and how many of theirs you
+/// have not read. Its size never depends on how many accounts exist.
+pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Result<ContactPage, AppError> {
+    let search = validation::search(search)?;
 
-    // The newest message id per peer, from both directions.
-    let sent: Vec<(i64, i64)> = messages::Entity::find()
+    // One pass over my messages, both directions: per peer, the newest message id and how many of
+    // theirs I have not read.
+    let peer = Expr::case(messages::Column::UserId.eq(me), Expr::col(messages::Column::RecipientId))
+        .finally(Expr::col(messages::Column::UserId));
+    let unread_from_them =
+        Expr::case(messages::Column::RecipientId.eq(me).and(messages::Column::ReadAt.is_null()), Expr::val(1))
+            .finally(Expr::val(0));
+    let per_peer: Vec<(i64, i64, i64)> = messages::Entity::find()
         .select_only()
-        .column(messages::Column::RecipientId)
+        .column_as(Expr::expr(peer), "peer")
         .column_as(messages::Column::Id.max(), "last_id")
-        .filter(messages::Column::UserId.eq(me))
-        .filter(messages::Column::RecipientId.is_not_null())
+        .column_as(Expr::expr(unread_from_them).sum(), "unread")
+        .filter(
+            Condition::any()
+                .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.is_not_null()))
+                .add(messages::Column::RecipientId.eq(me)),
+        )
         .filter(messages::Column::DeletedAt.is_null())
-        .group_by(messages::Column::RecipientId)
+        .group_by(Expr::col("peer"))
         .into_tuple()
         .all(db)
         .await?;
-    let received: Vec<(i64, i64)> = messages::Entity::find()
-        .select_only()
-        .column(messages::Column::UserId)
-        .column_as(messages::Column::Id.max(), "last_id")
-        .filter(messages::Column::RecipientId.eq(me))
-        .filter(messages::Column::DeletedAt.is_null())
-        .group_by(messages::Column::UserId)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let mut last_id: HashMap<i64, i64> = HashMap::new();
-    for (peer, id) in sent.into_iter().chain(received) {
-        let newest = last_id.entry(peer).or_insert(id);
-        *newest = Ord::max(*newest, id);
-    }
-    let last_messages: HashMap<i64, messages::Model> = if last_id.is_empty() {
+    let last_id: HashMap<i64, i64> = per_peer.iter().map(|&(peer, last, _)| (peer, last)).collect();
+    let unread: HashMap<i64, i64> =
+        per_peer.iter().filter(|&&(_, _, n)| n > 0).map(|&(peer, _, n)| (peer, n)).collect();
+
+    let users: Vec<users::Model> = match search {
+        Some(needle) => {
+            let pattern = |text: &str| LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
+            // lower() folds every letter on PostgreSQL but only ASCII on SQLite, so the name as
+            // typed is tried too.
+            let name = Condition::any()
+                .add(Expr::expr(Func::lower(Expr::col(users::Column::Name))).like(pattern(&needle.to_lowercase())))
+                .add(users::Column::Name.like(pattern(&needle)));
+            users::Entity::find()
+                .filter(users::Column::Id.ne(me))
+                .filter(name)
+                .order_by_asc(users::Column::Name)
+                .limit(SEARCH_RESULTS)
+                .all(db)
+                .await?
+        }
+        None => {
+            let mut talked: Vec<(i64, i64)> = last_id.iter().map(|(&peer, &id)| (peer, id)).collect();
+            talked.sort_unstable_by_key(|&(_, id)| std::cmp::Reverse(id));
+            talked.truncate(CONVERSATIONS_SHOWN);
+            let mut users = if talked.is_empty() {
+                Vec::new()
+            } else {
+                users::Entity::find()
+                    .filter(users::Column::Id.is_in(talked.iter().map(|&(peer, _)| peer)))
+                    .all(db)
+                    .await?
+            };
+            let newcomers = users::Entity::find()
+                .filter(users::Column::Id.ne(me))
+                .filter(users::Column::Id.is_not_in(last_id.keys().copied()))
+                .order_by_desc(users::Column::Id)
+                .limit(NEWCOMERS_SHOWN)
+                .all(db)
+                .await?;
+            users.extend(newcomers);
+            users
+        }
+    };
+
+    let shown_last: Vec<i64> = users.iter().filter_map(|u| last_id.get(&u.id).copied()).collect();
+    let last_messages: HashMap<i64, messages::Model> = if shown_last.is_empty() {
         HashMap::new()
     } else {
         messages::Entity::find()
-            .filter(messages::Column::Id.is_in(last_id.values().copied()))
+            .filter(messages::Column::Id.is_in(shown_last))
             .all(db)
             .await?
             .into_iter()
@@ -101,7 +137,7 @@ pub async fn contacts(db: &DatabaseConnection, me: i64) -> Result<Vec<Contact>, 
             .collect()
     };
 
-    let mut contacts: Vec<Contact> = users
+    let mut people: Vec<Contact> = users
         .into_iter()
         .map(|user| {
             let last = last_id.get(&user.id).and_then(|id| last_messages.get(id));
@@ -118,9 +154,21 @@ pub async fn contacts(db: &DatabaseConnection, me: i64) -> Result<Vec<Contact>, 
             }
         })
         .collect();
-    // Newest conversation first; people without one keep their alphabetical order (stable sort).
-    contacts.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
-    Ok(contacts)
+    // Newest conversation first; people without one keep their order (stable sort).
+    people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
+    Ok(ContactPage { people, unread: unread.values().sum() })
+}
+
+/// `text` with LIKE's wildcards (and the escape character itself) escaped by a backslash.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 async fn peer(db: &DatabaseConnection, me: i64, peer_id: i64) -> Result<users::Model, AppError> {
@@ -235,6 +283,7 @@ pub async fn send(
         return Err(AppError::rate_limited("slow down", wait));
     }
 
+    let turn = crate::ssr::sqlite_write_turn(db).await;
     let at = Utc::now();
     let inserted = messages::ActiveModel {
         body: Set(body),
@@ -251,6 +300,7 @@ pub async fn send(
     }
     .insert(db)
     .await;
+    drop(turn);
     match inserted {
         Ok(message) => Ok(Sent { message: message.into(), created: true }),
         // A concurrent identical send won the race: answer with its row.
@@ -279,6 +329,7 @@ pub async fn mark_as_read(
     up_to_id: i64,
     at: DateTime<Utc>,
 ) -> Result<u64, AppError> {
+    let _turn = crate::ssr::sqlite_write_turn(db).await;
     let result = messages::Entity::update_many()
         .col_expr(messages::Column::ReadAt, Expr::value(at))
         .filter(messages::Column::UserId.eq(peer_id))
@@ -323,9 +374,10 @@ mod tests {
 
     /// `(name, unread, last message body, from me)` for each contact, in list order.
     async fn contact_list(db: &DatabaseConnection, me: i64) -> Vec<(String, i64, Option<(String, bool)>)> {
-        contacts(db, me)
+        contacts(db, me, None)
             .await
             .unwrap()
+            .people
             .into_iter()
             .map(|c| (c.name, c.unread, c.last_message.map(|m| (m.body, m.from_me))))
             .collect()
@@ -424,14 +476,14 @@ mod tests {
             let dave = user(&db, "dave").await;
             let erin = user(&db, "erin").await;
 
-            // Nobody has talked yet: everyone else, alphabetically, nothing unread.
+            // Nobody has talked yet: everyone else, newest member first, nothing unread.
             assert_eq!(
                 contact_list(&db, alice.id).await,
                 [
+                    row("erin", 0, None),
+                    row("dave", 0, None),
                     row("bob", 0, None),
                     row("carol", 0, None),
-                    row("dave", 0, None),
-                    row("erin", 0, None),
                     row("zoe", 0, None)
                 ]
             );
@@ -457,7 +509,9 @@ mod tests {
 
             // Alice answers Bob: he moves to the top; her reply is not unread for her.
             let reply = message(&db, alice.id, bob.id, "yes!").await;
-            let list = contacts(&db, alice.id).await.unwrap();
+            let page = contacts(&db, alice.id, None).await.unwrap();
+            assert_eq!(page.unread, 3);
+            let list = page.people;
             assert!(list.iter().all(|c| c.id != alice.id), "you are not your own contact");
             assert_eq!((list[0].id, list[0].last_message_id), (bob.id, Some(reply.id)));
             assert_eq!(list[0].last_message.as_ref().unwrap().created_at, reply.created_at);
@@ -478,8 +532,8 @@ mod tests {
                 [
                     row("alice", 1, Some(("yes!", false))),
                     row("carol", 0, Some(("psst", true))),
-                    row("dave", 0, None),
                     row("erin", 0, None),
+                    row("dave", 0, None),
                     row("zoe", 0, None)
                 ]
             );
@@ -489,11 +543,78 @@ mod tests {
                 [
                     row("bob", 1, Some(("psst", false))),
                     row("alice", 0, Some(("hello from carol", true))),
-                    row("dave", 0, None),
                     row("erin", 0, None),
+                    row("dave", 0, None),
                     row("zoe", 0, None)
                 ]
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_contact_list_stays_small_however_many_people_sign_up() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let old_friend = user(&db, "old friend").await;
+            let mut strangers = Vec::new();
+            for n in 0..NEWCOMERS_SHOWN + 5 {
+                strangers.push(user(&db, &format!("stranger {n:02}")).await);
+            }
+            message(&db, old_friend.id, alice.id, "long time no see").await;
+
+            let page = contacts(&db, alice.id, None).await.unwrap();
+            let names: Vec<&str> = page.people.iter().map(|c| c.name.as_str()).collect();
+            // The conversation, then the 20 newest members; the 5 oldest strangers are left out.
+            assert_eq!(names.len(), 1 + NEWCOMERS_SHOWN as usize);
+            assert_eq!(names[0], "old friend");
+            assert_eq!(names[1], format!("stranger {:02}", NEWCOMERS_SHOWN + 4));
+            assert_eq!(names[NEWCOMERS_SHOWN as usize], "stranger 05");
+            assert_eq!(page.unread, 1);
+
+            // Anyone left out is one search away.
+            let found = contacts(&db, alice.id, Some("STRANGER 0")).await.unwrap();
+            let names: Vec<&str> = found.people.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, (0..10).map(|n| format!("stranger {n:02}")).collect::<Vec<_>>());
+            // The title's unread count does not depend on who is listed.
+            assert_eq!(found.unread, 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_search_matches_names_in_any_case_conversations_first_and_wildcards_literally() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let anna = user(&db, "Anna Bell").await;
+            user(&db, "hannah").await;
+            user(&db, "bob").await;
+            user(&db, "100% real").await;
+            user(&db, "snake_case").await;
+            user(&db, "Élodie").await;
+            message(&db, alice.id, anna.id, "hi anna").await;
+
+            let search = |needle: &'static str| {
+                let db = db.clone();
+                async move {
+                    let page = contacts(&db, alice.id, Some(needle)).await.unwrap();
+                    page.people.into_iter().map(|c| c.name).collect::<Vec<_>>()
+                }
+            };
+            // The conversation first, then by name; you never find yourself.
+            assert_eq!(search("AN").await, ["Anna Bell", "hannah"]);
+            assert_eq!(search("  bell ").await, ["Anna Bell"]);
+            assert_eq!(search("alice").await, Vec::<String>::new());
+            // LIKE wildcards are just characters.
+            assert_eq!(search("%").await, ["100% real"]);
+            assert_eq!(search("_").await, ["snake_case"]);
+            // A name as typed matches on every database, accents included.
+            assert_eq!(search("Élodie").await, ["Élodie"]);
+            // An empty search is no search.
+            assert_eq!(contacts(&db, alice.id, Some("   ")).await.unwrap().people.len(), 6);
+
+            let err = contacts(&db, alice.id, Some(&"x".repeat(101))).await.unwrap_err();
+            assert_eq!(field_of(&err), Some("search"));
         })
         .await;
     }
@@ -511,7 +632,9 @@ mod tests {
             let b3 = message(&db, bob.id, alice.id, "b3").await;
             let unread_of = |me: i64, peer: i64| {
                 let db = db.clone();
-                async move { contacts(&db, me).await.unwrap().into_iter().find(|c| c.id == peer).unwrap().unread }
+                async move {
+                    contacts(&db, me, None).await.unwrap().people.into_iter().find(|c| c.id == peer).unwrap().unread
+                }
             };
 
             // Carol cannot mark Bob's messages to Alice as read.

@@ -2,6 +2,7 @@
 //! several server instances. The cookie holds a random token; the table holds only its SHA-256.
 
 use chrono::{Duration, Utc};
+use sea_orm::sea_query::Query;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 
@@ -93,12 +94,14 @@ pub async fn start(
 
 /// The user a token belongs to, if the session exists and has not expired.
 pub async fn user_for(db: &DatabaseConnection, token: &SessionToken) -> Result<Option<users::Model>, DbErr> {
-    let Some(session) =
-        sessions::Entity::find_by_id(token.id()).filter(sessions::Column::ExpiresAt.gt(Utc::now())).one(db).await?
-    else {
-        return Ok(None);
-    };
-    users::Entity::find_by_id(session.user_id).one(db).await
+    // One query: every page and API call starts with it.
+    let live_session = Query::select()
+        .column(sessions::Column::UserId)
+        .from(sessions::Entity)
+        .and_where(sessions::Column::Id.eq(token.id()))
+        .and_where(sessions::Column::ExpiresAt.gt(Utc::now()))
+        .to_owned();
+    users::Entity::find().filter(users::Column::Id.in_subquery(live_session)).one(db).await
 }
 
 /// Ends a session server-side: the token stops working even if someone kept a copy.
