@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::Ctx;
 use crate::client::{self, AbortOnDrop, User};
-use crate::report::ScenarioReport;
-use crate::stats::{Samples, ms};
+use crate::report::{Better, ScenarioReport};
+use crate::stats::{Samples, ms, ms_f64};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
@@ -241,6 +241,10 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     r.figure("send errors / 429s", format!("{errors} / {limited}"));
     r.figure("latency p50 / p95 / p99 / max", format!("{} / {} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max)));
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
+    r.metric("send→receive p50", ms_f64(s.p50), "ms", Better::Lower);
+    r.metric("send→receive p95", ms_f64(s.p95), "ms", Better::Lower);
+    r.metric("send→receive p99", ms_f64(s.p99), "ms", Better::Lower);
+    r.metric("sends persisted per second", sent.len() as f64 / send_secs, "msg/s", Better::Higher);
     r.figure("stray receipts", acc.stray);
     if errors > 0 {
         r.fail(format!("{errors} send errors, first: {}", first_error.lock().unwrap().clone().unwrap_or_default()));

@@ -226,6 +226,30 @@ pub async fn pump(mut ws: Ws, mut on_event: impl FnMut(&str, &str)) {
     }
 }
 
+/// Like [`pump`], for scenarios that must keep up with hundreds of thousands of frames a second:
+/// `on_text` sees each text frame as it came, unparsed; pings are answered.
+pub async fn pump_raw(mut ws: Ws, mut on_text: impl FnMut(&str)) {
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(t) if t.as_str().contains("\"pusher:ping\"") => {
+                let _ = ws.send(Message::Text(Frame::pong().to_json().into())).await;
+            }
+            Message::Text(t) => on_text(t.as_str()),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+}
+
+/// The number after the first `"seq"` key in a raw event frame, whether the data is nested as a
+/// JSON string (`\"seq\":12`) or not (`"seq":12`).
+pub fn raw_seq(frame: &str) -> Option<u64> {
+    let after = &frame[frame.find("seq")? + 3..];
+    let digits = after.trim_start_matches(['\\', '"', ':', ' ']);
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
 /// `POST /apps/{app_id}/events`, signed. Returns the HTTP status.
 pub async fn publish(
     http: &reqwest::Client,
@@ -256,5 +280,17 @@ impl Drop for AbortOnDrop {
         for t in &self.0 {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_seq_reads_nested_and_plain_data() {
+        assert_eq!(raw_seq(r#"{"event":"BenchEvent","channel":"bench.1.0","data":"{\"seq\":12}"}"#), Some(12));
+        assert_eq!(raw_seq(r#"{"channel":"x","data":{"seq":7},"event":"BenchEvent"}"#), Some(7));
+        assert_eq!(raw_seq(r#"{"event":"other","data":"{}"}"#), None);
     }
 }

@@ -7,7 +7,7 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::Ctx;
 use crate::client;
-use crate::report::ScenarioReport;
+use crate::report::{Better, ScenarioReport};
 use crate::stats::{bytes, rss_bytes};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -77,6 +77,7 @@ pub async fn run(ctx: &Ctx, args: &ConnectionsArgs, r: &mut ScenarioReport) -> R
     let after = pid.and_then(rss_bytes);
     r.figure("sockets open", format!("{} of {} ({failed} failed)", held.len(), args.sockets));
     r.figure("still open after hold", alive);
+    r.metric("sockets held open", alive as f64, "", Better::Higher);
     r.figure(
         "ramp",
         format!("{:.1} s ({:.0} connections/s)", ramp.as_secs_f64(), held.len() as f64 / ramp.as_secs_f64()),
@@ -88,7 +89,9 @@ pub async fn run(ctx: &Ctx, args: &ConnectionsArgs, r: &mut ScenarioReport) -> R
         (Some(b), Some(a)) => {
             r.figure("server RSS before / after", format!("{} / {}", bytes(b), bytes(a)));
             if !held.is_empty() {
-                r.figure("server memory per connection", bytes(a.saturating_sub(b) / held.len() as u64));
+                let per = a.saturating_sub(b) / held.len() as u64;
+                r.figure("server memory per connection", bytes(per));
+                r.metric("server memory per idle socket", per as f64, "B", Better::Lower);
             }
         }
         _ => r.notes.push("no server pid (pass --server-pid or --spawn): RSS not measured".into()),

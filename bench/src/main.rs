@@ -42,6 +42,15 @@ struct Cli {
     /// Start target/release/server on a free port with a temporary database and the credentials above.
     #[arg(long, global = true)]
     spawn: bool,
+    /// Also measure another Pusher-compatible server, given as the path of a sockudo binary (needs
+    /// --spawn): chat, fanout and connections run a second time against it, Banter publishing to it
+    /// as an external Pusher server, and the report compares the two.
+    #[arg(long, global = true, value_name = "SOCKUDO_BIN")]
+    versus: Option<PathBuf>,
+    /// Pin the generator to CPU 0 and the spawned servers to the other CPUs (needs --spawn and at
+    /// least 2 CPUs), so that each side's CPU figure is its own.
+    #[arg(long, global = true)]
+    pin: bool,
     /// The server binary for --spawn.
     #[arg(long, global = true, default_value = "target/release/server")]
     server_bin: PathBuf,
@@ -79,6 +88,8 @@ pub struct Ctx {
     pub base_url: String,
     pub pusher: PusherTarget,
     pub server_pid: Option<u32>,
+    /// Every server process the scenario loads (Banter, and the external Pusher server), for CPU figures.
+    pub server_pids: Vec<u32>,
     /// Distinguishes this run's accounts and channels from earlier runs against the same server.
     pub nonce: u64,
 }
@@ -87,6 +98,7 @@ pub struct Ctx {
 struct Spawned {
     child: Child,
     dir: PathBuf,
+    log_name: String,
     stopped: bool,
 }
 
@@ -119,16 +131,83 @@ impl Drop for Spawned {
     }
 }
 
+/// CPUs for the spawned servers when pinning: all but CPU 0, which the generator keeps.
+fn server_cpus() -> Vec<usize> {
+    (1..online_cpus()).collect()
+}
+
+/// CPUs online, whatever this process is pinned to (`available_parallelism` follows the pinning).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Restricts the calling thread (and every thread it starts later) to `cpus`.
+fn pin_to(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Starts `command` with its output in `dir/log_name`, pinned to the server CPUs when asked.
+fn start(mut command: Command, dir: PathBuf, log_name: &str, pin: bool) -> Result<Spawned, client::Error> {
+    use std::os::unix::process::CommandExt as _;
+    let log = std::fs::File::create(dir.join(log_name))?;
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    if pin {
+        let cpus = server_cpus();
+        // SAFETY: only an async-signal-safe syscall runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || pin_to(&cpus));
+        }
+    }
+    let program = command.get_program().to_string_lossy().into_owned();
+    let child = command.spawn().map_err(|e| client::err(format!("cannot start {program}: {e}")))?;
+    Ok(Spawned { child, dir, log_name: log_name.to_owned(), stopped: false })
+}
+
+/// Waits until `url` answers (any HTTP status), or the process exits, or 30 s pass.
+async fn wait_until_up(spawned: &mut Spawned, url: &str, need_success: bool) -> Result<(), client::Error> {
+    let http = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = spawned.child.try_wait() {
+            let log = std::fs::read_to_string(spawned.dir.join(&spawned.log_name)).unwrap_or_default();
+            return Err(client::err(format!("{} exited ({status}): {log}", spawned.log_name)));
+        }
+        if let Ok(r) = http.get(url).send().await
+            && (r.status().is_success() || !need_success)
+        {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err(client::err(format!("{url} did not answer within 30 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn spawn_server(cli: &Cli, nonce: u64) -> Result<(Spawned, String), client::Error> {
+/// Starts Banter on a free port with a fresh SQLite database: with its embedded Pusher server, or
+/// publishing to the external one on `external_port`.
+async fn spawn_server(cli: &Cli, nonce: u64, external_port: Option<u16>) -> Result<(Spawned, String), client::Error> {
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(&cli.server_bin)
+    let mut command = Command::new(&cli.server_bin);
+    command
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
         .env("LEPTOS_SITE_ROOT", &cli.site_root)
         .env("LEPTOS_OUTPUT_NAME", "banter")
@@ -137,32 +216,51 @@ async fn spawn_server(cli: &Cli, nonce: u64) -> Result<(Spawned, String), client
         .env("PUSHER_APP_ID", &cli.app_id)
         .env("PUSHER_APP_KEY", &cli.key)
         .env("PUSHER_APP_SECRET", &cli.secret)
-        .env_remove("PUSHER_HOST")
-        .env_remove("PUSHER_PORT")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| client::err(format!("cannot start {}: {e}", cli.server_bin.display())))?;
-    let mut spawned = Spawned { child, dir, stopped: false };
+        .env_remove("PUSHER_CLUSTER");
+    match external_port {
+        Some(p) => {
+            command.env("PUSHER_HOST", "127.0.0.1").env("PUSHER_PORT", p.to_string()).env("PUSHER_SCHEME", "http")
+        }
+        None => command.env_remove("PUSHER_HOST").env_remove("PUSHER_PORT").env_remove("PUSHER_SCHEME"),
+    };
+    let mut spawned = start(command, dir, "server.log", cli.pin)?;
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = spawned.child.try_wait() {
-            let log = std::fs::read_to_string(spawned.dir.join("server.log")).unwrap_or_default();
-            return Err(client::err(format!("server exited ({status}): {log}")));
-        }
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return Ok((spawned, base));
-        }
-        if Instant::now() > until {
-            return Err(client::err("the spawned server did not answer /healthz within 30 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_up(&mut spawned, &format!("{base}/healthz"), true).await?;
+    Ok((spawned, base))
+}
+
+/// Starts a sockudo binary on a free port with this run's app credentials, from an empty working
+/// directory (so no config file), without its rate limiter and default app quotas (they would
+/// refuse the load) or metrics.
+async fn spawn_sockudo(cli: &Cli, bin: &std::path::Path, nonce: u64) -> Result<(Spawned, u16), client::Error> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("banter-bench-sockudo-{}-{nonce}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut command = Command::new(bin);
+    command
+        .current_dir(&dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("SOCKUDO_DEFAULT_APP_ID", &cli.app_id)
+        .env("SOCKUDO_DEFAULT_APP_KEY", &cli.key)
+        .env("SOCKUDO_DEFAULT_APP_SECRET", &cli.secret)
+        .env("SOCKUDO_ENABLE_CLIENT_MESSAGES", "true")
+        // Its default app allows 100 connections and 100 API events per second.
+        .env("SOCKUDO_MAX_CONNECTIONS", "1000000")
+        .env("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "1000000")
+        .env("SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND", "1000000")
+        .env("SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND", "1000000")
+        .env("SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL", "10000")
+        .env("RATE_LIMITER_ENABLED", "false")
+        .env("METRICS_ENABLED", "false")
+        .env("ADAPTER_DRIVER", "local")
+        .env("CACHE_DRIVER", "memory")
+        .env("QUEUE_DRIVER", "memory")
+        .env("APP_MANAGER_DRIVER", "memory")
+        .env("RUST_LOG", "warn");
+    let mut spawned = start(command, dir, "sockudo.log", cli.pin)?;
+    wait_until_up(&mut spawned, &format!("http://127.0.0.1:{port}/"), false).await?;
+    Ok((spawned, port))
 }
 
 fn host_port(url: &str) -> (String, u16) {
@@ -177,6 +275,8 @@ fn host_port(url: &str) -> (String, u16) {
 async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
     let mut r = ScenarioReport::new(name);
     let (wall0, cpu0) = (Instant::now(), stats::cpu_time());
+    let server_cpu = |pids: &[u32]| pids.iter().map(|&p| stats::process_cpu(p)).sum::<Option<Duration>>();
+    let server_cpu0 = server_cpu(&ctx.server_pids);
     let rss0 = ctx.server_pid.and_then(stats::rss_bytes);
     let smoke = cli.smoke;
     let result = match (&cli.scenario, name) {
@@ -212,6 +312,9 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
     }
     r.wall = wall0.elapsed();
     r.cpu = stats::cpu_time().saturating_sub(cpu0);
+    if name != "bundle" {
+        r.server_cpu = server_cpu0.zip(server_cpu(&ctx.server_pids)).map(|(a, b)| b.saturating_sub(a));
+    }
     r
 }
 
@@ -225,6 +328,21 @@ fn default_args<A: clap::Args + clap::FromArgMatches>() -> A {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let nofile = stats::raise_nofile();
+    if cli.pin {
+        if !cli.spawn || server_cpus().is_empty() {
+            eprintln!("banter-bench: --pin needs --spawn and at least 2 CPUs");
+            return std::process::ExitCode::FAILURE;
+        }
+        // Before the runtime exists: its threads inherit this.
+        if let Err(e) = pin_to(&[0]) {
+            eprintln!("banter-bench: cannot pin to CPU 0: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if cli.versus.is_some() && !cli.spawn {
+        eprintln!("banter-bench: --versus needs --spawn");
+        return std::process::ExitCode::FAILURE;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let ok = rt.block_on(run(cli, nofile));
     // Reader tasks of held sockets must not keep the process alive.
@@ -232,36 +350,9 @@ fn main() -> std::process::ExitCode {
     if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }
 
-async fn run(cli: Cli, nofile: u64) -> bool {
-    let nonce =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-            % 1_000_000_000;
-    let needs_server = !matches!(cli.scenario, Scenario::Bundle);
-    let mut spawned = None;
-    let mut base_url = cli.base_url.trim_end_matches('/').to_owned();
-    let mut server_pid = cli.server_pid;
-    if cli.spawn && needs_server {
-        match spawn_server(&cli, nonce).await {
-            Ok((s, base)) => {
-                server_pid = Some(s.child.id());
-                base_url = base;
-                spawned = Some(s);
-            }
-            Err(e) => {
-                eprintln!("banter-bench: {e}");
-                return false;
-            }
-        }
-    }
-    let (host, port) = host_port(&base_url);
-    let pusher = PusherTarget {
-        host: cli.pusher_host.clone().unwrap_or(host),
-        port: cli.pusher_port.unwrap_or(port),
-        app_id: cli.app_id.clone(),
-        credentials: Credentials::new(cli.key.clone(), cli.secret.clone()),
-    };
-    let ctx = Ctx { base_url: base_url.clone(), pusher, server_pid, nonce };
-    let (title, names): (&str, Vec<&str>) = match &cli.scenario {
+/// The scenarios a subcommand runs, and the report's title.
+fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
+    match &cli.scenario {
         Scenario::Chat(_) => ("chat", vec!["chat"]),
         Scenario::Fanout(_) => ("fanout", vec!["fanout"]),
         Scenario::Connections(_) => ("connections", vec!["connections"]),
@@ -269,44 +360,160 @@ async fn run(cli: Cli, nofile: u64) -> bool {
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
         Scenario::All => ("all", vec!["bundle", "chat", "fanout", "ssr", "connections"]),
+    }
+}
+
+/// Scenarios that load the Pusher server, and so are run against the other one too.
+const PUSHER_SCENARIOS: [&str; 3] = ["chat", "fanout", "connections"];
+
+fn pusher_target(cli: &Cli, base_url: &str, port: Option<u16>) -> PusherTarget {
+    let (host, base_port) = host_port(base_url);
+    PusherTarget {
+        host: cli.pusher_host.clone().unwrap_or(host),
+        port: port.or(cli.pusher_port).unwrap_or(base_port),
+        app_id: cli.app_id.clone(),
+        credentials: Credentials::new(cli.key.clone(), cli.secret.clone()),
+    }
+}
+
+/// The Pusher server the scenarios load.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    /// Banter's own, embedded one.
+    Embedded,
+    /// A sockudo binary, Banter publishing to it as an external Pusher server.
+    Versus(&'a std::path::Path),
+}
+
+/// The processes one scenario runs against (killed on drop), and how to reach them.
+struct Target {
+    ctx: Ctx,
+    processes: Vec<Spawned>,
+}
+
+/// With --spawn, fresh processes for one scenario, so that no scenario measures what an earlier one
+/// left behind (sockets, sign-ups, allocator state); without it, the server given on the command line.
+async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result<Target, client::Error> {
+    let fixed = |base_url: String| Ctx {
+        pusher: pusher_target(cli, &base_url, None),
+        base_url,
+        server_pid: cli.server_pid,
+        server_pids: cli.server_pid.into_iter().collect(),
+        nonce,
     };
+    if !cli.spawn || name == "bundle" {
+        return Ok(Target { ctx: fixed(cli.base_url.trim_end_matches('/').to_owned()), processes: vec![] });
+    }
+    match side {
+        Side::Embedded => {
+            let (banter, base_url) = spawn_server(cli, nonce, None).await?;
+            let pid = banter.child.id();
+            let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], ..fixed(base_url) };
+            Ok(Target { ctx, processes: vec![banter] })
+        }
+        Side::Versus(bin) => {
+            let (sockudo, port) = spawn_sockudo(cli, bin, nonce).await?;
+            // On failure `sockudo` is dropped, which stops it.
+            let (banter, base_url) = spawn_server(cli, nonce, Some(port)).await?;
+            let ctx = Ctx {
+                pusher: pusher_target(cli, &base_url, Some(port)),
+                base_url,
+                // Memory per socket is the Pusher server's; CPU is both processes'.
+                server_pid: Some(sockudo.child.id()),
+                server_pids: vec![sockudo.child.id(), banter.child.id()],
+                nonce,
+            };
+            Ok(Target { ctx, processes: vec![sockudo, banter] })
+        }
+    }
+}
+
+/// Runs `names` against one side; a scenario whose processes do not start is a failed report.
+async fn run_side(cli: &Cli, side: Side<'_>, names: &[&str], nonce: u64) -> Vec<ScenarioReport> {
     let mut reports = Vec::new();
-    for name in names {
+    for (i, &name) in names.iter().enumerate() {
         eprintln!("banter-bench: running {name}{} ...", if cli.smoke { " (smoke)" } else { "" });
-        let r = run_one(name, &cli, &ctx).await;
+        let nonce = nonce + i as u64;
+        let r = match target_for(cli, side, name, nonce).await {
+            Ok(mut target) => {
+                let r = run_one(name, cli, &target.ctx).await;
+                if !r.ok() {
+                    // The processes' logs go with their temporary directories; keep them.
+                    for p in &mut target.processes {
+                        p.stop();
+                        let kept = cli.out_dir.join(format!("{name}-{}", p.log_name));
+                        if std::fs::copy(p.dir.join(&p.log_name), &kept).is_ok() {
+                            eprintln!("banter-bench: {} is in {}", p.log_name, kept.display());
+                        }
+                    }
+                }
+                r
+            }
+            Err(e) => {
+                let mut r = ScenarioReport::new(name);
+                r.fail(format!("could not start the servers: {e}"));
+                r
+            }
+        };
         print!("{}", report::render_text(std::slice::from_ref(&r)));
         reports.push(r);
     }
-    let context = vec![
+    reports
+}
+
+async fn run(cli: Cli, nofile: u64) -> bool {
+    let nonce =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+            % 1_000_000_000;
+    if let Err(e) = std::fs::create_dir_all(&cli.out_dir) {
+        eprintln!("banter-bench: cannot create {}: {e}", cli.out_dir.display());
+        return false;
+    }
+    let (title, names) = scenarios(&cli);
+    let ours = "Banter".to_owned();
+    let mut runs =
+        vec![(format!("{ours} (embedded Pusher server)"), run_side(&cli, Side::Embedded, &names, nonce).await)];
+    let mut comparison = None;
+    if let Some(bin) = &cli.versus {
+        let theirs = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "other".into());
+        let names: Vec<&str> = names.iter().copied().filter(|n| PUSHER_SCENARIOS.contains(n)).collect();
+        let other = run_side(&cli, Side::Versus(bin), &names, nonce + 100).await;
+        let rows = report::comparison_rows(&runs[0].1, &other);
+        print!("{}", report::render_comparison(&ours, &theirs, &rows, false));
+        comparison = Some(report::render_comparison(&ours, &theirs, &rows, true));
+        runs.push((format!("{theirs} (Banter publishing to it over its HTTP API)"), other));
+    }
+
+    let target = if cli.spawn {
+        format!("{} started fresh for each scenario", cli.server_bin.display())
+    } else {
+        cli.base_url.clone()
+    };
+    let mut context = vec![
         ("date (UTC)".to_owned(), utc_now()),
-        ("target".to_owned(), format!("{base_url}{}", if spawned.is_some() { " (spawned)" } else { "" })),
-        ("pusher".to_owned(), format!("{}:{} app {}", ctx.pusher.host, ctx.pusher.port, ctx.pusher.app_id)),
+        ("target".to_owned(), target),
         ("mode".to_owned(), if cli.smoke { "smoke".into() } else { "full".into() }),
+        ("machine".to_owned(), format!("{} CPUs online, RLIMIT_NOFILE {nofile}", online_cpus())),
         (
-            "generator".to_owned(),
-            format!(
-                "{} cores, RLIMIT_NOFILE {nofile}",
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-            ),
+            "pinning".to_owned(),
+            if cli.pin {
+                format!("generator on CPU 0, servers on CPUs {:?}", server_cpus())
+            } else {
+                "none: generator and servers share every CPU".to_owned()
+            },
         ),
     ];
-    let md = report::render_markdown(title, &context, &reports);
+    if let Some(bin) = &cli.versus {
+        context.push(("versus".to_owned(), bin.display().to_string()));
+    }
+    let md = report::render_markdown(title, &context, &runs, comparison.as_deref());
     let path = cli.out_dir.join(format!("report-{title}.md"));
-    if let Err(e) = std::fs::create_dir_all(&cli.out_dir).and_then(|_| std::fs::write(&path, md)) {
+    if let Err(e) = std::fs::write(&path, md) {
         eprintln!("banter-bench: cannot write {}: {e}", path.display());
         return false;
     }
-    let ok = reports.iter().all(ScenarioReport::ok);
-    if let Some(s) = spawned.as_mut().filter(|_| !ok) {
-        // The spawned server's log goes with the temporary directory; keep it for a failed run.
-        let kept = cli.out_dir.join(format!("server-{title}.log"));
-        s.stop();
-        if std::fs::copy(s.dir.join("server.log"), &kept).is_ok() {
-            eprintln!("banter-bench: the spawned server's log is in {}", kept.display());
-        }
-    }
+    let ok = runs.iter().all(|(_, reports)| reports.iter().all(ScenarioReport::ok));
     eprintln!("banter-bench: report written to {} ({})", path.display(), if ok { "ok" } else { "FAILED" });
-    drop(spawned);
     ok
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::Ctx;
 use crate::client::{self, err};
-use crate::report::{ScenarioReport, Table};
+use crate::report::{Better, ScenarioReport, Table};
 use crate::stats::{Samples, ms};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -63,6 +63,7 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
 
     let mut table = Table {
         headers: [
+            "page",
             "concurrency",
             "requests",
             "requests/s",
@@ -80,60 +81,35 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
     let mut total_errors = 0;
     let mut first_error: Option<String> = None;
     let mut total_resets = 0;
-    for &c in &args.concurrency {
-        let until = Instant::now() + Duration::from_secs(args.duration);
-        let t0 = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..c {
-            let (http, url, cookie) = (http.clone(), url.clone(), reader.cookie.clone());
-            workers.push(tokio::spawn(async move {
-                let mut lat = Samples::default();
-                let mut errors = 0usize;
-                let mut first_error = None;
-                let mut resets = 0usize;
-                while Instant::now() < until {
-                    let t = Instant::now();
-                    let mut outcome = get(&http, &url, &cookie).await;
-                    // A keep-alive connection the server dropped mid-exchange (hyper IncompleteMessage): a
-                    // browser retries such a GET on a fresh connection, so do we, and count it.
-                    if matches!(&outcome, Err((_, true))) {
-                        resets += 1;
-                        outcome = get(&http, &url, &cookie).await;
-                    }
-                    let outcome = outcome.map_err(|(e, _)| e);
-                    match outcome {
-                        Ok(()) => lat.push(t.elapsed()),
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                (lat, errors, first_error, resets)
-            }));
+    // The chat page at each concurrency; then, for scale, the sign-in page, which the server renders
+    // without touching the database.
+    let chat_page = format!("/chat/{}", peer.id);
+    let mut loads: Vec<(&str, &str, usize)> =
+        args.concurrency.iter().map(|&c| (chat_page.as_str(), reader.cookie.as_str(), c)).collect();
+    if let Some(&c) = args.concurrency.first() {
+        loads.push(("/login", "", c));
+    }
+    for (path, cookie, c) in loads {
+        let url = format!("{base}{path}");
+        let m = measure(&http, &url, cookie, c, Duration::from_secs(args.duration)).await?;
+        let s = m.latency.summary();
+        let per_second = m.latency.len() as f64 / m.secs;
+        total_errors += m.errors;
+        total_resets += m.resets;
+        if let Some(f) = m.first_error.filter(|_| first_error.is_none()) {
+            first_error = Some(f);
         }
-        let mut lat = Samples::default();
-        let mut errors = 0;
-        let mut resets = 0;
-        for w in workers {
-            let (l, e, first, reset) = w.await?;
-            resets += reset;
-            lat.extend(&l);
-            errors += e;
-            if let Some(f) = first.filter(|_| first_error.is_none()) {
-                first_error = Some(f);
-            }
+        if path == chat_page {
+            r.metric(&format!("page loads per second at {c} connections"), per_second, "/s", Better::Higher);
+            r.metric(&format!("page p99 at {c} connections"), crate::stats::ms_f64(s.p99), "ms", Better::Lower);
         }
-        let secs = t0.elapsed().as_secs_f64();
-        let s = lat.summary();
-        total_errors += errors;
-        total_resets += resets;
         table.rows.push(vec![
+            if path == chat_page { "chat, 50 messages".to_owned() } else { format!("{path} (no database)") },
             c.to_string(),
-            lat.len().to_string(),
-            format!("{:.1}", lat.len() as f64 / secs),
-            errors.to_string(),
-            resets.to_string(),
+            m.latency.len().to_string(),
+            format!("{per_second:.1}"),
+            m.errors.to_string(),
+            m.resets.to_string(),
             ms(s.p50),
             ms(s.p95),
             ms(s.p99),
@@ -155,9 +131,65 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
     Ok(())
 }
 
+/// What `concurrency` clients loading `url` back to back for `duration` saw.
+struct Measured {
+    latency: Samples,
+    errors: usize,
+    first_error: Option<String>,
+    resets: usize,
+    secs: f64,
+}
+
+async fn measure(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Measured, client::Error> {
+    let until = Instant::now() + duration;
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, cookie) = (http.clone(), url.to_owned(), cookie.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut m = Measured { latency: Samples::default(), errors: 0, first_error: None, resets: 0, secs: 0.0 };
+            while Instant::now() < until {
+                let t = Instant::now();
+                let mut outcome = get(&http, &url, &cookie).await;
+                // A keep-alive connection the server dropped mid-exchange (hyper IncompleteMessage): a
+                // browser retries such a GET on a fresh connection, so do we, and count it.
+                if matches!(&outcome, Err((_, true))) {
+                    m.resets += 1;
+                    outcome = get(&http, &url, &cookie).await;
+                }
+                match outcome {
+                    Ok(()) => m.latency.push(t.elapsed()),
+                    Err((e, _)) => {
+                        m.errors += 1;
+                        m.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            m
+        }));
+    }
+    let mut all = Measured { latency: Samples::default(), errors: 0, first_error: None, resets: 0, secs: 0.0 };
+    for w in workers {
+        let m = w.await?;
+        all.latency.extend(&m.latency);
+        all.errors += m.errors;
+        all.resets += m.resets;
+        all.first_error = all.first_error.or(m.first_error);
+    }
+    all.secs = t0.elapsed().as_secs_f64();
+    Ok(all)
+}
+
 /// One page load. `Err((why, retryable))`: retryable when the server closed a reused connection mid-exchange.
 async fn get(http: &reqwest::Client, url: &str, cookie: &str) -> Result<(), (String, bool)> {
-    match http.get(url).header("cookie", cookie).send().await {
+    let request = if cookie.is_empty() { http.get(url) } else { http.get(url).header("cookie", cookie) };
+    match request.send().await {
         Ok(resp) if resp.status().is_success() => resp.bytes().await.map(|_| ()).map_err(|e| (e.to_string(), false)),
         Ok(resp) => Err((format!("HTTP {}", resp.status()), false)),
         Err(e) => {

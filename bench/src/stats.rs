@@ -67,6 +67,11 @@ pub fn ms(d: Duration) -> String {
     }
 }
 
+/// Milliseconds as a number, for metrics.
+pub fn ms_f64(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 pub fn bytes(n: u64) -> String {
     if n >= 10 * 1024 * 1024 {
         format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
@@ -87,6 +92,18 @@ pub fn cpu_time() -> Duration {
     }
     let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; the fields after its closing parenthesis do not.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 /// Raises this process's open-file soft limit to the hard limit; returns the new soft limit.
@@ -130,6 +147,17 @@ mod tests {
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(percentile(&[], 50.0), 0);
         assert_eq!(percentile(&[1, 2, 3, 4], 50.0), 2);
+    }
+
+    #[test]
+    fn reads_its_own_cpu_time_from_proc() {
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let cpu = process_cpu(std::process::id()).expect("/proc/self/stat");
+        assert!(cpu > Duration::ZERO && cpu <= cpu_time() + Duration::from_millis(20), "{cpu:?}");
     }
 
     #[test]
