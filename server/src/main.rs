@@ -12,8 +12,21 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn main() -> ExitCode {
+    // Transparent huge pages: every time the allocator hands memory back and takes it again, the
+    // kernel zeroes a whole 2 MiB page on the next touch. Under load that was a quarter of the
+    // server's CPU (perf: clear_page_erms under vma_alloc_anon_folio_pmd); 4 KiB pages it zeroes
+    // only as they are used.
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {

@@ -272,9 +272,6 @@ pub async fn send(
     if recipient_id == me {
         return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
     }
-    if users::Entity::find_by_id(recipient_id).one(db).await?.is_none() {
-        return Err(AppError::not_found("no such recipient"));
-    }
     let key = me.to_string();
     let now = Instant::now();
     // Counted now, not after the insert: the insert awaits, and sends in parallel must not all
@@ -301,8 +298,16 @@ pub async fn send(
     .insert(db)
     .await;
     drop(turn);
+    if inserted.is_err() {
+        // Nothing new was stored: the attempt does not use up the allowance.
+        limiter.refund(&key, now);
+    }
     match inserted {
         Ok(message) => Ok(Sent { message: message.into(), created: true }),
+        // The recipient is checked by the foreign key, not by a query of its own on every send.
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => {
+            Err(AppError::not_found("no such recipient"))
+        }
         // A concurrent identical send won the race: answer with its row.
         Err(e) if crate::ssr::is_unique_violation(&e) => {
             let existing = find_sent(db, me, &client_id).await?.ok_or(AppError::Internal)?;

@@ -74,6 +74,17 @@ impl SlidingWindow {
         }
     }
 
+    /// Takes back the event counted for `key` at `at` (by [`Self::acquire`] or [`Self::record`]),
+    /// for an attempt that turned out not to count: nothing was stored.
+    pub fn refund(&self, key: &str, at: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(times) = map.get_mut(key)
+            && let Some(i) = times.iter().rposition(|t| *t == at)
+        {
+            times.remove(i);
+        }
+    }
+
     pub fn clear(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
     }
@@ -115,6 +126,20 @@ mod tests {
         assert_eq!(limiter.check("k", t0 + Duration::from_secs(10)), Err(50));
         assert_eq!(limiter.check("other", t0 + Duration::from_secs(10)), Ok(()));
         assert_eq!(limiter.check("k", t0 + Duration::from_secs(60)), Ok(()));
+    }
+
+    #[test]
+    fn a_refund_takes_back_exactly_one_event() {
+        let limiter = SlidingWindow::new(2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(limiter.acquire("k", t0), Ok(()));
+        assert_eq!(limiter.acquire("k", t1), Ok(()));
+        assert!(limiter.acquire("k", t1).is_err());
+        limiter.refund("k", t1);
+        assert_eq!(limiter.acquire("k", t1), Ok(()), "the refunded slot is free again");
+        assert!(limiter.acquire("k", t1).is_err(), "and only that one");
+        limiter.refund("unknown", t1);
     }
 
     #[test]
