@@ -214,6 +214,8 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
         }
         best_rate = rate;
         best = (delivered as f64 / secs, s.p99);
+        // Per clean step, so two servers compare at the rates both handle.
+        r.metric(&format!("p99 at {rate} publish/s"), ms_f64(s.p99), "ms", Better::Lower);
     }
     r.figure(
         "highest clean step",
@@ -224,7 +226,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
     );
     r.figure("knee", knee.clone().unwrap_or_else(|| "not reached".into()));
     r.metric("deliveries per second, highest clean step", best.0, "/s", Better::Higher);
-    r.metric("p99 at that step", ms_f64(best.1), "ms", Better::Lower);
+    r.figure("p99 at the highest clean step", ms(best.1));
     r.table = Some(table);
     if best_rate == 0.0 {
         r.fail(format!("even the first step was not clean: {}", knee.unwrap_or_default()));
