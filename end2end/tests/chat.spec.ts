@@ -87,6 +87,7 @@ test('the contact search finds people the list leaves out', async ({ browser, pl
   await openChat(alice, info);
   const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
   await expect(contacts.getByRole('link').first()).toBeVisible();
+  await expect(contacts).toContainText('No conversations yet');
   await expect(contactRow(alice.page, needle.name)).toHaveCount(0);
 
   // Typing asks the server (live with JavaScript; without it the form is submitted).
@@ -98,6 +99,8 @@ test('the contact search finds people the list leaves out', async ({ browser, pl
   }
   await expect(contactRow(alice.page, needle.name)).toBeVisible();
   await expect(contacts.getByRole('link')).toHaveCount(1);
+  // Whether you have talked to anyone is for the whole list to say, not for search results.
+  await expect(contacts).not.toContainText('No conversations yet');
 
   // Nobody matches: a plain sentence, not an empty box.
   await box.fill('no such person ' + Date.now());

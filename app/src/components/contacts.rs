@@ -79,7 +79,9 @@ pub fn ContactList(
                     Ok(page) => {
                         let title = title(page.unread);
                         let list = StoredValue::new(page.people);
-                        let talked = list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
+                        // Only the unsearched list says whether you have talked to anyone.
+                        let searching = !search.get_untracked().trim().is_empty();
+                        let talked = searching || list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
                         view! {
                             <Title text=title />
                             {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
