@@ -9,6 +9,7 @@ use crate::components::{Avatar, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{Contact, ContactPage};
 use crate::text::preview;
+use crate::validation::NAME_MAX_CHARS;
 use crate::time::{LocalClock, relative};
 
 pub type ContactsResource = Resource<Result<ContactPage, AppError>>;
@@ -55,6 +56,7 @@ pub fn ContactList(
                 value=search.get_untracked()
                 placeholder="Search people"
                 aria-label="Search people"
+                maxlength=NAME_MAX_CHARS.to_string()
                 autocomplete="off"
                 on:input:target=move |ev| on_input(ev.target().value())
             />
