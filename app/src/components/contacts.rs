@@ -9,8 +9,8 @@ use crate::components::{Avatar, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{Contact, ContactPage};
 use crate::text::preview;
-use crate::validation::NAME_MAX_CHARS;
 use crate::time::{LocalClock, relative};
+use crate::validation::NAME_MAX_CHARS;
 
 pub type ContactsResource = Resource<Result<ContactPage, AppError>>;
 
