@@ -1,5 +1,6 @@
 // Extra Banter servers for the tests that restart a server or need two of them (an app server
 // using another server as its external Pusher server). Each gets a free port and its own database.
+import { expect } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -62,18 +63,19 @@ export class BanterServer {
     });
     this.process.stdout?.on('data', (d) => (this.output += d));
     this.process.stderr?.on('data', (d) => (this.output += d));
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if (this.process.exitCode !== null) throw new Error(`server exited: ${this.output}`);
+    // Polled until it answers, or the process has died (no point waiting out the timeout then).
+    const state = async (): Promise<string> => {
+      if (this.process?.exitCode !== null) return 'exited';
       try {
-        const response = await fetch(`${this.url}/healthz`);
-        if (response.ok) return;
+        return (await fetch(`${this.url}/healthz`)).ok ? 'up' : 'starting';
       } catch {
-        // not listening yet
+        return 'starting';
       }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`server did not answer /healthz within 30 s: ${this.output}`);
+    };
+    await expect
+      .poll(state, { timeout: 30_000, message: `/healthz of the server on ${this.url}` })
+      .not.toBe('starting');
+    if ((await state()) !== 'up') throw new Error(`server exited: ${this.output}`);
   }
 
   /** SIGTERM, as a deployment would, and waits for the process to end. */
