@@ -22,7 +22,7 @@ pub fn brotli_len(data: &[u8]) -> u64 {
 }
 
 pub fn run(site_root: &Path, output_name: &str, r: &mut ScenarioReport) {
-    let mut table = Table { headers: ["file", "raw", "gzip -9", "brotli 11"].map(String::from).to_vec(), rows: vec![] };
+    let mut table = Table::new(&["file", "raw", "gzip -9", "brotli 11"], false);
     for ext in ["wasm", "js", "css"] {
         let path = site_root.join("pkg").join(format!("{output_name}.{ext}"));
         match std::fs::read(&path) {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::Ctx;
 use crate::client::{self, AbortOnDrop, User};
 use crate::report::{Better, ScenarioReport};
-use crate::stats::{Samples, ms, ms_f64};
+use crate::stats::{Samples, ms_f64};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
@@ -239,7 +239,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     r.figure("senders / target rate", format!("{senders} / {rate:.1} msg/s for {} s", args.duration));
     r.figure("sends persisted", format!("{} ({:.1}/s)", sent.len(), sent.len() as f64 / send_secs));
     r.figure("send errors / 429s", format!("{errors} / {limited}"));
-    r.figure("latency p50 / p95 / p99 / max", format!("{} / {} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max)));
+    r.figure("latency p50 / p95 / p99 / max", s.latency_cells().join(" / "));
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
     r.metric("send→receive p50", ms_f64(s.p50), "ms", Better::Lower);
     r.metric("send→receive p95", ms_f64(s.p95), "ms", Better::Lower);

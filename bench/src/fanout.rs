@@ -101,24 +101,8 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
     );
 
     let http = client::http_client();
-    let mut table = Table {
-        headers: [
-            "publish/s",
-            "published",
-            "errors",
-            "expected",
-            "delivered",
-            "delivery %",
-            "deliveries/s",
-            "p50",
-            "p95",
-            "p99",
-            "max",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: vec![],
-    };
+    let mut table =
+        Table::new(&["publish/s", "published", "errors", "expected", "delivered", "delivery %", "deliveries/s"], true);
     let mut seq: u64 = 0;
     let mut base_p99: Option<Duration> = None;
     let mut knee: Option<String> = None;
@@ -189,7 +173,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
         let secs = last.saturating_duration_since(step_start).as_secs_f64().max(args.step_secs as f64);
         let pct = if expected > 0 { delivered as f64 * 100.0 / expected as f64 } else { 0.0 };
         let s = lat.summary();
-        table.rows.push(vec![
+        let mut row = vec![
             format!("{rate}"),
             starts.len().to_string(),
             errors.to_string(),
@@ -197,11 +181,9 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
             delivered.to_string(),
             format!("{pct:.1}"),
             format!("{:.0}", delivered as f64 / secs),
-            ms(s.p50),
-            ms(s.p95),
-            ms(s.p99),
-            ms(s.max),
-        ]);
+        ];
+        row.extend(s.latency_cells());
+        table.rows.push(row);
         let floor = Duration::from_millis(1);
         let base = *base_p99.get_or_insert(s.p99.max(floor));
         if delivered < expected || errors > 0 {

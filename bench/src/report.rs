@@ -10,6 +10,17 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// The columns a table of latencies ends with; `Summary::latency_cells` fills them.
+pub const LATENCY_HEADERS: [&str; 4] = ["p50", "p95", "p99", "max"];
+
+impl Table {
+    /// An empty table with these columns, then the latency columns when `latencies` is set.
+    pub fn new(headers: &[&str], latencies: bool) -> Self {
+        let extra: &[&str] = if latencies { &LATENCY_HEADERS } else { &[] };
+        Self { headers: headers.iter().chain(extra).map(|h| h.to_string()).collect(), rows: vec![] }
+    }
+}
+
 /// Which way a metric is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::Ctx;
 use crate::client::{self, err};
 use crate::report::{Better, ScenarioReport, Table};
-use crate::stats::{Samples, ms};
+use crate::stats::Samples;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SsrArgs {
@@ -61,23 +61,8 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
         r.notes.push("the page HTML does not contain the messages' text (rendered client-side?)".into());
     }
 
-    let mut table = Table {
-        headers: [
-            "page",
-            "concurrency",
-            "requests",
-            "requests/s",
-            "errors",
-            "conn resets (retried)",
-            "p50",
-            "p95",
-            "p99",
-            "max",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: vec![],
-    };
+    let mut table =
+        Table::new(&["page", "concurrency", "requests", "requests/s", "errors", "conn resets (retried)"], true);
     let mut total_errors = 0;
     let mut first_error: Option<String> = None;
     let mut total_resets = 0;
@@ -103,18 +88,16 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
             r.metric(&format!("page loads per second at {c} connections"), per_second, "/s", Better::Higher);
             r.metric(&format!("page p99 at {c} connections"), crate::stats::ms_f64(s.p99), "ms", Better::Lower);
         }
-        table.rows.push(vec![
+        let mut row = vec![
             if path == chat_page { "chat, 50 messages".to_owned() } else { format!("{path} (no database)") },
             c.to_string(),
             m.latency.len().to_string(),
             format!("{per_second:.1}"),
             m.errors.to_string(),
             m.resets.to_string(),
-            ms(s.p50),
-            ms(s.p95),
-            ms(s.p99),
-            ms(s.max),
-        ]);
+        ];
+        row.extend(s.latency_cells());
+        table.rows.push(row);
     }
     r.table = Some(table);
     if total_resets > 0 {

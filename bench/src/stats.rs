@@ -18,6 +18,13 @@ pub struct Summary {
     pub max: Duration,
 }
 
+impl Summary {
+    /// p50, p95, p99 and max, formatted, for the columns of `report::LATENCY_HEADERS`.
+    pub fn latency_cells(&self) -> [String; 4] {
+        [ms(self.p50), ms(self.p95), ms(self.p99), ms(self.max)]
+    }
+}
+
 impl Samples {
     pub fn push(&mut self, d: Duration) {
         self.us.push(d.as_micros().min(u64::MAX as u128) as u64);

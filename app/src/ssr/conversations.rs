@@ -305,9 +305,7 @@ pub async fn send(
     match inserted {
         Ok(message) => Ok(Sent { message: message.into(), created: true }),
         // The recipient is checked by the foreign key, not by a query of its own on every send.
-        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => {
-            Err(AppError::not_found("no such recipient"))
-        }
+        Err(e) if crate::ssr::is_foreign_key_violation(&e) => Err(AppError::not_found("no such recipient")),
         // A concurrent identical send won the race: answer with its row.
         Err(e) if crate::ssr::is_unique_violation(&e) => {
             let existing = find_sent(db, me, &client_id).await?.ok_or(AppError::Internal)?;

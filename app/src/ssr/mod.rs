@@ -70,6 +70,11 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// True when `err` is a foreign-key violation: a row refers to one that does not exist.
+pub fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
+}
+
 /// Opens the pool. SQLite files use WAL (readers never wait for the writer) and enforce foreign keys.
 /// They do not checkpoint the WAL on commit (that would put a file sync in some request's path):
 /// a server calls [`checkpoint_sqlite`] from the background instead.
