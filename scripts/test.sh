@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Command 2: install test dependencies, then run every test: rustfmt, clippy (server and browser
-# feature sets), the WASM dependency check, the Rust unit and integration tests (SQLite, and
-# PostgreSQL when reachable), the release build, Playwright against that build, and a smoke run
-# of the load generator (bench/).
+# Command 2: install test dependencies, then run every test: the toolchain script's own test,
+# rustfmt, clippy (server and browser feature sets), the WASM dependency check, the Rust unit and
+# integration tests (SQLite, and PostgreSQL when reachable), the release build, command 1
+# (scripts/serve.sh) until it answers /healthz, Playwright against the release build, and a smoke
+# run of the load generator (bench/).
 # Exits non-zero on any failure; ends with one "TOTAL: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -90,9 +91,70 @@ rust_tests() {
   cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p bench
 }
 
+free_port() {
+  node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
+}
+
+# http_status URL: the status code of GET URL, 000 when nothing answers (curl, else Node's fetch).
+http_status() {
+  if command -v curl >/dev/null; then
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
+  else
+    node -e "fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then((r) => console.log(r.status), () => console.log('000'))" "$1"
+  fi
+}
+
+# Command 1 exactly as the README gives it, on a free port with a throw-away database, until
+# /healthz answers 200; then stopped with everything it started (its own process group).
+SERVE_DEADLINE=${BANTER_SERVE_DEADLINE:-300}
+serve_command() {
+  local port dir pid code="" status=1 deadline=$((SECONDS + SERVE_DEADLINE))
+  port=$(free_port) || return 1
+  dir=$(mktemp -d /tmp/banter-serve.XXXXXX) || return 1
+  # setsid: the script, cargo-leptos and the server it starts share one new process group.
+  LEPTOS_SITE_ADDR="127.0.0.1:$port" DATABASE_URL="sqlite://$dir/banter.sqlite?mode=rwc" \
+    setsid bash scripts/serve.sh </dev/null >"$dir/serve.log" 2>&1 &
+  pid=$!
+  echo "bash scripts/serve.sh (pid $pid) on 127.0.0.1:$port, database in $dir"
+  while :; do
+    code=$(http_status "http://127.0.0.1:$port/healthz")
+    if [ "$code" = 200 ]; then
+      echo "GET /healthz answered 200 after $((SECONDS + SERVE_DEADLINE - deadline))s"
+      status=0
+      break
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid"
+      echo "scripts/serve.sh exited (status $?) before /healthz answered; the end of its log:"
+      break
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "GET /healthz did not answer 200 within ${SERVE_DEADLINE}s (last: ${code:-none}); the end of its log:"
+      break
+    fi
+    sleep 0.5 # polling interval, bounded by the deadline above
+  done
+  [ "$status" = 0 ] || tail -n 40 "$dir/serve.log" | sed 's/^/  | /'
+  stop_group "$pid"
+  rm -rf "$dir"
+  return "$status"
+}
+
+# stop_group PID: SIGTERM to the process group PID leads, SIGKILL to what is left after 20 s.
+stop_group() {
+  local pid=$1 deadline=$((SECONDS + 20))
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.2
+  done
+  kill -KILL -- "-$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
 playwright() {
   local port dbdir
-  port=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  port=$(free_port)
   dbdir=$(mktemp -d /tmp/banter-e2e.XXXXXX)
   (cd end2end && E2E_PORT=$port E2E_DB_DIR=$dbdir npx playwright test)
   local status=$?
@@ -101,6 +163,7 @@ playwright() {
 }
 
 total_start=$SECONDS
+phase toolchain-script bash scripts/test-toolchain.sh; count_single $?
 phase setup install_test_deps || { echo "setup failed; nothing else can run"; exit 1; }
 phase fmt cargo fmt --all --check; count_single $?
 phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol -p bench --features app/ssr --all-targets -- -D warnings; count_single $?
@@ -110,6 +173,7 @@ phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"
 if phase release-build cargo leptos build --release; then
   count_single 0
   ls -l target/site/pkg/ | sed 's/^/  /'
+  phase serve-command serve_command; count_single $?
   phase playwright playwright; count_playwright "$LOG_DIR/playwright.log"
   # Seconds of every load-generator scenario, so the tool never rots: numbers produced, nothing lost.
   phase bench-smoke bash scripts/bench-smoke.sh; count_single $?
