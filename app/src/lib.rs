@@ -30,6 +30,15 @@ const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('banter-theme');if(t=
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The server names a nonce in each page's CSP header and hands it over in the request's
+    // extensions (`server::security`); every inline script below, and those Leptos streams after
+    // the page, must carry that one rather than the one Leptos made up for this render.
+    #[cfg(feature = "ssr")]
+    if let Some(nonce) = use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<leptos::nonce::Nonce>().cloned())
+    {
+        provide_context(nonce);
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -38,7 +47,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
-                <script inner_html=THEME_SCRIPT></script>
+                <script nonce=use_nonce() inner_html=THEME_SCRIPT></script>
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />

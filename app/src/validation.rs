@@ -40,6 +40,10 @@ pub fn search(raw: Option<&str>) -> Result<Option<String>, AppError> {
 /// An email address, trimmed and lower-cased (so uniqueness is case-insensitive).
 /// Deliberately loose: one `@`, something on each side, a dot in the domain, no spaces.
 pub fn email(raw: &str) -> Result<String, AppError> {
+    // Bytes first: no work proportional to a megabyte of input before it is refused.
+    if raw.trim().len() > EMAIL_MAX_CHARS * 4 {
+        return Err(AppError::invalid("email", "that email address is too long"));
+    }
     let email = raw.trim().to_lowercase();
     if email.is_empty() {
         return Err(AppError::invalid("email", "please enter your email address"));

@@ -216,6 +216,13 @@ async fn spawn_server(cli: &Cli, nonce: u64, external_port: Option<u16>) -> Resu
         .env("PUSHER_APP_ID", &cli.app_id)
         .env("PUSHER_APP_KEY", &cli.key)
         .env("PUSHER_APP_SECRET", &cli.secret)
+        // A load generator is thousands of users and sockets on one address, on public channels
+        // too (as in the sockudo runs): the abuse limits would measure themselves.
+        .env("LIMIT_SIGN_UPS_PER_ADDRESS", "0")
+        .env("LIMIT_SIGN_INS_PER_ADDRESS", "0")
+        .env("PUSHER_PUBLIC_CHANNELS", "true")
+        .env("PUSHER_MAX_CONNECTIONS_PER_ADDRESS", "0")
+        .env("PUSHER_MAX_FRAMES_PER_SECOND", "0")
         .env_remove("PUSHER_CLUSTER");
     match external_port {
         Some(p) => {

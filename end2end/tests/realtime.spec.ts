@@ -3,7 +3,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import { contactRow, live, log, openChat, person, send, type Person } from './chat-support';
 import * as path from 'node:path';
-import { BanterServer } from './server-support';
+import { BanterServer, freePort } from './server-support';
 
 const shot = (name: string) => path.resolve(__dirname, '../screenshots', name);
 
@@ -216,8 +216,12 @@ test('the server restarts mid-conversation: both sides reconnect and catch up', 
 
 test('the same live chat through an external Pusher server', { tag: '@js-only' }, async ({ browser }, info) => {
   const credentials = { PUSHER_APP_ID: '777', PUSHER_APP_KEY: 'external-e2e-key', PUSHER_APP_SECRET: 'external-e2e-secret' };
-  const pusher = await BanterServer.start({ env: credentials });
+  // The pages come from the app server; the Pusher server accepts their socket because it lists
+  // the app's origin (as sockudo or soketi would be configured).
+  const appPort = await freePort();
+  const pusher = await BanterServer.start({ env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` } });
   const app = await BanterServer.start({
+    port: appPort,
     env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
   });
   try {

@@ -57,6 +57,8 @@ export class BanterServer {
         LEPTOS_OUTPUT_NAME: 'banter',
         DATABASE_URL: `sqlite://${this.dbDir}/banter.sqlite?mode=rwc`,
         RUST_LOG: 'warn',
+        LIMIT_SIGN_UPS_PER_ADDRESS: '0',
+        PUSHER_PUBLIC_CHANNELS: 'true',
         ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -56,6 +56,12 @@ pub enum ProtocolError {
     // 4100–4199: reconnect after a back-off.
     #[error("Over capacity")]
     OverCapacity,
+    /// A WebSocket message over the server's size limit; the stream cannot be read past it.
+    #[error("Message is over the {max}-byte limit")]
+    MessageTooLarge { max: usize },
+    /// This address already holds as many connections as the server allows.
+    #[error("Too many connections from this address (at most {max})")]
+    TooManyConnections { max: usize },
 
     // 4200–4299: reconnect immediately.
     #[error("Server is going away, reconnect")]
@@ -68,6 +74,9 @@ pub enum ProtocolError {
     // 4300–4399: the request failed, the connection stays open.
     #[error("Client event rejected due to rate limit")]
     ClientEventRateLimited,
+    /// Any frame (subscribe, unsubscribe, ping, ...) past the connection's frame rate.
+    #[error("Too many frames: at most {per_second} per second")]
+    FrameRateLimited { per_second: u32 },
     /// Not JSON, not an object, or a field of the wrong shape. Carries serde's description.
     #[error("Malformed frame: {0}")]
     MalformedFrame(String),
@@ -101,6 +110,10 @@ pub enum ProtocolError {
     ClientEventNotAllowed,
     #[error("Presence channel is full ({max} members)")]
     PresenceChannelFull { max: u32 },
+    #[error("Public channels are not enabled on this server")]
+    PublicChannelsDisabled,
+    #[error("A connection may subscribe to at most {max} channels")]
+    TooManyChannels { max: usize },
 }
 
 /// Code for errors Pusher documents only as "any other type of error" (4300–4399).
@@ -119,11 +132,11 @@ impl ProtocolError {
             Self::UnsupportedProtocolVersion(_) => 4007,
             Self::NoProtocolVersion => 4008,
             Self::Unauthorized => 4009,
-            Self::OverCapacity => 4100,
+            Self::OverCapacity | Self::MessageTooLarge { .. } | Self::TooManyConnections { .. } => 4100,
             Self::GoingAway => 4200,
             Self::PongTimeout => 4201,
             Self::InactivityTimeout => 4202,
-            Self::ClientEventRateLimited => 4301,
+            Self::ClientEventRateLimited | Self::FrameRateLimited { .. } => 4301,
             Self::MalformedFrame(_)
             | Self::UnsupportedEvent(_)
             | Self::InvalidEventName { .. }
@@ -138,7 +151,9 @@ impl ProtocolError {
             | Self::InvalidChannelData(_)
             | Self::DataTooLarge { .. }
             | Self::ClientEventNotAllowed
-            | Self::PresenceChannelFull { .. } => OTHER_ERROR,
+            | Self::PresenceChannelFull { .. }
+            | Self::PublicChannelsDisabled
+            | Self::TooManyChannels { .. } => OTHER_ERROR,
         }
     }
 
@@ -166,7 +181,9 @@ impl ProtocolError {
             | Self::InvalidSignature
             | Self::MissingChannelData
             | Self::InvalidSocketId => ("AuthError", 401),
-            Self::PresenceChannelFull { .. } => ("PusherError", 403),
+            Self::PresenceChannelFull { .. } | Self::PublicChannelsDisabled | Self::TooManyChannels { .. } => {
+                ("PusherError", 403)
+            }
             _ => ("PusherError", 400),
         };
         SubscriptionError::new(error_type, self.to_string(), status)

@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use app::ssr::security::{CookieSecure, IpBlock, Limit, Limits, SecurityPolicy};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -25,6 +28,60 @@ pub struct Config {
     /// The folder to create before opening the default SQLite file.
     pub data_dir: Option<PathBuf>,
     pub pusher: Option<PusherConfig>,
+    /// Proxies, cookie, origins and request rate limits.
+    pub security: SecurityPolicy,
+    /// What the embedded Pusher server allows each connection, address and user.
+    pub sockets: SocketLimits,
+    /// Whether the embedded Pusher server answers its HTTP API (`/apps/...`); `None`: when the
+    /// credentials were configured (something outside may publish with them), not when generated.
+    pub pusher_http_api: Option<bool>,
+    pub http: HttpLimits,
+}
+
+/// The embedded Pusher server's caps (0 means no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    pub public_channels: bool,
+    pub channels_per_connection: usize,
+    pub connections_per_address: usize,
+    pub connections_per_user: usize,
+    pub frames_per_second: u32,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        Self {
+            public_channels: false,
+            channels_per_connection: 100,
+            connections_per_address: 100,
+            connections_per_user: 20,
+            frames_per_second: 20,
+        }
+    }
+}
+
+/// What the HTTP server holds open at once, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open TCP connections (HTTP and WebSocket); past it, new ones wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Requests being answered at once; past it, requests wait their turn (within the timeout).
+    pub max_requests_in_flight: usize,
+    /// How long a client may take to send a request's headers (slow-client protection).
+    pub header_read_timeout: Duration,
+    /// How long a request may take from its headers to its response, including waiting its turn.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 25_000,
+            max_requests_in_flight: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Pusher settings (the names a Laravel `.env` uses). Unset: the embedded server with generated
@@ -98,8 +155,157 @@ impl Config {
             }
         };
 
-        Ok(Self { site_addr, database_url, data_dir, pusher: pusher_from(&get)? })
+        Ok(Self {
+            site_addr,
+            database_url,
+            data_dir,
+            pusher: pusher_from(&get)?,
+            security: security_from(&get)?,
+            sockets: sockets_from(&get)?,
+            pusher_http_api: get("PUSHER_HTTP_API").map(|v| boolean("PUSHER_HTTP_API", &v)).transpose()?,
+            http: http_from(&get)?,
+        })
     }
+}
+
+fn boolean(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(var, format!("{value:?} must be true or false"))),
+    }
+}
+
+fn count<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| invalid(var, format!("{v:?} is not a whole number (0 or more)"))),
+    }
+}
+
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(invalid(var, format!("{v:?} is not a number of seconds (1 or more)"))),
+        },
+    }
+}
+
+/// `N/WINDOW`: at most N events per WINDOW, a number with `s`, `m` or `h` (`5/15m`); `0` turns
+/// the limit off.
+fn limit(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: Limit) -> Result<Limit, ConfigError> {
+    let Some(v) = get(var) else { return Ok(default) };
+    let wrong =
+        || invalid(var, format!("{v:?} must look like 5/15m (events per window: s, m or h), or 0 for no limit"));
+    let text = v.trim();
+    if text == "0" {
+        return Ok(Limit { max: 0, window: default.window });
+    }
+    let (max, window) = text.split_once('/').ok_or_else(wrong)?;
+    let max: usize = max.trim().parse().map_err(|_| wrong())?;
+    let window = window.trim();
+    let (number, unit) = window.split_at(window.len().saturating_sub(1));
+    let number: u64 = number.parse().map_err(|_| wrong())?;
+    let secs = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(wrong()),
+    };
+    if secs == 0 {
+        return Err(wrong());
+    }
+    Ok(Limit { max, window: Duration::from_secs(secs) })
+}
+
+fn security_from(get: &impl Fn(&str) -> Option<String>) -> Result<SecurityPolicy, ConfigError> {
+    let trusted_proxies = match get("TRUSTED_PROXIES") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| {
+                IpBlock::parse(part).ok_or_else(|| {
+                    invalid("TRUSTED_PROXIES", format!("{:?} is not an address or CIDR block", part.trim()))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let cookie_secure = match get("COOKIE_SECURE").map(|v| v.trim().to_ascii_lowercase()) {
+        None => CookieSecure::Auto,
+        Some(v) if v == "auto" => CookieSecure::Auto,
+        Some(v) => match boolean("COOKIE_SECURE", &v) {
+            Ok(true) => CookieSecure::Always,
+            Ok(false) => CookieSecure::Never,
+            Err(_) => return Err(invalid("COOKIE_SECURE", format!("{v:?} must be auto, true or false"))),
+        },
+    };
+    let allowed_origins = match get("ALLOWED_ORIGINS") {
+        None => Vec::new(),
+        Some(v) => v.split(',').filter(|part| !part.trim().is_empty()).map(origin).collect::<Result<_, _>>()?,
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        sign_ins_per_account: limit(get, "LIMIT_SIGN_INS_PER_ACCOUNT", defaults.sign_ins_per_account)?,
+        sign_ins_per_address: limit(get, "LIMIT_SIGN_INS_PER_ADDRESS", defaults.sign_ins_per_address)?,
+        sign_ups_per_address: limit(get, "LIMIT_SIGN_UPS_PER_ADDRESS", defaults.sign_ups_per_address)?,
+        sends_per_user: limit(get, "LIMIT_SENDS_PER_USER", defaults.sends_per_user)?,
+    };
+    Ok(SecurityPolicy { trusted_proxies, cookie_secure, allowed_origins, limits })
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, lower-case, no path.
+fn origin(text: &str) -> Result<String, ConfigError> {
+    let origin = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let valid = match origin.split_once("://") {
+        Some(("http" | "https", host)) => !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ']),
+        _ => false,
+    };
+    if valid {
+        Ok(origin)
+    } else {
+        Err(invalid("ALLOWED_ORIGINS", format!("{:?} is not an origin like https://chat.example.com", text.trim())))
+    }
+}
+
+fn sockets_from(get: &impl Fn(&str) -> Option<String>) -> Result<SocketLimits, ConfigError> {
+    let d = SocketLimits::default();
+    Ok(SocketLimits {
+        public_channels: get("PUSHER_PUBLIC_CHANNELS")
+            .map(|v| boolean("PUSHER_PUBLIC_CHANNELS", &v))
+            .transpose()?
+            .unwrap_or(false),
+        channels_per_connection: count(get, "PUSHER_MAX_CHANNELS_PER_CONNECTION", d.channels_per_connection)?,
+        connections_per_address: count(get, "PUSHER_MAX_CONNECTIONS_PER_ADDRESS", d.connections_per_address)?,
+        connections_per_user: count(get, "PUSHER_MAX_CONNECTIONS_PER_USER", d.connections_per_user)?,
+        frames_per_second: count(get, "PUSHER_MAX_FRAMES_PER_SECOND", d.frames_per_second)?,
+    })
+}
+
+fn http_from(get: &impl Fn(&str) -> Option<String>) -> Result<HttpLimits, ConfigError> {
+    let d = HttpLimits::default();
+    let positive = |var: &'static str, default: usize| -> Result<usize, ConfigError> {
+        match count(get, var, default)? {
+            0 => Err(invalid(var, "must be 1 or more")),
+            n => Ok(n),
+        }
+    };
+    Ok(HttpLimits {
+        max_connections: positive("MAX_CONNECTIONS", d.max_connections)?,
+        max_requests_in_flight: positive("MAX_REQUESTS_IN_FLIGHT", d.max_requests_in_flight)?,
+        header_read_timeout: seconds(get, "HEADER_READ_TIMEOUT_SECS", d.header_read_timeout)?,
+        request_timeout: seconds(get, "REQUEST_TIMEOUT_SECS", d.request_timeout)?,
+    })
 }
 
 fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherConfig>, ConfigError> {
@@ -194,6 +400,49 @@ mod tests {
         assert!(hosted.is_external() && hosted.tls());
         assert_eq!(config(&[("PUSHER_HOST", "x")]).unwrap_err().var, "PUSHER_HOST");
         assert!(!format!("{ok:?}").contains("\"s\""), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn hardening_settings_parse_and_name_their_variable() {
+        let c = config(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            ("COOKIE_SECURE", "true"),
+            ("ALLOWED_ORIGINS", "https://Chat.Example.com/"),
+            ("LIMIT_SIGN_UPS_PER_ADDRESS", "3/1h"),
+            ("LIMIT_SENDS_PER_USER", "0"),
+            ("PUSHER_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+            ("PUSHER_PUBLIC_CHANNELS", "yes"),
+            ("HEADER_READ_TIMEOUT_SECS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.security.trusted_proxies.len(), 2);
+        assert_eq!(c.security.cookie_secure, CookieSecure::Always);
+        assert_eq!(c.security.allowed_origins, ["https://chat.example.com"]);
+        assert_eq!(c.security.limits.sign_ups_per_address, Limit::new(3, 3600));
+        assert_eq!(c.security.limits.sends_per_user.max, 0);
+        assert_eq!(c.security.limits.sign_ins_per_account, Limit::new(5, 900), "defaults stay");
+        assert_eq!(c.sockets.connections_per_address, 0);
+        assert!(c.sockets.public_channels);
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(2));
+
+        let defaults = config(&[]).unwrap();
+        assert!(!defaults.sockets.public_channels, "public channels are off unless configured");
+        assert_eq!(defaults.sockets.channels_per_connection, 100);
+        assert_eq!(defaults.pusher_http_api, None);
+
+        for (var, value) in [
+            ("TRUSTED_PROXIES", "proxy.local"),
+            ("COOKIE_SECURE", "sometimes"),
+            ("ALLOWED_ORIGINS", "chat.example.com"),
+            ("LIMIT_SIGN_INS_PER_ACCOUNT", "5 per minute"),
+            ("LIMIT_SIGN_INS_PER_ADDRESS", "5/0s"),
+            ("PUSHER_MAX_CHANNELS_PER_CONNECTION", "-1"),
+            ("PUSHER_HTTP_API", "maybe"),
+            ("MAX_CONNECTIONS", "0"),
+            ("REQUEST_TIMEOUT_SECS", "0"),
+        ] {
+            assert_eq!(config(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
+        }
     }
 
     #[test]

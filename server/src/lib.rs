@@ -2,9 +2,11 @@
 //! does lives in `app`; this crate wires it to the network.
 
 pub mod config;
+pub mod http;
 pub mod publisher;
 pub mod pusher;
 pub mod realtime;
+pub mod security;
 
 use std::net::SocketAddr;
 
@@ -23,9 +25,13 @@ use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+
+/// The largest request body the server reads (`/api/*`, `/broadcasting/auth`, `/apps/...`).
+pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 
 /// Opens the database named by the configuration and brings its schema up to date.
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, String> {
@@ -53,16 +59,19 @@ pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
 
 /// The whole HTTP surface: pages, `/api/*` server functions, static files, `/healthz`,
 /// `/broadcasting/auth`, and the embedded Pusher server's WebSocket and HTTP API when there is one.
-pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>) -> Router {
+///
+/// `pusher_http_api` mounts the embedded server's HTTP API (`/apps/...`) as well as its WebSocket.
+pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>, pusher_http_api: bool) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     let auth_state = state.clone();
+    let auth_hub = hub.cloned();
     let db = state.db.clone();
     let app = Router::new()
         .route("/healthz", get(move || healthz(db.clone())))
         .route(
             "/broadcasting/auth",
-            post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), headers, form)),
+            post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), auth_hub.clone(), headers, form)),
         )
         .leptos_routes_with_context(&options, routes, move || provide_context(context_state.clone()), {
             let options = options.clone();
@@ -73,10 +82,14 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
         .layer(middleware::map_request(fresh_signed_in_cache))
         .layer(TraceLayer::new_for_http())
         .with_state(options);
-    match hub {
-        Some(hub) => app.merge(hub.router()),
+    let app = match hub {
+        Some(hub) => app.merge(hub.router(pusher_http_api)),
         None => app,
-    }
+    };
+    // Every request body, `/api/*` forms and the Pusher HTTP API alike, is small: a message is
+    // at most 5,000 characters. Larger bodies get 413 before they are read.
+    let app = app.layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+    security::protect(app, &state)
 }
 
 /// Every request starts knowing nothing about who is signed in (see `SignedInCache`).
@@ -113,17 +126,6 @@ async fn api_error_status(request: Request, next: Next) -> Response {
         parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     }
     Response::from_parts(parts, Body::from(bytes))
-}
-
-/// Serves until `shutdown` resolves. The listener may be bound to port 0 (tests).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Deletes expired sessions once an hour, for as long as the server runs.

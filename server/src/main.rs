@@ -67,15 +67,16 @@ async fn serve() -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("LEPTOS_SITE_ADDR: cannot listen on {}: {e}", config.site_addr)),
     };
-    let realtime = match server::realtime::Realtime::start(config.pusher.as_ref(), &db).await {
+    let realtime = match server::realtime::Realtime::start(&config, &db).await {
         Ok(realtime) => realtime,
         Err(e) => return fail(&format!("realtime: {e}")),
     };
     server::spawn_session_sweeper(db.clone());
     server::spawn_wal_checkpointer(db.clone());
     let hub = realtime.hub.clone();
-    let state = AppState::new(db, realtime.settings, realtime.broadcaster);
-    let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref());
+    let http_api = realtime.http_api;
+    let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone());
+    let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref(), http_api);
     match &hub {
         Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),
         None => tracing::info!("realtime: publishing to an external Pusher-compatible server"),
@@ -89,7 +90,7 @@ async fn serve() -> ExitCode {
             hub.wait_until_closed(std::time::Duration::from_secs(3)).await;
         }
     };
-    if let Err(e) = server::serve(listener, app, shutdown).await {
+    if let Err(e) = server::http::serve(listener, app, config.http, shutdown).await {
         return fail(&format!("server error: {e}"));
     }
     ExitCode::SUCCESS

@@ -17,9 +17,9 @@ use pusher_protocol::Credentials;
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
-use crate::config::PusherConfig;
+use crate::config::{Config, PusherConfig};
 use crate::publisher::HttpBroadcaster;
-use crate::pusher::{Hub, HubSettings};
+use crate::pusher::{BindError, Hub, HubSettings};
 
 /// What start-up builds: the settings every request reads, the broadcaster the server functions
 /// publish through, and the embedded hub when this server is its own Pusher server.
@@ -27,21 +27,32 @@ pub struct Realtime {
     pub settings: RealtimeSettings,
     pub broadcaster: Arc<dyn Broadcaster>,
     pub hub: Option<Hub>,
+    /// Whether the embedded server answers its HTTP API (`/apps/...`).
+    pub http_api: bool,
 }
 
 impl Realtime {
-    pub async fn start(config: Option<&PusherConfig>, db: &DatabaseConnection) -> Result<Self, String> {
-        let Some(config) = config else {
+    /// Reads or generates the credentials and starts the embedded server, or the publisher to an
+    /// external one, as `config` says.
+    pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Self, String> {
+        let hub_settings = hub_settings(config);
+        let Some(pusher) = config.pusher.as_ref() else {
             let (app_id, key, secret) = generated_credentials(db)
                 .await
                 .map_err(|e| format!("cannot read or store the generated Pusher credentials: {e}"))?;
-            return Ok(Self::embedded(app_id, Credentials::new(key, secret)));
+            // Nobody outside knows generated credentials: nothing needs the HTTP API.
+            let http_api = config.pusher_http_api.unwrap_or(false);
+            return Ok(Self::embedded(app_id, Credentials::new(key, secret), hub_settings, http_api));
         };
+        let config_http_api = config.pusher_http_api;
+        let config = pusher;
         let tls = config.tls();
         let base_url = match (&config.host, &config.cluster) {
             (None, None) => {
                 let credentials = Credentials::new(config.key.clone(), config.secret.clone());
-                return Ok(Self::embedded(config.app_id.clone(), credentials));
+                // Configured credentials: a backend elsewhere (Laravel, a script) may publish.
+                let http_api = config_http_api.unwrap_or(true);
+                return Ok(Self::embedded(config.app_id.clone(), credentials, hub_settings, http_api));
             }
             (Some(host), _) => {
                 let port = config.port.unwrap_or(if tls { 443 } else { 80 });
@@ -53,15 +64,21 @@ impl Realtime {
     }
 
     /// This server speaks the Pusher protocol itself, on its own port.
-    pub fn embedded(app_id: String, credentials: Credentials) -> Self {
-        let hub = Hub::new(app_id.clone(), credentials.clone(), HubSettings::default());
+    pub fn embedded(app_id: String, credentials: Credentials, settings: HubSettings, http_api: bool) -> Self {
+        let hub = Hub::new(app_id.clone(), credentials.clone(), settings);
         let public =
             RealtimeConfig { key: credentials.key().to_owned(), host: None, port: None, tls: false, cluster: None };
         Self {
             settings: RealtimeSettings { app_id, credentials, public },
             broadcaster: Arc::new(hub.clone()),
             hub: Some(hub),
+            http_api,
         }
+    }
+
+    /// The embedded server's routes (its WebSocket, and its HTTP API when enabled), if there is one.
+    pub fn routes(&self) -> Option<axum::Router> {
+        self.hub.as_ref().map(|hub| hub.router(self.http_api))
     }
 
     /// Events go to an external Pusher-compatible server over its HTTP API.
@@ -79,7 +96,22 @@ impl Realtime {
             settings: RealtimeSettings { app_id: config.app_id.clone(), credentials, public },
             broadcaster: Arc::new(broadcaster),
             hub: None,
+            http_api: false,
         }
+    }
+}
+
+/// The embedded server's settings: Pusher's defaults, with the configured caps.
+fn hub_settings(config: &Config) -> HubSettings {
+    let limits = &config.sockets;
+    HubSettings {
+        public_channels: limits.public_channels,
+        max_channels_per_connection: limits.channels_per_connection,
+        max_connections_per_address: limits.connections_per_address,
+        max_connections_per_user: limits.connections_per_user,
+        frames_per_second: limits.frames_per_second,
+        addresses: Arc::new(config.security.clone()),
+        ..HubSettings::default()
     }
 }
 
@@ -93,17 +125,21 @@ pub struct AuthRequest {
 /// allow it. 401 signed out, 403 not yours (and nothing else said), 400 malformed input.
 pub async fn broadcasting_auth(
     state: AppState,
+    hub: Option<Hub>,
     headers: HeaderMap,
     form: Result<Form<AuthRequest>, FormRejection>,
 ) -> Response {
-    match authorize(&state, &headers, form).await {
+    match authorize(&state, hub.as_ref(), &headers, form).await {
         Ok(auth) => Json(auth).into_response(),
         Err(error) => error_response(&error),
     }
 }
 
+/// With the embedded server, the connection is bound to the user and session that signed for it,
+/// so that ending the session closes it, and so that each user holds a bounded number of them.
 async fn authorize(
     state: &AppState,
+    hub: Option<&Hub>,
     headers: &HeaderMap,
     form: Result<Form<AuthRequest>, FormRejection>,
 ) -> Result<pusher_protocol::ChannelAuthorization, AppError> {
@@ -113,7 +149,18 @@ async fn authorize(
         field: None,
         message: "send socket_id and channel_name as a form".to_owned(),
     })?;
-    Ok(state.realtime.authorize(user.id, &user.name, &request.socket_id, &request.channel_name)?)
+    let auth = state.realtime.authorize(user.id, &user.name, &request.socket_id, &request.channel_name)?;
+    if let Some(hub) = hub
+        && let Ok(socket_id) = pusher_protocol::SocketId::parse(&request.socket_id)
+    {
+        hub.bind(&socket_id, user.id, &token.id()).map_err(|refusal| match refusal {
+            BindError::OtherUser => AppError::Forbidden { message: refusal.to_string() },
+            BindError::TooManyForUser { .. } => {
+                AppError::RateLimited { message: refusal.to_string(), retry_after_secs: 5 }
+            }
+        })?;
+    }
+    Ok(auth)
 }
 
 fn error_response(error: &AppError) -> Response {

@@ -26,11 +26,13 @@ struct Server {
 }
 
 impl Server {
+    /// The protocol as Pusher speaks it: public channels on, and the HTTP API mounted.
     async fn start(settings: HubSettings) -> Self {
+        let settings = HubSettings { public_channels: true, ..settings };
         let hub = Hub::new(APP_ID, Credentials::new(KEY, SECRET), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().merge(hub.router());
+        let app = Router::new().merge(hub.router(true));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { addr, hub }
     }

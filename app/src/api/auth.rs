@@ -15,7 +15,16 @@ pub async fn register(
 ) -> Result<CurrentUser, AppError> {
     use crate::ssr::{accounts, request};
     let request = request()?;
-    let user = accounts::register(request.db(), &name, &email, &password, &password_confirmation).await?;
+    let user = accounts::sign_up(
+        request.db(),
+        &request.state.account_limiter,
+        request.client_address(),
+        &name,
+        &email,
+        &password,
+        &password_confirmation,
+    )
+    .await?;
     request.begin_session(user.id).await?;
     tracing::info!(user_id = user.id, "account registered");
     request.redirect("/chat");
@@ -28,7 +37,7 @@ pub async fn login(email: String, password: String) -> Result<CurrentUser, AppEr
     use crate::ssr::{accounts, request};
     let request = request()?;
     let user =
-        accounts::sign_in(request.db(), &request.state.login_limiter, &email, &password, request.client_address())
+        accounts::sign_in(request.db(), &request.state.account_limiter, &email, &password, request.client_address())
             .await?;
     request.begin_session(user.id).await?;
     request.redirect("/chat");

@@ -20,6 +20,12 @@ pub struct Publication {
 pub trait Broadcaster: Send + Sync + 'static {
     /// Hands the event over for delivery, in order with earlier publications; returns at once.
     fn publish(&self, publication: Publication);
+
+    /// A session ended (sign-out): the live connections it authorized must stop receiving.
+    /// `session` is the session's stored id ([`crate::ssr::sessions::SessionToken::id`]). The
+    /// embedded server closes them; an external server is not told (its connections stay until
+    /// the browser, sent to the sign-in page, closes them).
+    fn session_ended(&self, _session: &str) {}
 }
 
 /// A broadcaster that delivers nothing, for tests of the services alone.

@@ -272,13 +272,11 @@ pub async fn send(
     if recipient_id == me {
         return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
     }
-    let key = me.to_string();
-    let now = Instant::now();
     // Counted now, not after the insert: the insert awaits, and sends in parallel must not all
     // pass the check before any of them is recorded.
-    if let Err(wait) = limiter.acquire(&key, now) {
-        return Err(AppError::rate_limited("slow down", wait));
-    }
+    let ticket = limiter
+        .acquire(&me.to_string(), Instant::now())
+        .map_err(|refusal| AppError::rate_limited("slow down", refusal.retry_after_secs()))?;
 
     let turn = crate::ssr::sqlite_write_turn(db).await;
     let at = Utc::now();
@@ -300,7 +298,7 @@ pub async fn send(
     drop(turn);
     if inserted.is_err() {
         // Nothing new was stored: the attempt does not use up the allowance.
-        limiter.refund(&key, now);
+        limiter.refund(ticket);
     }
     match inserted {
         Ok(message) => Ok(Sent { message: message.into(), created: true }),

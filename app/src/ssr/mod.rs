@@ -8,6 +8,7 @@ pub mod entities;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;
+pub mod security;
 pub mod sessions;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -29,10 +30,11 @@ use sessions::SessionToken;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub login_limiter: Arc<rate_limit::LoginLimiter>,
+    pub account_limiter: Arc<rate_limit::AccountLimiter>,
     pub send_limiter: Arc<rate_limit::SlidingWindow>,
     pub realtime: Arc<realtime::RealtimeSettings>,
     pub broadcaster: Arc<dyn broadcast::Broadcaster>,
+    pub security: Arc<security::SecurityPolicy>,
 }
 
 impl AppState {
@@ -41,12 +43,23 @@ impl AppState {
         realtime: realtime::RealtimeSettings,
         broadcaster: Arc<dyn broadcast::Broadcaster>,
     ) -> Self {
+        Self::with_security(db, realtime, broadcaster, security::SecurityPolicy::default())
+    }
+
+    /// As [`AppState::new`], with the configured proxies, cookie and origin rules, and limits.
+    pub fn with_security(
+        db: DatabaseConnection,
+        realtime: realtime::RealtimeSettings,
+        broadcaster: Arc<dyn broadcast::Broadcaster>,
+        security: security::SecurityPolicy,
+    ) -> Self {
         Self {
             db,
-            login_limiter: Arc::default(),
-            send_limiter: Arc::new(rate_limit::message_sends()),
+            account_limiter: Arc::new(rate_limit::AccountLimiter::new(&security.limits)),
+            send_limiter: Arc::new(rate_limit::SlidingWindow::from_limit(security.limits.sends_per_user)),
             realtime: Arc::new(realtime),
             broadcaster,
+            security: Arc::new(security),
         }
     }
 }
@@ -123,7 +136,8 @@ pub struct RequestContext {
     token: Option<SessionToken>,
     signed_in: Option<SignedInCache>,
     client: Option<IpAddr>,
-    https: bool,
+    /// Whether the session cookie gets `Secure` (see `SecurityPolicy::secure_cookie`).
+    secure_cookie: bool,
     accepts_html: bool,
     response: ResponseOptions,
 }
@@ -137,19 +151,16 @@ pub fn request() -> Result<RequestContext, AppError> {
     let parts = use_context::<Parts>().ok_or_else(|| missing("request parts"))?;
     let response = use_context::<ResponseOptions>().ok_or_else(|| missing("response options"))?;
     let token = SessionToken::from_headers(&parts.headers);
-    let forwarded_https = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let over_https = state.security.came_over_https(peer, &parts.headers, parts.uri.scheme_str() == Some("https"));
     let accepts_html =
         parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     Ok(RequestContext {
+        client: peer.map(|peer| state.security.client_address(peer, &parts.headers)),
+        secure_cookie: state.security.secure_cookie(over_https),
         state,
         token,
         signed_in: parts.extensions.get::<SignedInCache>().cloned(),
-        client: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
-        https: forwarded_https || parts.uri.scheme_str() == Some("https"),
         accepts_html,
         response,
     })
@@ -186,7 +197,7 @@ impl RequestContext {
         self.current_user().await?.ok_or(AppError::Unauthorized)
     }
 
-    /// The address of the client, as seen by this server's socket.
+    /// The client's address: the socket's peer, or what a trusted proxy says it is.
     pub fn client_address(&self) -> Option<IpAddr> {
         self.client
     }
@@ -200,17 +211,22 @@ impl RequestContext {
     /// Signs `user_id` in on this response: a brand-new session (any old one is revoked) and its cookie.
     pub async fn begin_session(&self, user_id: i64) -> Result<(), AppError> {
         let token = sessions::start(&self.state.db, user_id, self.token.as_ref()).await?;
+        if let Some(previous) = &self.token {
+            // `start` revoked it: whatever it authorized stops too.
+            self.state.broadcaster.session_ended(&previous.id());
+        }
         self.forget_signed_in().await;
-        self.set_cookie(token.set_cookie(self.https))
+        self.set_cookie(token.set_cookie(self.secure_cookie))
     }
 
     /// Signs out: the session is deleted server-side and the cookie cleared.
     pub async fn end_session(&self) -> Result<(), AppError> {
         if let Some(token) = &self.token {
             sessions::revoke(&self.state.db, token).await?;
+            self.state.broadcaster.session_ended(&token.id());
         }
         self.forget_signed_in().await;
-        self.set_cookie(SessionToken::clear_cookie(self.https))
+        self.set_cookie(SessionToken::clear_cookie(self.secure_cookie))
     }
 
     /// Sends the browser to `path` after this call: a real 302 for a plain form post, and the

@@ -53,14 +53,40 @@ async fn with_hashing_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 
     tokio::task::spawn_blocking(work).await.map_err(|e| internal("password hashing task failed", &e))
 }
 
+#[cfg(test)]
+tokio::task_local! {
+    /// Argon2 computations asked for by the current task, inside [`counting`].
+    static COMPUTATIONS: std::cell::Cell<u64>;
+}
+
+fn count_computation() {
+    #[cfg(test)]
+    let _ = COMPUTATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+/// Runs `work` and counts the argon2 computations it asks for (of its own task only, so tests
+/// running side by side do not disturb each other): answers that must take equally long must do
+/// the same work, and a count says so where a clock could not.
+#[cfg(test)]
+pub(crate) async fn counting<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    COMPUTATIONS
+        .scope(std::cell::Cell::new(0), async {
+            let out = work.await;
+            (out, COMPUTATIONS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
 /// Hashes off the async runtime, at most one computation per core at a time.
 pub async fn hash(plain: String) -> Result<PasswordHash, AppError> {
+    count_computation();
     with_hashing_slot(move || PasswordHash::compute(&plain)).await?.map_err(|e| internal("password hashing failed", &e))
 }
 
 /// Verifies off the async runtime. With no stored hash (unknown email) it still does the same
 /// work against a fixed hash, so response time does not reveal which emails are registered.
 pub async fn verify(stored: Option<PasswordHash>, plain: String) -> bool {
+    count_computation();
     static DECOY: LazyLock<Option<PasswordHash>> =
         LazyLock::new(|| PasswordHash::compute("decoy password for unknown accounts").ok());
     with_hashing_slot(move || match stored {

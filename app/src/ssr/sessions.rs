@@ -9,6 +9,13 @@ use sha2::{Digest, Sha256};
 use crate::ssr::entities::{sessions, users};
 
 pub const COOKIE_NAME: &str = "banter_session";
+/// The name over https: the `__Host-` prefix makes browsers refuse the cookie unless it is
+/// `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow it.
+pub const SECURE_COOKIE_NAME: &str = "__Host-banter_session";
+
+fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE_NAME } else { COOKIE_NAME }
+}
 pub const LIFETIME_DAYS: i64 = 30;
 
 /// The secret a browser holds: 256 random bits, hex-encoded.
@@ -30,8 +37,8 @@ impl SessionToken {
         &self.0
     }
 
-    /// The row id for this token.
-    fn id(&self) -> String {
+    /// The row id for this token: its SHA-256, never the token itself.
+    pub fn id(&self) -> String {
         hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 
@@ -40,7 +47,7 @@ impl SessionToken {
         header
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE_NAME)
+            .find(|(name, _)| *name == COOKIE_NAME || *name == SECURE_COOKIE_NAME)
             .map(|(_, value)| value.trim())
             .filter(|value| value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(|value| Self(value.to_owned()))
@@ -58,14 +65,16 @@ impl SessionToken {
     /// The `Set-Cookie` value that stores this token in the browser.
     pub fn set_cookie(&self, secure: bool) -> String {
         let max_age = LIFETIME_DAYS * 24 * 60 * 60;
+        let name = cookie_name(secure);
         let secure = if secure { "; Secure" } else { "" };
-        format!("{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", self.0)
+        format!("{name}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", self.0)
     }
 
     /// The `Set-Cookie` value that removes the cookie.
     pub fn clear_cookie(secure: bool) -> String {
+        let name = cookie_name(secure);
         let secure = if secure { "; Secure" } else { "" };
-        format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+        format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
     }
 }
 
@@ -136,7 +145,9 @@ mod tests {
         let plain = token.set_cookie(false);
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && plain.contains("Path=/"));
         assert!(!plain.contains("Secure"));
-        assert!(token.set_cookie(true).ends_with("; Secure"));
+        let secure = token.set_cookie(true);
+        assert!(secure.starts_with("__Host-banter_session=") && secure.ends_with("; Secure"), "{secure}");
+        assert_eq!(SessionToken::from_cookie_header(secure.split(';').next().unwrap()), Some(token.clone()));
         assert!(SessionToken::clear_cookie(false).contains("Max-Age=0"));
     }
 

@@ -363,7 +363,7 @@ mod tests {
             .header("content-type", "application/json")
             .body(Body::from(body.to_owned()))
             .unwrap();
-        let response = hub.router().oneshot(request).await.unwrap();
+        let response = hub.router(true).oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         (status, String::from_utf8(bytes.to_vec()).unwrap())
@@ -455,7 +455,7 @@ mod tests {
         let query = hub.credentials().sign_request("POST", "/apps/7/events", &no_params, b"{}", unix_now());
         let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let request = Request::post(format!("/apps/7/events?{}", query.join("&"))).body(Body::from(body)).unwrap();
-        let response = hub.router().oneshot(request).await.unwrap();
+        let response = hub.router(true).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let text = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
         assert_eq!(text, "body_md5 does not match the request body");

@@ -11,6 +11,7 @@
 //!   announces `member_added` on the user's first connection and `member_removed` after the last.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -77,11 +78,29 @@ pub(crate) enum RelayError {
     NotSubscribed,
 }
 
+/// What one connection, address or user may hold. 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Caps {
+    pub channels_per_connection: usize,
+    pub connections_per_address: usize,
+    pub connections_per_user: usize,
+}
+
+/// Why a connection could not be bound to a user (see [`Table::bind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error("this connection belongs to someone else")]
+    OtherUser,
+    #[error("you already have {max} live connections; close a tab and try again")]
+    TooManyForUser { max: usize },
+}
+
 #[derive(Debug)]
 pub(crate) struct Table {
     state: RwLock<State>,
     send_queue: usize,
     max_presence_members: usize,
+    caps: Caps,
     /// Woken whenever the last connection has gone.
     idle: Notify,
 }
@@ -91,12 +110,38 @@ struct State {
     shut_down: bool,
     connections: HashMap<SocketId, Connection>,
     channels: HashMap<ChannelName, Channel>,
+    /// Open connections per client address (only addresses that have one).
+    per_address: HashMap<IpAddr, usize>,
+    /// Connections bound to each user (only users that have one).
+    per_user: HashMap<i64, usize>,
 }
 
 #[derive(Debug)]
 struct Connection {
     peer: Arc<Peer>,
     channels: HashSet<ChannelName>,
+    address: Option<IpAddr>,
+    /// The user whose `/broadcasting/auth` signed this connection's subscriptions, and the
+    /// sessions that did: when one of them ends, so does the connection.
+    owner: Option<Owner>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    user_id: i64,
+    sessions: Vec<String>,
+}
+
+/// Sessions remembered per connection; a tab's socket is signed by one session, rarely two.
+const MAX_SESSIONS_PER_CONNECTION: usize = 4;
+
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
 }
 
 /// An occupied channel; removed as soon as its last subscriber leaves.
@@ -180,13 +225,30 @@ impl State {
         let Some(connection) = self.connections.remove(socket_id) else {
             return Vec::new();
         };
+        if let Some(address) = &connection.address {
+            decrement(&mut self.per_address, address);
+        }
+        if let Some(owner) = &connection.owner {
+            decrement(&mut self.per_user, &owner.user_id);
+        }
         connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel)).collect()
     }
 }
 
 impl Table {
+    #[cfg(test)]
     pub fn new(send_queue: usize, max_presence_members: usize) -> Self {
-        Self { state: RwLock::default(), send_queue: send_queue.max(1), max_presence_members, idle: Notify::new() }
+        Self::with_caps(send_queue, max_presence_members, Caps::default())
+    }
+
+    pub fn with_caps(send_queue: usize, max_presence_members: usize, caps: Caps) -> Self {
+        Self {
+            state: RwLock::default(),
+            send_queue: send_queue.max(1),
+            max_presence_members,
+            caps,
+            idle: Notify::new(),
+        }
     }
 
     // A panic elsewhere while holding the lock leaves the maps consistent (every update is a single
@@ -199,13 +261,25 @@ impl Table {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a new connection under a fresh random socket id. Refused with 4200 after shutdown.
-    pub fn connect(&self) -> Result<Registration, ProtocolError> {
+    /// Registers a new connection from `address` under a fresh random socket id. Refused with 4200
+    /// after shutdown, and with 4100 when the address already holds its share of connections.
+    pub fn connect(&self, address: Option<IpAddr>) -> Result<Registration, ProtocolError> {
         let (queue_tx, queue) = mpsc::channel(self.send_queue);
         let (close_tx, close) = watch::channel(None);
         let mut state = self.write();
         if state.shut_down {
             return Err(ProtocolError::GoingAway);
+        }
+        if let Some(address) = address {
+            let max = self.caps.connections_per_address;
+            let count = state.per_address.entry(address).or_default();
+            if max > 0 && *count >= max {
+                if *count == 0 {
+                    state.per_address.remove(&address);
+                }
+                return Err(ProtocolError::TooManyConnections { max });
+            }
+            *count += 1;
         }
         let socket_id = loop {
             let id = SocketId::from_parts(rand::random(), rand::random());
@@ -214,8 +288,56 @@ impl Table {
             }
         };
         let peer = Arc::new(Peer { socket_id: socket_id.clone(), queue: queue_tx, close: close_tx });
-        state.connections.insert(socket_id.clone(), Connection { peer, channels: HashSet::new() });
+        state
+            .connections
+            .insert(socket_id.clone(), Connection { peer, channels: HashSet::new(), address, owner: None });
         Ok(Registration { socket_id, queue, close })
+    }
+
+    /// Records that `session` of `user_id` authorized a subscription of `socket_id`. A connection
+    /// serves one user; each user holds at most `connections_per_user` of them. Unknown socket ids
+    /// (a connection on another server, or one that already closed) have nothing to bind.
+    pub fn bind(&self, socket_id: &SocketId, user_id: i64, session: &str) -> Result<(), BindError> {
+        let mut guard = self.write();
+        let state = &mut *guard;
+        let Some(connection) = state.connections.get_mut(socket_id) else { return Ok(()) };
+        let owner = match &mut connection.owner {
+            Some(owner) if owner.user_id != user_id => return Err(BindError::OtherUser),
+            Some(owner) => owner,
+            None => {
+                let max = self.caps.connections_per_user;
+                let count = state.per_user.entry(user_id).or_default();
+                if max > 0 && *count >= max {
+                    if *count == 0 {
+                        state.per_user.remove(&user_id);
+                    }
+                    return Err(BindError::TooManyForUser { max });
+                }
+                *count += 1;
+                connection.owner.insert(Owner { user_id, sessions: Vec::new() })
+            }
+        };
+        if !owner.sessions.iter().any(|s| s == session) {
+            if owner.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+                owner.sessions.remove(0);
+            }
+            owner.sessions.push(session.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Closes (4009, unauthorized: clients do not reconnect) every connection that `session`
+    /// authorized, because that session has ended. Returns how many.
+    pub fn end_session(&self, session: &str) -> usize {
+        let state = self.read();
+        let mut closed = 0;
+        for connection in state.connections.values() {
+            if connection.owner.as_ref().is_some_and(|owner| owner.sessions.iter().any(|s| s == session)) {
+                connection.peer.close(ProtocolError::Unauthorized);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Removes a connection and its subscriptions; a no-op for unknown ids.
@@ -264,6 +386,10 @@ impl Table {
             let state = &mut *guard;
             // Already removed (queue overflow or shutdown): the loop is closing anyway.
             let connection = state.connections.get_mut(socket_id).ok_or(ProtocolError::GoingAway)?;
+            let max = self.caps.channels_per_connection;
+            if max > 0 && connection.channels.len() >= max && !connection.channels.contains(channel.as_str()) {
+                return Err(ProtocolError::TooManyChannels { max });
+            }
             let entry = state.channels.entry(channel.clone()).or_default();
             if !entry.subscribers.contains_key(socket_id) {
                 let user_id = member.as_ref().map(|m| m.user_id.clone());
@@ -411,8 +537,8 @@ mod tests {
     #[test]
     fn socket_ids_are_valid_and_unique() {
         let table = Table::new(8, 100);
-        let a = table.connect().unwrap();
-        let b = table.connect().unwrap();
+        let a = table.connect(None).unwrap();
+        let b = table.connect(None).unwrap();
         assert_ne!(a.socket_id, b.socket_id);
         assert_eq!(SocketId::parse(a.socket_id.as_str()).unwrap(), a.socket_id);
         assert_eq!(table.connection_count(), 2);
@@ -425,10 +551,10 @@ mod tests {
     fn presence_lists_a_user_once_and_announces_first_join_and_last_leave() {
         let table = Table::new(64, 100);
         let room = channel("presence-room");
-        let mut watcher = table.connect().unwrap();
+        let mut watcher = table.connect(None).unwrap();
         table.subscribe(&watcher.socket_id, &room, Some(member("9"))).unwrap();
-        let tab1 = table.connect().unwrap();
-        let tab2 = table.connect().unwrap();
+        let tab1 = table.connect(None).unwrap();
+        let tab2 = table.connect(None).unwrap();
 
         let first = table.subscribe(&tab1.socket_id, &room, Some(member("1"))).unwrap();
         assert!(first.as_str().contains(r#"\"count\":2"#), "{}", first.as_str());
@@ -454,10 +580,10 @@ mod tests {
         let table = Table::new(8, 2);
         let room = channel("presence-room");
         for id in ["1", "2"] {
-            let c = table.connect().unwrap();
+            let c = table.connect(None).unwrap();
             table.subscribe(&c.socket_id, &room, Some(member(id))).unwrap();
         }
-        let third = table.connect().unwrap();
+        let third = table.connect(None).unwrap();
         assert_eq!(
             table.subscribe(&third.socket_id, &room, Some(member("3"))),
             Err(ProtocolError::PresenceChannelFull { max: 2 })
@@ -469,7 +595,7 @@ mod tests {
     #[test]
     fn an_empty_channel_disappears() {
         let table = Table::new(8, 100);
-        let c = table.connect().unwrap();
+        let c = table.connect(None).unwrap();
         let lobby = channel("lobby");
         table.subscribe(&c.socket_id, &lobby, None).unwrap();
         assert_eq!(table.occupied_channels("").len(), 1);
@@ -482,9 +608,9 @@ mod tests {
     fn a_published_frame_is_serialized_once_and_skips_the_excluded_socket() {
         let table = Table::new(8, 100);
         let lobby = channel("lobby");
-        let mut a = table.connect().unwrap();
-        let mut b = table.connect().unwrap();
-        let mut c = table.connect().unwrap();
+        let mut a = table.connect(None).unwrap();
+        let mut b = table.connect(None).unwrap();
+        let mut c = table.connect(None).unwrap();
         for r in [&a, &b, &c] {
             table.subscribe(&r.socket_id, &lobby, None).unwrap();
         }
@@ -504,8 +630,8 @@ mod tests {
     fn a_client_that_stops_reading_is_closed_with_4100_and_removed() {
         let table = Table::new(2, 100);
         let room = channel("presence-room");
-        let slow = table.connect().unwrap();
-        let mut other = table.connect().unwrap();
+        let slow = table.connect(None).unwrap();
+        let mut other = table.connect(None).unwrap();
         table.subscribe(&slow.socket_id, &room, Some(member("1"))).unwrap();
         table.subscribe(&other.socket_id, &room, Some(member("2"))).unwrap();
         for n in 0..3 {
@@ -524,10 +650,10 @@ mod tests {
     fn client_events_need_a_subscription_and_carry_the_servers_user_id() {
         let table = Table::new(8, 100);
         let room = channel("presence-room");
-        let mut a = table.connect().unwrap();
-        let mut b = table.connect().unwrap();
+        let mut a = table.connect(None).unwrap();
+        let mut b = table.connect(None).unwrap();
         table.subscribe(&a.socket_id, &room, Some(member("1"))).unwrap();
-        let outsider = table.connect().unwrap();
+        let outsider = table.connect(None).unwrap();
         let event = |claimed: &str| {
             ClientEvent::new("client-typing", room.clone(), json!({"typing": true}), Some(claimed.into())).unwrap()
         };
@@ -545,9 +671,68 @@ mod tests {
     #[test]
     fn shutdown_closes_everyone_with_4200_and_refuses_newcomers() {
         let table = Table::new(8, 100);
-        let a = table.connect().unwrap();
+        let a = table.connect(None).unwrap();
         assert_eq!(table.shut_down(), 1);
         assert_eq!(*a.close.borrow(), Some(ProtocolError::GoingAway));
-        assert_eq!(table.connect().map(|r| r.socket_id), Err(ProtocolError::GoingAway));
+        assert_eq!(table.connect(None).map(|r| r.socket_id), Err(ProtocolError::GoingAway));
+    }
+
+    #[test]
+    fn caps_bound_channels_per_connection_and_connections_per_address() {
+        let caps = Caps { channels_per_connection: 2, connections_per_address: 2, connections_per_user: 0 };
+        let table = Table::with_caps(8, 100, caps);
+        let home: IpAddr = "203.0.113.1".parse().unwrap();
+        let a = table.connect(Some(home)).unwrap();
+        let b = table.connect(Some(home)).unwrap();
+        assert_eq!(table.connect(Some(home)).map(|r| r.socket_id), Err(ProtocolError::TooManyConnections { max: 2 }));
+        assert!(table.connect(Some("203.0.113.2".parse().unwrap())).is_ok(), "another address has its own share");
+        table.disconnect(&b.socket_id);
+        assert!(table.connect(Some(home)).is_ok(), "a closed connection frees its slot");
+
+        for name in ["one", "two"] {
+            table.subscribe(&a.socket_id, &channel(name), None).unwrap();
+        }
+        assert_eq!(
+            table.subscribe(&a.socket_id, &channel("three"), None),
+            Err(ProtocolError::TooManyChannels { max: 2 })
+        );
+        assert!(table.subscribe(&a.socket_id, &channel("two"), None).is_ok(), "repeating one is not a new one");
+        table.unsubscribe(&a.socket_id, &channel("one"));
+        assert!(table.subscribe(&a.socket_id, &channel("three"), None).is_ok());
+    }
+
+    #[test]
+    fn a_connection_serves_one_user_and_users_have_a_share() {
+        let caps = Caps { connections_per_user: 2, ..Caps::default() };
+        let table = Table::with_caps(8, 100, caps);
+        let a = table.connect(None).unwrap();
+        let b = table.connect(None).unwrap();
+        let c = table.connect(None).unwrap();
+        table.bind(&a.socket_id, 7, "s1").unwrap();
+        table.bind(&a.socket_id, 7, "s1").unwrap();
+        assert_eq!(table.bind(&a.socket_id, 8, "s2"), Err(BindError::OtherUser));
+        table.bind(&b.socket_id, 7, "s1").unwrap();
+        assert_eq!(table.bind(&c.socket_id, 7, "s1"), Err(BindError::TooManyForUser { max: 2 }));
+        assert!(table.bind(&c.socket_id, 8, "s2").is_ok());
+        table.disconnect(&b.socket_id);
+        let d = table.connect(None).unwrap();
+        assert!(table.bind(&d.socket_id, 7, "s1").is_ok(), "a closed connection frees the user's slot");
+        let unknown = SocketId::from_parts(1, 2);
+        assert!(table.bind(&unknown, 7, "s1").is_ok(), "nothing to bind");
+    }
+
+    #[test]
+    fn ending_a_session_closes_the_connections_it_authorized() {
+        let table = Table::new(8, 100);
+        let mine = table.connect(None).unwrap();
+        let other_tab = table.connect(None).unwrap();
+        let someone_else = table.connect(None).unwrap();
+        table.bind(&mine.socket_id, 7, "session-a").unwrap();
+        table.bind(&other_tab.socket_id, 7, "session-b").unwrap();
+        table.bind(&someone_else.socket_id, 8, "session-c").unwrap();
+        assert_eq!(table.end_session("session-a"), 1);
+        assert_eq!(*mine.close.borrow(), Some(ProtocolError::Unauthorized));
+        assert_eq!(*other_tab.close.borrow(), None, "the same user's other session stays");
+        assert_eq!(*someone_else.close.borrow(), None);
     }
 }

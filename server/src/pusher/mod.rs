@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::broadcast::{Broadcaster, Publication};
+use app::ssr::security::SecurityPolicy;
 use axum::Router;
 use axum::routing::{get, post};
 use pusher_protocol::Credentials;
 use pusher_protocol::limits::{CLIENT_EVENTS_PER_SECOND, DEFAULT_ACTIVITY_TIMEOUT_SECS, MAX_PRESENCE_MEMBERS};
 
-use self::hub::Table;
+pub use self::hub::BindError;
+use self::hub::{Caps, Table};
 
 /// Tunables of the embedded server. The defaults are Pusher's; tests shorten the timeouts.
 #[derive(Debug, Clone)]
@@ -39,6 +41,20 @@ pub struct HubSettings {
     pub client_events_per_second: u32,
     /// Distinct users a presence channel holds; the next user's subscription is refused.
     pub max_presence_members: usize,
+    /// Channels one connection may be subscribed to at once (0: no limit).
+    pub max_channels_per_connection: usize,
+    /// Open connections per client address (0: no limit); the next one is closed with 4100.
+    pub max_connections_per_address: usize,
+    /// Connections `/broadcasting/auth` signs for one user (0: no limit); then it answers 429.
+    pub max_connections_per_user: usize,
+    /// Frames of any kind a connection may send per second, on average (0: no limit)...
+    pub frames_per_second: u32,
+    /// ...and at once (a burst: subscribing to a page's channels after connecting).
+    pub frame_burst: u32,
+    /// Whether public channels (no auth) may be subscribed to. Banter itself uses none.
+    pub public_channels: bool,
+    /// Who the client is behind a trusted proxy (for the per-address cap).
+    pub addresses: Arc<SecurityPolicy>,
 }
 
 impl Default for HubSettings {
@@ -49,6 +65,13 @@ impl Default for HubSettings {
             send_queue: 256,
             client_events_per_second: CLIENT_EVENTS_PER_SECOND,
             max_presence_members: MAX_PRESENCE_MEMBERS as usize,
+            max_channels_per_connection: 100,
+            max_connections_per_address: 100,
+            max_connections_per_user: 20,
+            frames_per_second: 20,
+            frame_burst: 100,
+            public_channels: false,
+            addresses: Arc::default(),
         }
     }
 }
@@ -72,7 +95,12 @@ impl Hub {
     pub fn new(app_id: impl Into<String>, credentials: Credentials, settings: HubSettings) -> Self {
         // A zero-length queue cannot exist (tokio panics); one frame is the least that works.
         let settings = HubSettings { send_queue: settings.send_queue.max(1), ..settings };
-        let table = Table::new(settings.send_queue, settings.max_presence_members);
+        let caps = Caps {
+            channels_per_connection: settings.max_channels_per_connection,
+            connections_per_address: settings.max_connections_per_address,
+            connections_per_user: settings.max_connections_per_user,
+        };
+        let table = Table::with_caps(settings.send_queue, settings.max_presence_members, caps);
         Self { inner: Arc::new(Inner { app_id: app_id.into(), credentials, settings, table }) }
     }
 
@@ -88,17 +116,29 @@ impl Hub {
         &self.inner.settings
     }
 
-    /// `/app/{key}` (WebSocket) and `/apps/{app_id}/...` (HTTP API), with no fallback, for merging
-    /// into the main router.
-    pub fn router(&self) -> Router {
+    /// `/app/{key}` (WebSocket), and with `http_api` the `/apps/{app_id}/...` HTTP API that other
+    /// processes publish through, with no fallback, for merging into the main router. The app
+    /// itself publishes in process and needs no HTTP API.
+    pub fn router(&self, http_api: bool) -> Router {
+        let sockets = Router::new().route("/app/{key}", get(socket::upgrade)).with_state(self.clone());
+        if !http_api {
+            return sockets;
+        }
         Router::new()
-            .route("/app/{key}", get(socket::upgrade))
             .route("/apps/{app_id}/events", post(http_api::events))
             .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
             .route("/apps/{app_id}/channels", get(http_api::channels))
             .route("/apps/{app_id}/channels/{channel}", get(http_api::channel))
             .route("/apps/{app_id}/channels/{channel}/users", get(http_api::users))
             .with_state(self.clone())
+            .merge(sockets)
+    }
+
+    /// Records that `session` of `user_id` signed a subscription of `socket_id` (see
+    /// [`hub::Table::bind`]); refused when the connection is someone else's or the user has
+    /// reached their share of connections.
+    pub fn bind(&self, socket_id: &pusher_protocol::SocketId, user_id: i64, session: &str) -> Result<(), BindError> {
+        self.table().bind(socket_id, user_id, session)
     }
 
     /// Closes every connection with 4200 (server going away) so clients reconnect at once, and refuses
@@ -143,6 +183,13 @@ impl Broadcaster for Hub {
             if let Err(e) = self.table().publish(&channel, event, &data, exclude.as_ref()) {
                 tracing::warn!(channel = %channel, event, error = %e, "pusher: event not published");
             }
+        }
+    }
+
+    fn session_ended(&self, session: &str) {
+        let closed = self.table().end_session(session);
+        if closed > 0 {
+            tracing::debug!(connections = closed, "pusher: closed the connections of an ended session");
         }
     }
 }

@@ -5,14 +5,17 @@
 //! channels; only [`upgrade`] knows about axum's socket.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use pusher_protocol::connection::check_protocol_version;
-use pusher_protocol::{ClientEvent, Frame, ProtocolError, SocketId, Subscribe};
+use pusher_protocol::{ChannelKind, ClientEvent, Frame, ProtocolError, SocketId, Subscribe};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -46,8 +49,11 @@ pub(crate) async fn upgrade(
     State(hub): State<Hub>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let address = peer.map(|Extension(ConnectInfo(peer))| hub.settings().addresses.client_address(peer.ip(), &headers));
     let refusal = if key != hub.credentials().key() {
         Some(ProtocolError::UnknownApp)
     } else {
@@ -64,9 +70,59 @@ pub(crate) async fn upgrade(
                     tracing::debug!(%error, "pusher: connection refused");
                     refuse(sink, &error).await;
                 }
-                None => serve(hub, sink, stream).await,
+                None => serve(hub, address, sink, stream.map(|read| read.map_err(ReadError::from))).await,
             }
         })
+}
+
+/// Why reading the next message failed: over the size limit (answered before closing), or anything
+/// else (the connection is gone).
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+impl From<axum::Error> for ReadError {
+    fn from(error: axum::Error) -> Self {
+        let too_large = error
+            .into_inner()
+            .downcast_ref::<tungstenite::Error>()
+            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+        if too_large { Self::TooLarge } else { Self::Broken }
+    }
+}
+
+/// A token bucket for every frame a client sends: `burst` at once, `per_second` on average
+/// (`per_second == 0`: no limit).
+#[derive(Debug)]
+pub(crate) struct FrameLimiter {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl FrameLimiter {
+    pub fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { per_second: f64::from(per_second), burst, tokens: burst, refilled: now }
+    }
+
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if self.per_second == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The raw value of `name` in a query string. Only used for `protocol`, whose valid values need no
@@ -138,12 +194,12 @@ enum End {
 
 /// Serves one connection until it closes: `connection_established` first, then the client's frames,
 /// the hub's queued frames and the keep-alive pings.
-pub(crate) async fn serve<S, R, E>(hub: Hub, mut sink: S, mut stream: R)
+pub(crate) async fn serve<S, R>(hub: Hub, address: Option<IpAddr>, mut sink: S, mut stream: R)
 where
     S: Sink<Message> + Unpin,
-    R: Stream<Item = Result<Message, E>> + Unpin,
+    R: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
-    let Registration { socket_id, mut queue, mut close } = match hub.table().connect() {
+    let Registration { socket_id, mut queue, mut close } = match hub.table().connect(address) {
         Ok(registration) => registration,
         Err(error) => return refuse(sink, &error).await,
     };
@@ -153,8 +209,12 @@ where
     let settings = hub.settings().clone();
     let activity_secs = u32::try_from(settings.activity_timeout.as_secs()).unwrap_or(u32::MAX).max(1);
     let established = Frame::connection_established(socket_id.clone(), activity_secs).to_json();
-    let mut connection =
-        Connection { hub, socket_id, limiter: ClientEventLimiter::new(settings.client_events_per_second) };
+    let mut connection = Connection {
+        hub,
+        socket_id,
+        limiter: ClientEventLimiter::new(settings.client_events_per_second),
+        frames: FrameLimiter::new(settings.frames_per_second, settings.frame_burst, Instant::now()),
+    };
 
     let mut silent_until = Instant::now() + settings.activity_timeout;
     let mut pinged = false;
@@ -179,13 +239,22 @@ where
                     silent_until = Instant::now() + settings.activity_timeout;
                     pinged = false;
                     let reply = match incoming {
+                        Some(Ok(Message::Text(_) | Message::Binary(_))) if !connection.frames.allow(Instant::now()) => {
+                            Some(error_frame(&ProtocolError::FrameRateLimited { per_second: settings.frames_per_second }))
+                        }
                         Some(Ok(Message::Text(text))) => connection.handle(text.as_str()),
                         Some(Ok(Message::Binary(_))) => {
                             Some(error_frame(&ProtocolError::MalformedFrame("binary frames are not supported".into())))
                         }
                         // The WebSocket layer answers pings by itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                        Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                        Some(Err(ReadError::TooLarge)) => {
+                            // The stream cannot be read past it: say why, then close.
+                            let error = ProtocolError::MessageTooLarge { max: MAX_MESSAGE_BYTES };
+                            let _ = send_unless_closed(&mut sink, error_frame(&error), &mut close).await;
+                            break End::Close(error);
+                        }
+                        Some(Ok(Message::Close(_)) | Err(ReadError::Broken)) | None => break End::Gone,
                     };
                     if let Some(reply) = reply
                         && let Err(end) = send_unless_closed(&mut sink, reply, &mut close).await
@@ -277,6 +346,7 @@ struct Connection {
     hub: Hub,
     socket_id: SocketId,
     limiter: ClientEventLimiter,
+    frames: FrameLimiter,
 }
 
 impl Connection {
@@ -305,10 +375,13 @@ impl Connection {
 
     fn subscribe(&self, subscribe: Subscribe) -> Utf8Bytes {
         let hub = &self.hub;
-        let result = hub
-            .credentials()
-            .verify_subscription(&self.socket_id, &subscribe)
-            .and_then(|member| hub.table().subscribe(&self.socket_id, &subscribe.channel, member));
+        let result = if subscribe.channel.kind() == ChannelKind::Public && !hub.settings().public_channels {
+            Err(ProtocolError::PublicChannelsDisabled)
+        } else {
+            hub.credentials()
+                .verify_subscription(&self.socket_id, &subscribe)
+                .and_then(|member| hub.table().subscribe(&self.socket_id, &subscribe.channel, member))
+        };
         match result {
             Ok(succeeded) => succeeded,
             Err(error) => {
@@ -335,8 +408,6 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-
     use pusher_protocol::Credentials;
     use serde_json::{Value, json};
     use tokio::sync::mpsc;
@@ -362,13 +433,13 @@ mod tests {
             let (to_server, server_inbox) = mpsc::channel::<Message>(64);
             let (server_outbox, from_server) = mpsc::channel::<Message>(64);
             let stream = futures_util::stream::unfold(server_inbox, |mut rx| async move {
-                rx.recv().await.map(|message| (Ok::<_, Infallible>(message), rx))
+                rx.recv().await.map(|message| (Ok::<_, ReadError>(message), rx))
             });
             let sink = futures_util::sink::unfold(server_outbox, |tx, message: Message| async move {
                 tx.send(message).await.map_err(|_| ())?;
                 Ok::<_, ()>(tx)
             });
-            let task = tokio::spawn(serve(hub.clone(), Box::pin(sink), Box::pin(stream)));
+            let task = tokio::spawn(serve(hub.clone(), None, Box::pin(sink), Box::pin(stream)));
             Self { to_server, from_server, task }
         }
 
@@ -534,5 +605,61 @@ mod tests {
             client.next_json().await["data"]["message"],
             "Client events are only allowed on private and presence channels"
         );
+    }
+
+    #[test]
+    fn frame_limiter_allows_a_burst_then_the_average_rate() {
+        let start = Instant::now();
+        let mut limiter = FrameLimiter::new(10, 3, start);
+        assert!((0..3).all(|_| limiter.allow(start)), "the burst");
+        assert!(!limiter.allow(start));
+        assert!(!limiter.allow(start + Duration::from_millis(50)));
+        assert!(limiter.allow(start + Duration::from_millis(100)), "one more every 100 ms");
+        assert!(!limiter.allow(start + Duration::from_millis(100)));
+        assert!((0..3).all(|_| limiter.allow(start + Duration::from_secs(10))), "never more than the burst saved up");
+        assert!(!limiter.allow(start + Duration::from_secs(10)));
+        let mut unlimited = FrameLimiter::new(0, 1, start);
+        assert!((0..1000).all(|_| unlimited.allow(start)));
+    }
+
+    #[tokio::test]
+    async fn public_channels_are_refused_unless_enabled() {
+        let hub = hub(HubSettings::default());
+        let mut client = Client::connect(&hub);
+        client.socket_id().await;
+        client.send(json!({"event": "pusher:subscribe", "data": {"channel": "lobby"}})).await;
+        let refused = client.next_json().await;
+        assert_eq!(refused["event"], "pusher:subscription_error");
+        assert_eq!(
+            refused["data"],
+            r#"{"type":"PusherError","error":"Public channels are not enabled on this server","status":403}"#
+        );
+
+        let open = hub_with_public_channels();
+        let mut client = Client::connect(&open);
+        client.socket_id().await;
+        client.send(json!({"event": "pusher:subscribe", "data": {"channel": "lobby"}})).await;
+        assert_eq!(client.next_json().await["event"], "pusher_internal:subscription_succeeded");
+    }
+
+    fn hub_with_public_channels() -> Hub {
+        hub(HubSettings { public_channels: true, ..HubSettings::default() })
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_frames_is_refused_past_the_burst() {
+        let hub = hub(HubSettings { frames_per_second: 1, frame_burst: 3, ..HubSettings::default() });
+        let mut client = Client::connect(&hub);
+        client.socket_id().await;
+        for _ in 0..4 {
+            client.send(json!({"event": "pusher:ping", "data": {}})).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(client.next_json().await["event"], "pusher:pong");
+        }
+        let refused = client.next_json().await;
+        assert_eq!(refused["event"], "pusher:error");
+        assert_eq!(refused["data"]["code"], 4301);
+        assert_eq!(refused["data"]["message"], "Too many frames: at most 1 per second");
     }
 }

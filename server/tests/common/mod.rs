@@ -29,18 +29,29 @@ impl TestServer {
 
     /// A server with these Pusher settings (`None`: the embedded server, generated credentials).
     pub async fn start_with(database_url: &str, pusher: Option<PusherConfig>) -> Self {
+        Self::start_configured(database_url, |config| config.pusher = pusher).await
+    }
+
+    /// A server with the defaults a bare environment gives, changed by `configure`.
+    pub async fn start_configured(database_url: &str, configure: impl FnOnce(&mut Config)) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let config = Config { site_addr: addr, database_url: database_url.to_owned(), data_dir: None, pusher };
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.site_addr = addr;
+        config.database_url = database_url.to_owned();
+        config.data_dir = None;
+        configure(&mut config);
         let db = server::open_database(&config).await.unwrap();
-        let realtime = Realtime::start(config.pusher.as_ref(), &db).await.unwrap();
+        let realtime = Realtime::start(&config, &db).await.unwrap();
         let hub = realtime.hub.clone();
+        let http_api = realtime.http_api;
         let (app_id, credentials) = (realtime.settings.app_id.clone(), realtime.settings.credentials.clone());
-        let state = AppState::new(db, realtime.settings, realtime.broadcaster);
-        let app = server::router(state, server::leptos_options(addr), hub.as_ref());
+        let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone());
+        let app = server::router(state, server::leptos_options(addr), hub.as_ref(), http_api);
         let (stop, stopped) = oneshot::channel::<()>();
+        let limits = config.http;
         let task = tokio::spawn(async move {
-            server::serve(listener, app, async {
+            server::http::serve(listener, app, limits, async {
                 let _ = stopped.await;
             })
             .await
