@@ -134,7 +134,7 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
             >
                 <span class="avatar-wrap">
                     <Avatar id name=contact.name.clone() />
-                    {move || online().then(|| view! { <span class="presence-dot" title="Online" aria-label="online"></span> })}
+                    {move || online().then(|| view! { <span class="presence-dot" role="img" title="Online" aria-label="online"></span> })}
                 </span>
                 <span class="contact-main">
                     <span class="contact-top">
@@ -159,7 +159,7 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
                         {(unread > 0)
                             .then(|| {
                                 view! {
-                                    <span class="badge" aria-label=format!("{unread} unread")>
+                                    <span class="badge" role="img" aria-label=format!("{unread} unread")>
                                         {unread}
                                     </span>
                                 }

@@ -465,19 +465,24 @@ pub fn Conversation(page: ConversationPage) -> impl IntoView {
                 </div>
             </Show>
             {move || older_error.get().map(|error| view! { <ErrorBanner error on_retry=move |()| load_older() /> })}
-            <ol class="messages" role="log" aria-live="polite" aria-label=format!("Messages with {}", peer.name)>
-                <For
-                    each=move || rows.with(|rows| entries(rows, clock.is_local()))
-                    key=|(key, _)| key.clone()
-                    children=move |(_, entry)| match entry {
-                        Entry::Day(label) => view! { <li class="day-separator" role="separator"><span>{label}</span></li> }.into_any(),
-                        Entry::Message(row) => {
-                            let mine = row.sender_id == my_id;
-                            view! { <MessageItem row mine send /> }.into_any()
+            // The live region wraps the list: an <li> needs an <ol>/<ul> (role list) for a parent,
+            // and screen readers announce additions to a plain list inside a log well.
+            <div class="message-log" role="log" aria-live="polite" aria-label=format!("Messages with {}", peer.name)>
+                <ol class="messages">
+                    <For
+                        each=move || rows.with(|rows| entries(rows, clock.is_local()))
+                        key=|(key, _)| key.clone()
+                        children=move |(_, entry)| match entry {
+                            // A list item of its own: a separator role in a list is not allowed, and would hide the day.
+                            Entry::Day(label) => view! { <li class="day-separator"><span>{label}</span></li> }.into_any(),
+                            Entry::Message(row) => {
+                                let mine = row.sender_id == my_id;
+                                view! { <MessageItem row mine send /> }.into_any()
+                            }
                         }
-                    }
-                />
-            </ol>
+                    />
+                </ol>
+            </div>
             <Show when=move || rows.with(Vec::is_empty)>
                 <p class="empty-state">"No messages yet. Say hello!"</p>
             </Show>
@@ -515,16 +520,16 @@ fn MessageItem(row: Row, mine: bool, send: Callback<(String, String)>) -> impl I
         .collect_view();
     let ticks = mine.then(|| match (&status, read_at) {
         (Status::Stored, Some(at)) => {
-            view! { <span class="ticks read" title=move || time::read_at(at, clock.is_local()) aria-label="Read">"✓✓"</span> }
+            view! { <span class="ticks read" role="img" title=move || time::read_at(at, clock.is_local()) aria-label="Read">"✓✓"</span> }
                 .into_any()
         }
-        (Status::Stored, None) => view! { <span class="ticks" title="Sent" aria-label="Sent">"✓"</span> }.into_any(),
-        (Status::Sending, _) => view! { <span class="ticks sending" aria-label="Sending">"…"</span> }.into_any(),
+        (Status::Stored, None) => view! { <span class="ticks" role="img" title="Sent" aria-label="Sent">"✓"</span> }.into_any(),
+        (Status::Sending, _) => view! { <span class="ticks sending" role="img" aria-label="Sending">"…"</span> }.into_any(),
         (Status::Waiting, _) => {
             view! { <span class="ticks waiting" title="Waiting for connection">"waiting for connection"</span> }
                 .into_any()
         }
-        (Status::Failed(_), _) => view! { <span class="ticks failed" aria-label="Not sent">"!"</span> }.into_any(),
+        (Status::Failed(_), _) => view! { <span class="ticks failed" role="img" aria-label="Not sent">"!"</span> }.into_any(),
     });
     let retry = match status {
         Status::Failed(reason) => {
