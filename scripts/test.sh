@@ -67,6 +67,13 @@ install_test_deps() {
       return 1
     fi
   fi
+  # Debian's Chromium has no colour emoji font of its own: without it emoji render as empty boxes.
+  if [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's fonts-noto-color-emoji for Chromium"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji >/dev/null \
+      || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji >/dev/null; } \
+      || return 1
+  fi
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error) || return 1
 }
 

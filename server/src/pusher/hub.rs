@@ -135,6 +135,18 @@ struct Owner {
 /// Sessions remembered per connection; a tab's socket is signed by one session, rarely two.
 const MAX_SESSIONS_PER_CONNECTION: usize = 4;
 
+/// Counts one more for `key` unless it already has `max` (0: no limit). A refused key already
+/// had at least one, so no empty entry is left behind.
+fn take_slot<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K, max: usize) -> bool {
+    let count = counts.entry(key).or_default();
+    if max > 0 && *count >= max {
+        return false;
+    }
+    *count += 1;
+    true
+}
+
+/// Gives back what [`take_slot`] counted; the entry goes when it reaches zero.
 fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
     if let Some(n) = counts.get_mut(key) {
         *n = n.saturating_sub(1);
@@ -270,16 +282,11 @@ impl Table {
         if state.shut_down {
             return Err(ProtocolError::GoingAway);
         }
-        if let Some(address) = address {
-            let max = self.caps.connections_per_address;
-            let count = state.per_address.entry(address).or_default();
-            if max > 0 && *count >= max {
-                if *count == 0 {
-                    state.per_address.remove(&address);
-                }
-                return Err(ProtocolError::TooManyConnections { max });
-            }
-            *count += 1;
+        let max = self.caps.connections_per_address;
+        if let Some(address) = address
+            && !take_slot(&mut state.per_address, address, max)
+        {
+            return Err(ProtocolError::TooManyConnections { max });
         }
         let socket_id = loop {
             let id = SocketId::from_parts(rand::random(), rand::random());
@@ -306,14 +313,9 @@ impl Table {
             Some(owner) => owner,
             None => {
                 let max = self.caps.connections_per_user;
-                let count = state.per_user.entry(user_id).or_default();
-                if max > 0 && *count >= max {
-                    if *count == 0 {
-                        state.per_user.remove(&user_id);
-                    }
+                if !take_slot(&mut state.per_user, user_id, max) {
                     return Err(BindError::TooManyForUser { max });
                 }
-                *count += 1;
                 connection.owner.insert(Owner { user_id, sessions: Vec::new() })
             }
         };
