@@ -14,6 +14,7 @@ pub mod realtime;
 pub mod ssr;
 pub mod text;
 pub mod time;
+pub mod timeline;
 pub mod validation;
 
 use leptos::prelude::*;
@@ -23,6 +24,7 @@ use leptos_router::{SsrMode, path};
 
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};
+use pages::group::{GroupPane, NewGroupPage};
 use pages::{NotFound, home::HomePage};
 
 /// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
@@ -82,6 +84,8 @@ pub fn App() -> impl IntoView {
                 // reload always shows the truth and every pane works without JavaScript.
                 <ParentRoute path=path!("/chat") view=ChatLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=NoConversation ssr=SsrMode::Async />
+                    <Route path=path!("new-group") view=NewGroupPage ssr=SsrMode::Async />
+                    <Route path=path!("g/:room_id") view=GroupPane ssr=SsrMode::Async />
                     <Route path=path!(":peer_id") view=ConversationPane ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>

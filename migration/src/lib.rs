@@ -7,6 +7,7 @@ mod m20261126_000002_create_chat_rooms;
 mod m20261126_000003_create_messages;
 mod m20261126_000004_create_sessions;
 mod m20261126_000005_create_settings;
+mod m20261202_000006_group_membership;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_create_messages::Migration),
             Box::new(m20261126_000004_create_sessions::Migration),
             Box::new(m20261126_000005_create_settings::Migration),
+            Box::new(m20261202_000006_group_membership::Migration),
         ]
     }
 }

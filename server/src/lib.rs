@@ -213,6 +213,7 @@ async fn create_demo_history(db: &DatabaseConnection, alice: i64, bob: i64) -> R
             recipient_id: Set(Some(to)),
             chat_room_id: Set(None),
             client_id: Set(format!("demo-{i}")),
+            kind: Set("text".into()),
             read_at: Set(read.then(|| at + chrono::Duration::minutes(1))),
             edited_at: Set(None),
             deleted_at: Set(None),

@@ -149,7 +149,8 @@ async fn authorize(
         field: None,
         message: "send socket_id and channel_name as a form".to_owned(),
     })?;
-    let auth = state.realtime.authorize(user.id, &user.name, &request.socket_id, &request.channel_name)?;
+    let auth =
+        state.realtime.authorize(&state.db, user.id, &user.name, &request.socket_id, &request.channel_name).await?;
     if let Some(hub) = hub
         && let Ok(socket_id) = pusher_protocol::SocketId::parse(&request.socket_id)
     {

@@ -309,3 +309,124 @@ async fn a_send_succeeds_and_is_stored_when_the_pusher_server_is_down() {
     assert_eq!(page["messages"], json!([stored]));
     app.stop().await;
 }
+
+/// Posts a form as `person` and returns the status and JSON body.
+async fn call(person: &Person, server: &TestServer, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let (status, body, _) = post(&person.client, server.url(path), form).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_group_lives_on_its_channel_and_a_removed_member_stops_receiving_at_once() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let key = server.credentials.key().to_owned();
+    let ann = sign_up(&server, "Ann").await;
+    let ben = sign_up(&server, "Ben").await;
+    let cat = sign_up(&server, "Cat").await;
+    let dan = sign_up(&server, "Dan").await;
+
+    // Ben and Cat follow their user channels: the new group is announced there.
+    let mut ben_user = Tab::open(&server, &key).await;
+    ben_user.subscribe(&server, &ben, &format!("private-user.{}", ben.id)).await;
+    let (ben_id, cat_id) = (ben.id.to_string(), cat.id.to_string());
+    let (status, group) = call(
+        &ann,
+        &server,
+        "/api/groups/create",
+        &[("name", "Trip"), ("member_ids[]", &ben_id), ("member_ids[]", &cat_id)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{group}");
+    assert_eq!(group["kind"], json!({ "type": "group", "members": 3, "member": true }));
+    let room = group["id"].as_i64().unwrap();
+    let (event, _, data) = ben_user.next_event().await;
+    assert_eq!(event, "GroupChanged");
+    assert_eq!(data["room_id"], room);
+    assert_eq!(data["line"]["body"], "Ann created the group and added Ben and Cat");
+
+    // Members may subscribe to the group's channels; Dan may not, and learns nothing.
+    let channel = format!("private-room.{room}");
+    let presence = format!("presence-room.{room}");
+    let mut ann_tab = Tab::open(&server, &key).await;
+    ann_tab.subscribe(&server, &ann, &channel).await;
+    let mut ben_tab = Tab::open(&server, &key).await;
+    ben_tab.subscribe(&server, &ben, &channel).await;
+    ben_tab.subscribe(&server, &ben, &presence).await;
+    let mut cat_tab = Tab::open(&server, &key).await;
+    cat_tab.subscribe(&server, &cat, &channel).await;
+    for name in [&channel, &presence] {
+        let (status, body) = dan.auth(&server, &ann_tab.socket_id, name).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let room_id = room.to_string();
+    let (status, _) = call(&dan, &server, "/api/groups/messages", &[("room_id", &room_id)]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&ben, &server, "/api/groups/rename", &[("room_id", &room_id), ("name", "Mine")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a member who is not an admin");
+
+    // A message reaches every member's tab but the sending one.
+    let form = [("room_id", room_id.as_str()), ("body", "see you at 5"), ("client_id", "c-1")];
+    let (status, stored) =
+        call(&ann, &server, "/api/groups/send", &[&form[..], &[("socket_id", &ann_tab.socket_id)]].concat()).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["sender_name"], "Ann");
+    for tab in [&mut ben_tab, &mut cat_tab] {
+        let (event, channel_name, data) = tab.next_event().await;
+        assert_eq!((event.as_str(), channel_name.as_str()), ("NewChatMessage", channel.as_str()));
+        assert_eq!(data, stored);
+    }
+    assert!(ann_tab.stays_quiet().await);
+
+    // Ben reads it: "Seen by" moves in every member's tab.
+    let up_to = stored["id"].to_string();
+    let (status, moved) = call(&ben, &server, "/api/groups/read", &[("room_id", &room_id), ("up_to_id", &up_to)]).await;
+    assert_eq!((status, moved), (StatusCode::OK, json!(true)));
+    let (event, _, data) = ann_tab.next_event().await;
+    assert_eq!(event, "MessagesRead");
+    assert_eq!((data["reader_id"].as_i64(), data["up_to_id"].clone()), (Some(ben.id), stored["id"].clone()));
+    for tab in [&mut ben_tab, &mut cat_tab] {
+        assert_eq!(tab.next_event().await.0, "MessagesRead");
+    }
+
+    // Ann removes Ben: his open subscriptions end now, and his user channel says why.
+    let (status, line) =
+        call(&ann, &server, "/api/groups/remove", &[("room_id", &room_id), ("user_id", &ben_id)]).await;
+    assert_eq!(status, StatusCode::OK, "{line}");
+    assert_eq!(line["body"], "Ann removed Ben");
+    let (event, _, data) = ben_user.next_event().await;
+    assert_eq!(event, "GroupChanged");
+    assert_eq!(data["removed"], json!([ben.id]));
+    // Everyone still in the group hears of it on the group's channel (Ben's copy may have gone
+    // out before his subscription ended; nothing after it reaches him).
+    let (event, _, _) = cat_tab.next_event().await;
+    assert_eq!(event, "GroupChanged");
+    let _ = tokio::time::timeout(Duration::from_millis(300), ben_tab.next_event()).await;
+    let form = [("room_id", room_id.as_str()), ("body", "without Ben"), ("client_id", "c-2")];
+    let (status, _) = call(&ann, &server, "/api/groups/send", &form).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cat_tab.next_event().await.2["body"], "without Ben");
+    assert!(ben_tab.stays_quiet().await, "a removed member receives nothing more");
+    let (status, _) = ben.auth(&server, &ben_tab.socket_id, &channel).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "nor may subscribe again");
+    let (status, _) = call(
+        &ben,
+        &server,
+        "/api/groups/send",
+        &[("room_id", room_id.as_str()), ("body", "hey"), ("client_id", "c-3")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // He keeps what he saw.
+    let (status, page) = call(&ben, &server, "/api/groups/messages", &[("room_id", &room_id)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let bodies: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["Ann created the group and added Ben and Cat", "see you at 5", "Ann removed Ben"]);
+    assert_eq!(page["group"]["member"], false);
+
+    // A rename shows live.
+    let (status, _) = call(&ann, &server, "/api/groups/rename", &[("room_id", &room_id), ("name", "Road trip")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (event, _, data) = cat_tab.next_event().await;
+    assert_eq!((event.as_str(), data["name"].as_str()), ("GroupChanged", Some("Road trip")));
+    server.stop().await;
+}

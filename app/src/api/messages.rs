@@ -46,13 +46,7 @@ pub async fn send_message(
     use crate::ssr::{conversations, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
-    let exclude = match socket_id.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(id) => Some(
-            pusher_protocol::SocketId::parse(id)
-                .map_err(|_| AppError::invalid("socket_id", "socket_id must look like 123.456"))?,
-        ),
-    };
+    let exclude = realtime::sending_socket(socket_id.as_deref())?;
     let sent =
         conversations::send(request.db(), &request.state.send_limiter, me.id, recipient_id, &body, &client_id).await?;
     // Stored: now, and only now, it is announced. A retry announces again; clients drop duplicates by id.

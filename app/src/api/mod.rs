@@ -2,4 +2,5 @@
 //! Every endpoint lives under `/api/`, takes form-encoded input and answers JSON.
 
 pub mod auth;
+pub mod groups;
 pub mod messages;

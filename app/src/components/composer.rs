@@ -1,12 +1,16 @@
 //! The composer: a textarea that grows, Enter to send, Shift+Enter for a new line, a counter near
-//! the limit. Without JavaScript it is a plain form that posts to `/api/messages/send`.
+//! the limit. Without JavaScript it is a plain form that posts to `/api/messages/send` (to a
+//! person) or `/api/groups/send` (to a group).
 
 use leptos::html::Textarea;
 use leptos::prelude::*;
 
+use leptos::server_fn::ServerFn;
+
+use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
 use crate::error::AppError;
-use crate::model::{MESSAGE_MAX_CHARS, uuid_v4};
+use crate::model::{ConversationRef, MESSAGE_MAX_CHARS, uuid_v4};
 
 /// Show the counter from this many characters on.
 const COUNTER_FROM: usize = MESSAGE_MAX_CHARS - 500;
@@ -22,7 +26,8 @@ fn new_client_id() -> String {
 
 #[component]
 pub fn Composer(
-    peer_id: i64,
+    /// Whom the message goes to: a person or a group.
+    conversation: ConversationRef,
     /// The `client_id` a plain-form (no JavaScript) post uses.
     compose_id: String,
     send: Callback<(String, String)>,
@@ -30,8 +35,19 @@ pub fn Composer(
     /// Called on every keystroke that leaves text in the box (the caller throttles whispers).
     on_typing: Callback<()>,
 ) -> impl IntoView {
-    // A plain-form send that failed comes back in the URL; this picks it up.
-    let form_send = ServerAction::<SendMessage>::new();
+    // A plain-form send that failed comes back in the URL; the action of its endpoint picks it up.
+    let (action, field, to, form_error): (_, _, _, Signal<Option<AppError>>) = match conversation {
+        ConversationRef::Direct(peer) => {
+            let form_send = ServerAction::<SendMessage>::new();
+            let error = Signal::derive(move || form_send.value().get().and_then(Result::err));
+            (SendMessage::PATH, "recipient_id", peer, error)
+        }
+        ConversationRef::Group(room) => {
+            let form_send = ServerAction::<SendToGroup>::new();
+            let error = Signal::derive(move || form_send.value().get().and_then(Result::err));
+            (SendToGroup::PATH, "room_id", room, error)
+        }
+    };
     let text = RwSignal::new(String::new());
     let hydrated = RwSignal::new(false);
     let textarea = NodeRef::<Textarea>::new();
@@ -72,7 +88,7 @@ pub fn Composer(
     let error = move || {
         send_error
             .get()
-            .or_else(|| form_send.value().get().and_then(Result::err))
+            .or_else(|| form_error.get())
             .map(|e| view! { <p class="composer-error" role="alert">{e.to_string()}</p> })
     };
 
@@ -81,13 +97,13 @@ pub fn Composer(
         <form
             class="composer"
             method="post"
-            action="/api/messages/send"
+            action=action
             on:submit=move |ev| {
                 ev.prevent_default();
                 submit();
             }
         >
-            <input type="hidden" name="recipient_id" value=peer_id />
+            <input type="hidden" name=field value=to />
             <input type="hidden" name="client_id" value=compose_id />
             <label class="visually-hidden" for="composer-body">"Message"</label>
             <textarea

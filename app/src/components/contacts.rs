@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use crate::components::live::Live;
 use crate::components::{Avatar, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{Contact, ContactPage};
+use crate::model::{Contact, ContactKind, ContactPage, ConversationRef, MessageKind};
 use crate::text::preview;
 use crate::time::{LocalClock, relative};
 use crate::validation::NAME_MAX_CHARS;
@@ -34,7 +34,7 @@ fn title(unread: i64) -> String {
 #[component]
 pub fn ContactList(
     contacts: ContactsResource,
-    open_peer: Memo<Option<i64>>,
+    open_peer: Memo<Option<ConversationRef>>,
     search: RwSignal<String>,
 ) -> impl IntoView {
     let filter = RwSignal::new(search.get_untracked());
@@ -49,6 +49,11 @@ pub fn ContactList(
     };
     view! {
         // Without JavaScript the form asks the server (GET ?q=); with it, the search is live.
+        <div class="contacts-actions">
+            <a class="button button-small" href="/chat/new-group" data-testid="new-group">
+                "New group"
+            </a>
+        </div>
         <form class="contacts-search" role="search" method="get" on:submit=|ev| ev.prevent_default()>
             <input
                 type="search"
@@ -112,25 +117,41 @@ pub fn ContactList(
 }
 
 #[component]
-fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
+fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> impl IntoView {
     let clock = LocalClock::new();
     let id = contact.id;
+    let target = match contact.kind {
+        ContactKind::Person => ConversationRef::Direct(id),
+        ContactKind::Group { .. } => ConversationRef::Group(id),
+    };
+    let group = contact.is_group();
     let last = contact.last_message.clone();
     let when = last.as_ref().map(|m| m.created_at);
+    // "You: …" for mine, "Dana: …" in a group, and a group's own lines ("Dana added Erin") as they are.
     let preview_text = last.as_ref().map(|m| {
         let text = preview(&m.body, 60);
-        if m.from_me { format!("You: {text}") } else { text }
+        match (&m.sender_name, m.kind) {
+            (_, MessageKind::System) => text,
+            _ if m.from_me => format!("You: {text}"),
+            (Some(name), _) => format!("{name}: {text}"),
+            (None, _) => text,
+        }
     });
     let unread = contact.unread;
     let live = expect_context::<Live>();
-    let online = move || live.online.with(|online| online.contains(&id));
+    let online = move || !group && live.online.with(|online| online.contains(&id));
+    let subtitle = match contact.kind {
+        ContactKind::Group { member: false, .. } => Some("You are no longer a member".to_owned()),
+        _ => None,
+    };
     view! {
         <li>
             <a
                 class="contact"
                 class:unread={unread > 0}
-                href=format!("/chat/{id}")
-                aria-current=move || (open_peer.get() == Some(id)).then_some("page")
+                class:group=group
+                href=contact.href()
+                aria-current=move || (open_peer.get() == Some(target)).then_some("page")
             >
                 <span class="avatar-wrap">
                     <Avatar id name=contact.name.clone() />
@@ -155,7 +176,9 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<i64>>) -> impl IntoView {
                         })}
                     </span>
                     <span class="contact-bottom">
-                        <span class="contact-preview">{preview_text.unwrap_or_else(|| "No messages yet".to_owned())}</span>
+                        <span class="contact-preview">
+                            {subtitle.or(preview_text).unwrap_or_else(|| "No messages yet".to_owned())}
+                        </span>
                         {(unread > 0)
                             .then(|| {
                                 view! {

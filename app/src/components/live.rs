@@ -31,6 +31,9 @@ pub struct Live {
     next_listener: StoredValue<u64>,
     #[cfg(feature = "hydrate")]
     client: StoredValue<Option<crate::realtime::client::PusherClient>, LocalStorage>,
+    /// The groups whose channel this tab follows, and its subscription to each.
+    #[cfg(feature = "hydrate")]
+    rooms: StoredValue<std::collections::HashMap<i64, crate::realtime::client::ListenerId>, LocalStorage>,
 }
 
 impl Live {
@@ -46,6 +49,8 @@ impl Live {
             next_listener: StoredValue::new(0),
             #[cfg(feature = "hydrate")]
             client: StoredValue::new_local(None),
+            #[cfg(feature = "hydrate")]
+            rooms: StoredValue::new_local(Default::default()),
         };
         provide_context(live);
         live
@@ -111,6 +116,56 @@ impl Live {
         }
     }
 }
+
+impl Live {
+    /// Follows the channels of these groups (the ones I am a member of in the conversation list),
+    /// so their messages, read marks and changes reach this tab whether or not the group is open.
+    /// Groups no longer listed are let go. Pusher allows a bounded number of channels per
+    /// connection, so only the newest [`ROOMS_FOLLOWED`] are followed; the rest refresh with the list.
+    pub fn follow_rooms(&self, mut rooms: Vec<i64>, on_change: Callback<()>) {
+        rooms.truncate(ROOMS_FOLLOWED);
+        #[cfg(feature = "hydrate")]
+        self.follow(rooms, on_change);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (rooms, on_change);
+    }
+
+    #[cfg(feature = "hydrate")]
+    fn follow(&self, rooms: Vec<i64>, on_change: Callback<()>) {
+        use crate::realtime::client::ChannelEvent;
+        let Some(client) = self.client.get_value() else { return };
+        let live = *self;
+        self.rooms.update_value(|followed| {
+            followed.retain(|room, id| {
+                let keep = rooms.contains(room);
+                if !keep {
+                    client.unsubscribe(*id);
+                }
+                keep
+            });
+            for room in rooms {
+                followed.entry(room).or_insert_with(|| {
+                    client.subscribe(&crate::realtime::room_channel(room), move |event| match event {
+                        ChannelEvent::Subscribed { .. } => {
+                            live.resynced.update(|n| *n += 1);
+                        }
+                        ChannelEvent::Event { name, data } => {
+                            if let Some(event) = LiveEvent::decode(&name, &data) {
+                                live.dispatch(&event);
+                                on_change.run(());
+                            }
+                        }
+                        _ => {}
+                    })
+                });
+            }
+        });
+    }
+}
+
+/// The most group channels a tab follows at once (the embedded server allows 100 channels per
+/// connection; the user, presence and typing channels need a few).
+pub const ROOMS_FOLLOWED: usize = 80;
 
 fn browser_online() -> bool {
     #[cfg(feature = "hydrate")]

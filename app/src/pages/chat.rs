@@ -12,7 +12,7 @@ use crate::components::conversation::Conversation;
 use crate::components::live::{self, ConnectionBanner, Live};
 use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{ChatSession, CurrentUser};
+use crate::model::{ChatSession, ConversationRef, CurrentUser};
 
 /// The parent route: signed-in check, top bar, contact list, and an outlet for the conversation.
 #[component]
@@ -48,18 +48,40 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
         move || (chat.contacts_version.get(), search.get()),
         |(_, search)| contacts((!search.trim().is_empty()).then_some(search)),
     );
-    let location = use_location();
-    let open_peer = Memo::new(move |_| {
-        location
-            .pathname
-            .with(|path| path.strip_prefix("/chat/").and_then(|id| id.trim_end_matches('/').parse::<i64>().ok()))
+    // Follow the channels of the groups I am in, as the list names them.
+    let on_change = Callback::new(move |()| chat.contacts_changed());
+    Effect::new(move |_| {
+        if let Some(Ok(page)) = contacts.get()
+            && live.connection.get() == crate::realtime::machine::ConnectionState::Connected
+        {
+            let rooms = page
+                .people
+                .iter()
+                .filter(|c| matches!(c.kind, crate::model::ContactKind::Group { member: true, .. }))
+                .map(|c| c.id)
+                .collect();
+            live.follow_rooms(rooms, on_change);
+        }
     });
+    let location = use_location();
+    // Which conversation the address opens: `/chat/{user}` or `/chat/g/{group}`.
+    let open_peer = Memo::new(move |_| {
+        location.pathname.with(|path| {
+            let rest = path.strip_prefix("/chat/")?.trim_end_matches('/');
+            match rest.strip_prefix("g/") {
+                Some(room) => room.parse().ok().map(ConversationRef::Group),
+                None => rest.parse().ok().map(ConversationRef::Direct),
+            }
+        })
+    });
+    // Any pane but the welcome (a conversation, or the new-group form) replaces the list on a phone.
+    let pane_open = Memo::new(move |_| location.pathname.with(|path| path.trim_end_matches('/').len() > "/chat".len()));
     let logout = ServerAction::<Logout>::new();
 
     view! {
         <div
             class="chat-layout"
-            data-open=move || open_peer.get().is_some().to_string()
+            data-open=move || pane_open.get().to_string()
             data-live=move || live.status_label()
         >
             <header class="topbar">

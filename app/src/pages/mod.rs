@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod group;
 pub mod home;
 
 use leptos::prelude::*;

@@ -1,77 +1,27 @@
 //! What both sides know about real time: channel names, event names and payloads, and the public
 //! connection settings the browser receives. The WASM Pusher client lives in [`client`] (hydrate only).
 
+pub mod channels;
 #[cfg(feature = "hydrate")]
 pub mod client;
 pub mod machine;
+
+pub use channels::{ChannelAccess, PRESENCE_ONLINE, chat_channel, room_channel, room_presence_channel, user_channel};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ChatMessage;
 
-/// Everyone signed in joins this presence channel; its member list is who is online.
-pub const PRESENCE_ONLINE: &str = "presence-online";
-
 /// A message was stored: sent to the recipient's and the sender's user channels. Data: [`ChatMessage`].
 pub const EVENT_NEW_MESSAGE: &str = "NewChatMessage";
 /// Messages were read: sent to the sender's user channel. Data: [`MessagesRead`].
 pub const EVENT_MESSAGES_READ: &str = "MessagesRead";
+/// A group changed (members added, removed or promoted, or renamed): on `private-room.{id}`, and on
+/// the user channel of each person added or removed. Data: [`GroupChanged`].
+pub const EVENT_GROUP_CHANGED: &str = "GroupChanged";
 /// A whisper between the two people of a conversation, on their `private-chat` channel.
 pub const EVENT_TYPING: &str = "client-typing";
-
-/// The private channel of one user: their new messages and read receipts, in every tab.
-pub fn user_channel(user_id: i64) -> String {
-    format!("private-user.{user_id}")
-}
-
-/// The private channel two people share for typing whispers; the same for both of them.
-pub fn chat_channel(a: i64, b: i64) -> String {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    format!("private-chat.{lo}.{hi}")
-}
-
-/// A channel name as the auth endpoint sees it: who may subscribe to what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelAccess {
-    /// `private-user.{id}`: only that user.
-    User(i64),
-    /// `private-chat.{lo}.{hi}` with lo < hi: only those two.
-    Chat(i64, i64),
-    /// `presence-online`: anyone signed in.
-    Online,
-}
-
-impl ChannelAccess {
-    /// The one place that reads our channel names. `None` for any name we never hand out
-    /// (including non-canonical spellings like `private-chat.2.1` or `private-user.01`).
-    pub fn parse(name: &str) -> Option<Self> {
-        if name == PRESENCE_ONLINE {
-            return Some(Self::Online);
-        }
-        if let Some(id) = name.strip_prefix("private-user.") {
-            return canonical_id(id).map(Self::User);
-        }
-        let (lo, hi) = name.strip_prefix("private-chat.")?.split_once('.')?;
-        let (lo, hi) = (canonical_id(lo)?, canonical_id(hi)?);
-        (lo < hi).then_some(Self::Chat(lo, hi))
-    }
-
-    /// Whether `user_id` may subscribe.
-    pub fn allows(self, user_id: i64) -> bool {
-        match self {
-            Self::User(id) => id == user_id,
-            Self::Chat(lo, hi) => user_id == lo || user_id == hi,
-            Self::Online => true,
-        }
-    }
-}
-
-/// A positive id written exactly as `i64::to_string` writes it.
-fn canonical_id(text: &str) -> Option<i64> {
-    let id: i64 = text.parse().ok()?;
-    (id > 0 && id.to_string() == text).then_some(id)
-}
 
 /// The `MessagesRead` payload: `reader_id` read every message `peer_id` sent them up to `up_to_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +30,29 @@ pub struct MessagesRead {
     pub peer_id: i64,
     pub up_to_id: i64,
     pub read_at: DateTime<Utc>,
+}
+
+/// `MessagesRead` on a group's channel: `reader_id` has read the group up to `up_to_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRead {
+    pub room_id: i64,
+    pub reader_id: i64,
+    pub reader_name: String,
+    pub up_to_id: i64,
+}
+
+/// The `GroupChanged` payload: the group as it is now, who joined or left, and the history's line
+/// about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChanged {
+    pub room_id: i64,
+    pub name: String,
+    pub member_count: i64,
+    pub added: Vec<i64>,
+    pub removed: Vec<i64>,
+    /// Members who became admins.
+    pub promoted: Vec<i64>,
+    pub line: ChatMessage,
 }
 
 /// The `client-typing` whisper's data.
@@ -94,14 +67,21 @@ pub struct Typing {
 pub enum LiveEvent {
     NewMessage(ChatMessage),
     MessagesRead(MessagesRead),
+    GroupRead(GroupRead),
+    GroupChanged(GroupChanged),
 }
 
 impl LiveEvent {
     /// Decodes an event by name; `None` for events this version does not know or cannot read.
+    /// `MessagesRead` is a group's read mark when it names a `room_id`, else a one-to-one receipt.
     pub fn decode(event: &str, data: &str) -> Option<Self> {
         match event {
             EVENT_NEW_MESSAGE => serde_json::from_str(data).ok().map(Self::NewMessage),
-            EVENT_MESSAGES_READ => serde_json::from_str(data).ok().map(Self::MessagesRead),
+            EVENT_MESSAGES_READ => match serde_json::from_str::<GroupRead>(data) {
+                Ok(read) => Some(Self::GroupRead(read)),
+                Err(_) => serde_json::from_str(data).ok().map(Self::MessagesRead),
+            },
+            EVENT_GROUP_CHANGED => serde_json::from_str(data).ok().map(Self::GroupChanged),
             _ => None,
         }
     }
@@ -140,40 +120,6 @@ impl RealtimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn channel_names_are_canonical() {
-        assert_eq!(user_channel(7), "private-user.7");
-        assert_eq!(chat_channel(9, 2), "private-chat.2.9");
-        assert_eq!(chat_channel(2, 9), "private-chat.2.9");
-        assert_eq!(ChannelAccess::parse("private-user.7"), Some(ChannelAccess::User(7)));
-        assert_eq!(ChannelAccess::parse("private-chat.2.9"), Some(ChannelAccess::Chat(2, 9)));
-        assert_eq!(ChannelAccess::parse("presence-online"), Some(ChannelAccess::Online));
-        for bad in [
-            "private-user.07",
-            "private-user.-1",
-            "private-user.0",
-            "private-user.",
-            "private-chat.9.2",
-            "private-chat.2.2",
-            "private-chat.2",
-            "private-chat.2.9.1",
-            "private-users.7",
-            "presence-online2",
-            "public",
-        ] {
-            assert_eq!(ChannelAccess::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn access_rules() {
-        assert!(ChannelAccess::User(7).allows(7));
-        assert!(!ChannelAccess::User(7).allows(8));
-        assert!(ChannelAccess::Chat(2, 9).allows(2) && ChannelAccess::Chat(2, 9).allows(9));
-        assert!(!ChannelAccess::Chat(2, 9).allows(3));
-        assert!(ChannelAccess::Online.allows(123));
-    }
 
     #[test]
     fn websocket_urls() {

@@ -26,6 +26,12 @@ pub trait Broadcaster: Send + Sync + 'static {
     /// embedded server closes them; an external server is not told (its connections stay until
     /// the browser, sent to the sign-in page, closes them).
     fn session_ended(&self, _session: &str) {}
+
+    /// `user_id` may no longer follow `channels` (removed from a group): every connection of theirs
+    /// subscribed to one of them is unsubscribed now, not at its next reconnect. The embedded server
+    /// does it; an external one is not told (the user channel's `GroupChanged` tells the browser,
+    /// and the next subscription is refused).
+    fn unsubscribe_user(&self, _user_id: i64, _channels: &[ChannelName]) {}
 }
 
 /// A broadcaster that delivers nothing, for tests of the services alone.

@@ -13,7 +13,7 @@ use sea_orm::{
 
 use crate::error::AppError;
 use crate::model::{
-    ChatMessage, Contact, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
+    ChatMessage, Contact, ContactKind, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
 };
 use crate::ssr::entities::{messages, users};
 use crate::ssr::rate_limit::SlidingWindow;
@@ -25,6 +25,9 @@ impl From<messages::Model> for ChatMessage {
             id: m.id,
             sender_id: m.user_id,
             recipient_id: m.recipient_id.unwrap_or_default(),
+            room_id: m.chat_room_id,
+            sender_name: String::new(),
+            kind: crate::model::MessageKind::from_column(&m.kind),
             body: m.body,
             client_id: m.client_id,
             created_at: m.created_at,
@@ -84,14 +87,14 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
     let unread: HashMap<i64, i64> =
         per_peer.iter().filter(|&&(_, _, n)| n > 0).map(|&(peer, _, n)| (peer, n)).collect();
 
-    let users: Vec<users::Model> = match search {
+    let users: Vec<users::Model> = match &search {
         Some(needle) => {
             let pattern = |text: &str| LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
             // lower() folds every letter on PostgreSQL but only ASCII on SQLite, so the name as
             // typed is tried too.
             let name = Condition::any()
                 .add(Expr::expr(Func::lower(Expr::col(users::Column::Name))).like(pattern(&needle.to_lowercase())))
-                .add(users::Column::Name.like(pattern(&needle)));
+                .add(users::Column::Name.like(pattern(needle)));
             users::Entity::find()
                 .filter(users::Column::Id.ne(me))
                 .filter(name)
@@ -143,6 +146,7 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
             let last = last_id.get(&user.id).and_then(|id| last_messages.get(id));
             Contact {
                 id: user.id,
+                kind: ContactKind::Person,
                 name: user.name,
                 unread: unread.get(&user.id).copied().unwrap_or(0),
                 last_message_id: last.map(|m| m.id),
@@ -150,13 +154,19 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
                     body: m.body.clone(),
                     from_me: m.user_id == me,
                     created_at: m.created_at,
+                    sender_name: None,
+                    kind: crate::model::MessageKind::Text,
                 }),
             }
         })
         .collect();
+    // Groups I am (or was) in share the list; the title counts their unread messages too.
+    let groups = crate::ssr::groups::list(db, me, search.as_deref()).await?;
+    let group_unread: i64 = groups.iter().map(|g| g.unread).sum();
+    people.extend(groups);
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
-    Ok(ContactPage { people, unread: unread.values().sum() })
+    Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
 }
 
 /// `text` with LIKE's wildcards (and the escape character itself) escaped by a backslash.
@@ -200,6 +210,7 @@ pub async fn conversation(
     rows.reverse();
     Ok(ConversationPage {
         peer: Peer { id: peer.id, name: peer.name },
+        group: None,
         messages: rows.into_iter().map(ChatMessage::from).collect(),
         has_more,
         compose_id: new_client_id(),
@@ -239,6 +250,7 @@ pub async fn conversation_since(
         has_more,
         peer_read_up_to: newest_read.as_ref().map(|m| m.id),
         peer_read_at: newest_read.and_then(|m| m.read_at),
+        group: None,
     })
 }
 
@@ -266,6 +278,9 @@ pub async fn send(
 ) -> Result<Sent, AppError> {
     let client_id = validation::client_id(client_id)?;
     if let Some(existing) = find_sent(db, me, &client_id).await? {
+        if existing.recipient_id != Some(recipient_id) {
+            return Err(AppError::invalid("client_id", "this client_id was used for another message"));
+        }
         return Ok(Sent { message: existing.into(), created: false });
     }
     let body = validation::message_body(body)?;
@@ -286,6 +301,7 @@ pub async fn send(
         recipient_id: Set(Some(recipient_id)),
         chat_room_id: Set(None),
         client_id: Set(client_id.clone()),
+        kind: Set("text".into()),
         read_at: Set(None),
         edited_at: Set(None),
         deleted_at: Set(None),
@@ -313,7 +329,11 @@ pub async fn send(
     }
 }
 
-async fn find_sent(db: &DatabaseConnection, me: i64, client_id: &str) -> Result<Option<messages::Model>, AppError> {
+pub(crate) async fn find_sent(
+    db: &DatabaseConnection,
+    me: i64,
+    client_id: &str,
+) -> Result<Option<messages::Model>, AppError> {
     Ok(messages::Entity::find()
         .filter(messages::Column::UserId.eq(me))
         .filter(messages::Column::ClientId.eq(client_id))

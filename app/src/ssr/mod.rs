@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod broadcast;
 pub mod conversations;
 pub mod entities;
+pub mod groups;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::model::ChatMessage;
 use crate::realtime::{
-    ChannelAccess, EVENT_MESSAGES_READ, EVENT_NEW_MESSAGE, MessagesRead, RealtimeConfig, user_channel,
+    ChannelAccess, EVENT_GROUP_CHANGED, EVENT_MESSAGES_READ, EVENT_NEW_MESSAGE, GroupRead, MessagesRead,
+    RealtimeConfig, room_channel, room_presence_channel, user_channel,
 };
 use crate::ssr::broadcast::{Broadcaster, Publication};
 use crate::ssr::entities::settings;
@@ -31,6 +32,9 @@ pub enum AuthDenied {
     BadChannel,
     #[error("you may not subscribe to this channel")]
     Forbidden,
+    /// The membership could not be read (the database failed); logged where it happened.
+    #[error("something went wrong on our side; please try again")]
+    Internal,
 }
 
 impl AuthDenied {
@@ -38,6 +42,7 @@ impl AuthDenied {
         match self {
             Self::BadSocketId | Self::BadChannel => 400,
             Self::Forbidden => 403,
+            Self::Internal => 500,
         }
     }
 }
@@ -48,15 +53,18 @@ impl From<AuthDenied> for crate::error::AppError {
             AuthDenied::BadSocketId => Self::invalid("socket_id", denied.to_string()),
             AuthDenied::BadChannel => Self::invalid("channel_name", denied.to_string()),
             AuthDenied::Forbidden => Self::Forbidden { message: denied.to_string() },
+            AuthDenied::Internal => Self::Internal,
         }
     }
 }
 
 impl RealtimeSettings {
-    /// Signs the subscription of user `user_id` (called `user_name`) of `socket_id` to `channel_name`, if our channel rules allow it.
-    /// Names we never hand out are refused like a channel of someone else's: 403, nothing more.
-    pub fn authorize(
+    /// Signs the subscription of user `user_id` (called `user_name`) of `socket_id` to `channel_name`,
+    /// if the channel rules ([`crate::realtime::channels`]) allow it now. Names we never hand out are
+    /// refused like a channel of someone else's: 403, nothing more.
+    pub async fn authorize(
         &self,
+        db: &DatabaseConnection,
         user_id: i64,
         user_name: &str,
         socket_id: &str,
@@ -65,10 +73,15 @@ impl RealtimeSettings {
         let socket_id = SocketId::parse(socket_id).map_err(|_| AuthDenied::BadSocketId)?;
         let channel = ChannelName::parse(channel_name).map_err(|_| AuthDenied::BadChannel)?;
         let access = ChannelAccess::parse(channel.as_str()).ok_or(AuthDenied::Forbidden)?;
-        if !access.allows(user_id) {
+        let allowed = crate::realtime::channels::may_subscribe(db, user_id, access).await.map_err(|error| {
+            tracing::error!(%error, "cannot read a channel's membership");
+            AuthDenied::Internal
+        })?;
+        if !allowed {
             return Err(AuthDenied::Forbidden);
         }
-        let channel_data = matches!(access, ChannelAccess::Online)
+        let channel_data = access
+            .is_presence()
             .then(|| PresenceMember::new(user_id.to_string(), Some(json!({ "name": user_name }))).to_channel_data());
         Ok(self.credentials.authorize_channel(&socket_id, &channel, channel_data.as_deref()))
     }
@@ -124,10 +137,25 @@ fn report(error: &ProtocolError, what: &str) {
     tracing::error!(%error, what, "cannot build a realtime event");
 }
 
-/// `NewChatMessage` to the recipient and to the sender's other tabs (not the tab that sent it).
+/// The sending tab's socket id, as a send names it (`None` when it has no connection).
+pub fn sending_socket(socket_id: Option<&str>) -> Result<Option<SocketId>, crate::error::AppError> {
+    match socket_id.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(id) => SocketId::parse(id)
+            .map(Some)
+            .map_err(|_| crate::error::AppError::invalid("socket_id", "socket_id must look like 123.456")),
+    }
+}
+
+/// `NewChatMessage` to the recipient and to the sender's other tabs (not the tab that sent it); a
+/// group's message to the group's channel, which every member's tabs (the sender's too) follow.
 pub fn announce_message(broadcaster: &dyn Broadcaster, message: &ChatMessage, exclude: Option<SocketId>) {
-    let channels: Vec<ChannelName> =
-        [message.recipient_id, message.sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect();
+    let channels: Vec<ChannelName> = match message.room_id {
+        Some(room) => channel(room_channel(room)).into_iter().collect(),
+        None => {
+            [message.recipient_id, message.sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect()
+        }
+    };
     match serde_json::to_string(message) {
         Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_NEW_MESSAGE, data, exclude }),
         Err(e) => tracing::error!(error = %e, "cannot serialize a message event"),
@@ -145,10 +173,48 @@ pub fn announce_read(broadcaster: &dyn Broadcaster, read: &MessagesRead) {
     }
 }
 
+/// A member's read mark moved: `MessagesRead` on the group's channel ("Seen by").
+pub fn announce_group_read(broadcaster: &dyn Broadcaster, read: &GroupRead) {
+    let channels: Vec<ChannelName> = channel(room_channel(read.room_id)).into_iter().collect();
+    match serde_json::to_string(read) {
+        Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_MESSAGES_READ, data, exclude: None }),
+        Err(e) => tracing::error!(error = %e, "cannot serialize a group read event"),
+    }
+}
+
+/// `GroupChanged` to the group's channel and to the user channels of the people added (not yet
+/// subscribed) and removed; then the removed stop receiving the group's channels at once.
+pub fn announce_group_change(broadcaster: &dyn Broadcaster, change: &crate::ssr::groups::Change) {
+    let event = &change.event;
+    let channels: Vec<ChannelName> = std::iter::once(room_channel(event.room_id))
+        .chain(event.added.iter().chain(&event.removed).map(|&id| user_channel(id)))
+        .filter_map(channel)
+        .collect();
+    // Pusher takes at most 100 channels per event: the rest go in further publications.
+    match serde_json::to_string(event) {
+        Ok(data) => {
+            for chunk in channels.chunks(100) {
+                broadcaster.publish(Publication {
+                    channels: chunk.to_vec(),
+                    event: EVENT_GROUP_CHANGED,
+                    data: data.clone(),
+                    exclude: None,
+                });
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot serialize a group change"),
+    }
+    let group_channels: Vec<ChannelName> =
+        [room_channel(event.room_id), room_presence_channel(event.room_id)].into_iter().filter_map(channel).collect();
+    for &user in &event.removed {
+        broadcaster.unsubscribe_user(user, &group_channels);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssr::test_support::for_each_database;
+    use crate::ssr::test_support::{for_each_database, memory_db, user};
 
     fn settings() -> RealtimeSettings {
         RealtimeSettings {
@@ -164,9 +230,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn own_user_channel_is_signed_like_the_published_vector() {
-        let auth = settings().authorize(7, "Ann", "1234.1234", "private-user.7").unwrap();
+    #[tokio::test]
+    async fn own_user_channel_is_signed_like_the_published_vector() {
+        let db = memory_db().await;
+        let auth = settings().authorize(&db, 7, "Ann", "1234.1234", "private-user.7").await.unwrap();
         let expected = Credentials::new("278d425bdf160c739803", "7ad3773142a6692b25b8").authorize_channel(
             &SocketId::parse("1234.1234").unwrap(),
             &ChannelName::parse("private-user.7").unwrap(),
@@ -177,26 +244,62 @@ mod tests {
         assert_eq!(auth.channel_data, None);
     }
 
-    #[test]
-    fn only_the_people_of_a_channel_may_subscribe() {
+    #[tokio::test]
+    async fn only_the_people_of_a_channel_may_subscribe() {
+        let db = memory_db().await;
         let s = settings();
-        assert_eq!(s.authorize(7, "Ann", "1.2", "private-user.8"), Err(AuthDenied::Forbidden));
-        assert!(s.authorize(7, "Ann", "1.2", "private-chat.7.9").is_ok());
-        assert!(s.authorize(7, "Ann", "1.2", "private-chat.3.7").is_ok());
-        assert_eq!(s.authorize(7, "Ann", "1.2", "private-chat.3.9"), Err(AuthDenied::Forbidden));
-        assert_eq!(s.authorize(7, "Ann", "1.2", "private-chat.9.7"), Err(AuthDenied::Forbidden), "non-canonical");
-        assert_eq!(s.authorize(7, "Ann", "1.2", "presence-room.1"), Err(AuthDenied::Forbidden));
-        assert_eq!(s.authorize(7, "Ann", "1.2", "public-news"), Err(AuthDenied::Forbidden));
-        assert_eq!(s.authorize(7, "Ann", "1.2", "private-user.7 x"), Err(AuthDenied::BadChannel));
-        assert_eq!(s.authorize(7, "Ann", "12", "private-user.7"), Err(AuthDenied::BadSocketId));
-        assert_eq!(s.authorize(7, "Ann", "1.2;", "private-user.7"), Err(AuthDenied::BadSocketId));
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2", "private-user.8").await, Err(AuthDenied::Forbidden));
+        assert!(s.authorize(&db, 7, "Ann", "1.2", "private-chat.7.9").await.is_ok());
+        assert!(s.authorize(&db, 7, "Ann", "1.2", "private-chat.3.7").await.is_ok());
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2", "private-chat.3.9").await, Err(AuthDenied::Forbidden));
+        assert_eq!(
+            s.authorize(&db, 7, "Ann", "1.2", "private-chat.9.7").await,
+            Err(AuthDenied::Forbidden),
+            "non-canonical"
+        );
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2", "presence-room.1").await, Err(AuthDenied::Forbidden));
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2", "public-news").await, Err(AuthDenied::Forbidden));
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2", "private-user.7 x").await, Err(AuthDenied::BadChannel));
+        assert_eq!(s.authorize(&db, 7, "Ann", "12", "private-user.7").await, Err(AuthDenied::BadSocketId));
+        assert_eq!(s.authorize(&db, 7, "Ann", "1.2;", "private-user.7").await, Err(AuthDenied::BadSocketId));
         assert_eq!(AuthDenied::Forbidden.status(), 403);
         assert_eq!(AuthDenied::BadSocketId.status(), 400);
     }
 
-    #[test]
-    fn presence_carries_the_signed_member() {
-        let auth = settings().authorize(7, "Ann \"A\"", "1.2", "presence-online").unwrap();
+    #[tokio::test]
+    async fn group_channels_are_for_current_members_only() {
+        for_each_database(|db| async move {
+            let s = settings();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let group = crate::ssr::groups::create(&db, &alice, "Trip", &[bob.id]).await.unwrap().group;
+            let room = crate::realtime::room_channel(group.id);
+            let presence = crate::realtime::room_presence_channel(group.id);
+            for channel in [&room, &presence] {
+                assert!(s.authorize(&db, alice.id, "alice", "1.2", channel).await.is_ok(), "{channel}");
+                assert!(s.authorize(&db, bob.id, "bob", "1.2", channel).await.is_ok(), "{channel}");
+                assert_eq!(s.authorize(&db, carol.id, "carol", "1.2", channel).await, Err(AuthDenied::Forbidden));
+            }
+            // The presence member carries the name the group shows.
+            let auth = s.authorize(&db, bob.id, "bob", "1.2", &presence).await.unwrap();
+            let member = PresenceMember::from_channel_data(&auth.channel_data.unwrap()).unwrap();
+            assert_eq!(member.user_info, Some(json!({ "name": "bob" })));
+            // Removed: the next subscription is refused.
+            crate::ssr::groups::remove(&db, &alice, group.id, bob.id).await.unwrap();
+            for channel in [&room, &presence] {
+                assert_eq!(s.authorize(&db, bob.id, "bob", "1.2", channel).await, Err(AuthDenied::Forbidden));
+            }
+            let missing = crate::realtime::room_channel(group.id + 100);
+            assert_eq!(s.authorize(&db, alice.id, "alice", "1.2", &missing).await, Err(AuthDenied::Forbidden));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn presence_carries_the_signed_member() {
+        let db = memory_db().await;
+        let auth = settings().authorize(&db, 7, "Ann \"A\"", "1.2", "presence-online").await.unwrap();
         let data = auth.channel_data.clone().expect("channel_data");
         let member = PresenceMember::from_channel_data(&data).unwrap();
         assert_eq!(member.user_id, "7");
@@ -238,6 +341,9 @@ mod tests {
             id: 5,
             sender_id: 1,
             recipient_id: 2,
+            room_id: None,
+            sender_name: String::new(),
+            kind: crate::model::MessageKind::Text,
             body: "hi".into(),
             client_id: "c".into(),
             created_at: Utc::now(),

@@ -66,6 +66,7 @@ pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) ->
         recipient_id: Set(Some(to)),
         chat_room_id: Set(None),
         client_id: Set(hex::encode(rand::random::<[u8; 16]>())),
+        kind: Set("text".into()),
         read_at: Set(None),
         edited_at: Set(None),
         deleted_at: Set(None),

@@ -342,6 +342,29 @@ impl Table {
         closed
     }
 
+    /// Unsubscribes every connection bound to `user_id` from `channels` (they were removed from a
+    /// group). Returns how many subscriptions ended.
+    pub fn unsubscribe_user(&self, user_id: i64, channels: &[ChannelName]) -> usize {
+        let subscribed: Vec<(SocketId, ChannelName)> = {
+            let state = self.read();
+            state
+                .connections
+                .iter()
+                .filter(|(_, c)| c.owner.as_ref().is_some_and(|owner| owner.user_id == user_id))
+                .flat_map(|(id, c)| {
+                    channels
+                        .iter()
+                        .filter(|ch| c.channels.contains(ch.as_str()))
+                        .map(move |ch| (id.clone(), ch.clone()))
+                })
+                .collect()
+        };
+        for (socket_id, channel) in &subscribed {
+            self.unsubscribe(socket_id, channel);
+        }
+        subscribed.len()
+    }
+
     /// Removes a connection and its subscriptions; a no-op for unknown ids.
     pub fn disconnect(&self, socket_id: &SocketId) {
         self.remove_connections(vec![socket_id.clone()]);

@@ -192,4 +192,11 @@ impl Broadcaster for Hub {
             tracing::debug!(connections = closed, "pusher: closed the connections of an ended session");
         }
     }
+
+    fn unsubscribe_user(&self, user_id: i64, channels: &[pusher_protocol::ChannelName]) {
+        let ended = self.table().unsubscribe_user(user_id, channels);
+        if ended > 0 {
+            tracing::debug!(subscriptions = ended, "pusher: ended the subscriptions of a removed member");
+        }
+    }
 }

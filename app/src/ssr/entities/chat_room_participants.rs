@@ -11,6 +11,11 @@ pub struct Model {
     pub user_id: i64,
     pub last_read_message_id: Option<i64>,
     pub joined_at: DateTimeUtc,
+    pub is_admin: bool,
+    /// When they left or were removed; `None` while a member.
+    pub left_at: Option<DateTimeUtc>,
+    /// The newest message a former member may still read.
+    pub visible_up_to: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

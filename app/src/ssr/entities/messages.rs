@@ -15,6 +15,8 @@ pub struct Model {
     pub chat_room_id: Option<i64>,
     /// Made by the sending browser; `(user_id, client_id)` is unique, which makes sends idempotent.
     pub client_id: String,
+    /// `text` (a person wrote it) or `system` (a line about the group, e.g. "Dana added Erin").
+    pub kind: String,
     pub read_at: Option<DateTimeUtc>,
     pub edited_at: Option<DateTimeUtc>,
     pub deleted_at: Option<DateTimeUtc>,
