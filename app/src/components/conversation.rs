@@ -390,7 +390,7 @@ fn SystemLine(entry: MessageEntry) -> impl IntoView {
     let created_at = entry.row.created_at;
     view! {
         <li class="system-line">
-            <span class="system-body">{entry.row.body}</span>
+            <span class="body system-body">{entry.row.body}</span>
             <time datetime=created_at.to_rfc3339()>{move || time::clock(created_at, clock.is_local())}</time>
         </li>
     }

@@ -21,6 +21,29 @@ fn failure<T: Clone + Send + Sync + 'static>(value: Option<Result<T, AppError>>)
     value.and_then(Result::err).map(|e| e.to_string())
 }
 
+type MembersResource = Resource<Result<MemberPage, AppError>>;
+type PeopleResource = Resource<Result<crate::model::ContactPage, AppError>>;
+
+/// A search for people and its answer. Made where the page is set up, never inside a suspense's
+/// async view: a resource made there is not matched up when the page hydrates.
+#[derive(Clone, Copy)]
+struct PeopleSearch {
+    text: RwSignal<String>,
+    found: PeopleResource,
+}
+
+impl PeopleSearch {
+    /// Starts from the query parameter `param` (the search without JavaScript).
+    fn new(param: &'static str) -> Self {
+        let text = RwSignal::new(use_query_map().with_untracked(|q| q.get(param)).unwrap_or_default());
+        let found = Resource::new_blocking(
+            move || text.get(),
+            |search| contacts((!search.trim().is_empty()).then_some(search)),
+        );
+        Self { text, found }
+    }
+}
+
 /// `/chat/g/{room_id}`: one group.
 #[component]
 pub fn GroupPane() -> impl IntoView {
@@ -32,6 +55,22 @@ pub fn GroupPane() -> impl IntoView {
             None => Err(AppError::not_found("no such group")),
         }
     });
+    // The member panel's first page (from `members_after` without JavaScript, where "More" is a link).
+    let members_version = RwSignal::new(0u32);
+    let first_after = use_query_map().with_untracked(|q| q.get("members_after"));
+    let members = Resource::new_blocking(
+        move || (room_id(), members_version.get()),
+        move |(room, _)| {
+            let after = first_after.clone();
+            async move {
+                match room {
+                    Some(room) => group_members(room, after).await,
+                    None => Err(AppError::not_found("no such group")),
+                }
+            }
+        },
+    );
+    let add_search = PeopleSearch::new("add");
     view! {
         <main class="conversation" aria-label="Conversation">
             <Transition fallback=|| view! { <div class="conversation-skeleton" aria-busy="true"></div> }>
@@ -39,16 +78,25 @@ pub fn GroupPane() -> impl IntoView {
                     match page.await {
                         Ok(page) => {
                             let room = page.peer.id;
-                            let info = page.group.clone().unwrap_or_else(|| crate::model::GroupInfo {
-                                member_count: 0,
-                                member: false,
-                                admin: false,
-                                read_marks: Vec::new(),
-                            });
+                            let (member, admin) = page.group.as_ref().map_or((false, false), |g| (g.member, g.admin));
+                            let name = page.peer.name.clone();
                             view! {
-                                <Title text=format!("{} · Banter", page.peer.name) />
-                                {info.member.then(|| view! { <MemberPanel room admin=info.admin name=page.peer.name.clone() /> })}
-                                <Conversation page />
+                                <Title text=format!("{name} · Banter") />
+                                <Conversation page>
+                                    {member
+                                        .then(|| {
+                                            view! {
+                                                <MemberPanel
+                                                    room
+                                                    admin
+                                                    name=name.clone()
+                                                    members
+                                                    version=members_version
+                                                    add_search
+                                                />
+                                            }
+                                        })}
+                                </Conversation>
                             }
                                 .into_any()
                         }
@@ -67,47 +115,28 @@ pub fn GroupPane() -> impl IntoView {
 }
 
 /// The member panel: who is in the group (paged), who is online, who is admin; for admins, rename,
-/// add, remove and make admin; for everyone, leave. A disclosure over the conversation's header.
+/// add, remove and make admin; for everyone, leave. A disclosure in the conversation's header.
 #[component]
-fn MemberPanel(room: i64, admin: bool, name: String) -> impl IntoView {
+fn MemberPanel(
+    room: i64,
+    admin: bool,
+    name: String,
+    members: MembersResource,
+    version: RwSignal<u32>,
+    add_search: PeopleSearch,
+) -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let live = expect_context::<Live>();
     let chat = expect_context::<ChatState>();
-    let version = RwSignal::new(0u32);
-    // Without JavaScript, "More members" is a link that carries where the next page starts.
-    let first_after = use_query_map().with_untracked(|q| q.get("members_after"));
-    let first = Resource::new_blocking(
-        move || version.get(),
-        move |_| {
-            let after = first_after.clone();
-            async move { group_members(room, after).await }
-        },
-    );
-    let more = RwSignal::new(Vec::<Member>::new());
-    let next = RwSignal::new(None::<String>);
-    let loading = RwSignal::new(false);
     // A membership change in this group redraws the list from its first page.
     live.on_event(move |event| {
         if let LiveEvent::GroupChanged(change) = event
             && change.room_id == room
         {
-            more.set(Vec::new());
-            next.set(None);
             version.update(|v| *v += 1);
             chat.contacts_changed();
         }
     });
-    let load_more = move |after: String| {
-        loading.set(true);
-        leptos::task::spawn_local(async move {
-            if let Ok(page) = group_members(room, Some(after)).await {
-                more.update(|m| m.extend(page.members));
-                next.set(page.next);
-            }
-            loading.set(false);
-        });
-    };
-
     let rename = ServerAction::<RenameGroup>::new();
     let leave = ServerAction::<LeaveGroup>::new();
     let errors = move || failure(rename.value().get()).or_else(|| failure(leave.value().get()));
@@ -119,47 +148,8 @@ fn MemberPanel(room: i64, admin: bool, name: String) -> impl IntoView {
                 {move || errors().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
                 <Transition fallback=|| view! { <p class="muted">"Loading members…"</p> }>
                     {move || Suspend::new(async move {
-                        match first.await {
-                            Ok(MemberPage { members, next: first_next, total }) => {
-                                if more.with_untracked(Vec::is_empty) {
-                                    next.set(first_next.clone());
-                                }
-                                view! {
-                                    <h3 class="member-count">{format!("{total} members")}</h3>
-                                    <ul class="member-list" aria-label="Members">
-                                        {members
-                                            .into_iter()
-                                            .map(|member| view! { <MemberRow room member admin my_id /> })
-                                            .collect_view()}
-                                        <For
-                                            each=move || more.get()
-                                            key=|m| m.id
-                                            children=move |member| view! { <MemberRow room member admin my_id /> }
-                                        />
-                                    </ul>
-                                    {move || {
-                                        next.get()
-                                            .map(|after| {
-                                                let href = format!("/chat/g/{room}?members_after={after}");
-                                                view! {
-                                                    <a
-                                                        class="button button-small"
-                                                        href=href
-                                                        on:click=move |ev| {
-                                                            ev.prevent_default();
-                                                            if !loading.get_untracked() {
-                                                                load_more(after.clone());
-                                                            }
-                                                        }
-                                                    >
-                                                        "More members"
-                                                    </a>
-                                                }
-                                            })
-                                    }}
-                                }
-                                    .into_any()
-                            }
+                        match members.await {
+                            Ok(page) => view! { <MemberList room page admin my_id /> }.into_any(),
                             Err(error) => view! { <ErrorBanner error /> }.into_any(),
                         }
                     })}
@@ -179,7 +169,7 @@ fn MemberPanel(room: i64, admin: bool, name: String) -> impl IntoView {
                                 />
                                 <button class="button button-small" type="submit">"Rename"</button>
                             </ActionForm>
-                            <AddPeople room />
+                            <AddPeople room search=add_search />
                         }
                     })}
                 <ActionForm action=leave attr:class="leave-form">
@@ -188,6 +178,52 @@ fn MemberPanel(room: i64, admin: bool, name: String) -> impl IntoView {
                 </ActionForm>
             </div>
         </details>
+    }
+}
+
+/// One page of members, and "More members" for the next (a link without JavaScript).
+#[component]
+fn MemberList(room: i64, page: MemberPage, admin: bool, my_id: i64) -> impl IntoView {
+    let MemberPage { members, next: first_next, total } = page;
+    let more = RwSignal::new(Vec::<Member>::new());
+    let next = RwSignal::new(first_next);
+    let loading = RwSignal::new(false);
+    let load_more = move |after: String| {
+        loading.set(true);
+        leptos::task::spawn_local(async move {
+            if let Ok(page) = group_members(room, Some(after)).await {
+                more.update(|m| m.extend(page.members));
+                next.set(page.next);
+            }
+            loading.set(false);
+        });
+    };
+    view! {
+        <h3 class="member-count">{format!("{total} members")}</h3>
+        <ul class="member-list" aria-label="Members">
+            {members.into_iter().map(|member| view! { <MemberRow room member admin my_id /> }).collect_view()}
+            <For each=move || more.get() key=|m| m.id children=move |member| view! { <MemberRow room member admin my_id /> } />
+        </ul>
+        {move || {
+            next.get()
+                .map(|after| {
+                    let href = format!("/chat/g/{room}?members_after={after}");
+                    view! {
+                        <a
+                            class="button button-small"
+                            href=href
+                            on:click=move |ev| {
+                                ev.prevent_default();
+                                if !loading.get_untracked() {
+                                    load_more(after.clone());
+                                }
+                            }
+                        >
+                            "More members"
+                        </a>
+                    }
+                })
+        }}
     }
 }
 
@@ -200,6 +236,7 @@ fn MemberRow(room: i64, member: Member, admin: bool, my_id: i64) -> impl IntoVie
     let promote = ServerAction::<MakeAdmin>::new();
     let error = move || failure(remove.value().get()).or_else(|| failure(promote.value().get()));
     let remove_label = format!("Remove {}", member.name);
+    let label = if id == my_id { format!("{} (you)", member.name) } else { member.name.clone() };
     let actions = (admin && id != my_id).then(|| {
         let name = member.name.clone();
         view! {
@@ -230,7 +267,7 @@ fn MemberRow(room: i64, member: Member, admin: bool, my_id: i64) -> impl IntoVie
                 <Avatar id name=member.name.clone() />
                 {move || online().then(|| view! { <span class="presence-dot" role="img" title="Online" aria-label="online"></span> })}
             </span>
-            <span class="member-name">{member.name.clone()} {(id == my_id).then_some(" (you)")}</span>
+            <span class="member-name">{label}</span>
             {member.admin.then(|| view! { <span class="admin-badge">"admin"</span> })}
             <span class="member-actions">{actions}</span>
             {move || error().map(|e| view! { <span class="form-error" role="alert">{e}</span> })}
@@ -243,10 +280,9 @@ fn MemberRow(room: i64, member: Member, admin: bool, my_id: i64) -> impl IntoVie
 fn PeoplePicker(
     /// The query parameter the search travels in without JavaScript.
     param: &'static str,
+    search: PeopleSearch,
 ) -> impl IntoView {
-    let search = RwSignal::new(use_query_map().with_untracked(|q| q.get(param)).unwrap_or_default());
-    let found =
-        Resource::new_blocking(move || search.get(), |search| contacts((!search.trim().is_empty()).then_some(search)));
+    let PeopleSearch { text: search, found } = search;
     // Chosen people stay chosen while the search changes (with JavaScript).
     let chosen = RwSignal::new(Vec::<(i64, String)>::new());
     let toggle = move |id: i64, name: String, on: bool| {
@@ -333,14 +369,14 @@ fn PeoplePicker(
 
 /// Admins add people: the picker and an "Add" button.
 #[component]
-fn AddPeople(room: i64) -> impl IntoView {
+fn AddPeople(room: i64, search: PeopleSearch) -> impl IntoView {
     let add = ServerAction::<AddMembers>::new();
     view! {
         <form id="add-search-form" method="get" action=format!("/chat/g/{room}") on:submit=|ev| ev.prevent_default()></form>
         <ActionForm action=add attr:class="add-people">
             <input type="hidden" name="room_id" value=room />
             {move || failure(add.value().get()).map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
-            <PeoplePicker param="add" />
+            <PeoplePicker param="add" search />
             <button class="button button-small" type="submit">"Add to group"</button>
         </ActionForm>
     }
@@ -351,6 +387,7 @@ fn AddPeople(room: i64) -> impl IntoView {
 pub fn NewGroupPage() -> impl IntoView {
     let create = ServerAction::<CreateGroup>::new();
     let error = move || create.value().get().and_then(Result::err);
+    let search = PeopleSearch::new("q");
     view! {
         <Title text="New group · Banter" />
         <main class="conversation new-group" aria-label="New group">
@@ -377,7 +414,7 @@ pub fn NewGroupPage() -> impl IntoView {
                     <p id="group-name-error" class="field-error" role="alert">
                         {move || error().and_then(|e| e.for_field("name"))}
                     </p>
-                    <PeoplePicker param="q" />
+                    <PeoplePicker param="q" search />
                     <button class="button button-primary" type="submit" disabled=move || create.pending().get()>
                         "Create group"
                     </button>
