@@ -43,6 +43,8 @@ async function openGroup(p: Person, room: number) {
 }
 
 test('three people talk in a group live: seen by, typing, rename, removal', { tag: '@js-only' }, async ({ browser }, info) => {
+  // Three browsers and many steps: more than the default 30 s on a loaded two-core machine.
+  test.setTimeout(120_000);
   const ann = await person(browser, info, 'grp-a');
   const ben = await person(browser, info, 'grp-b');
   const cat = await person(browser, info, 'grp-c');

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::components::live::Live;
-use crate::components::{Avatar, ErrorBanner};
+use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{Contact, ContactKind, ContactPage, ConversationRef, MessageKind};
 use crate::text::preview;
@@ -84,6 +84,17 @@ pub fn ContactList(
                             .into_any()
                     }
                     Ok(page) => {
+                        // Follow the channels of the groups I am in, as the list names them. Done
+                        // here, where each fresh list is drawn, not by an effect reading the
+                        // resource: that read would make the whole chat shell suspend again.
+                        let rooms = page
+                            .people
+                            .iter()
+                            .filter(|c| matches!(c.kind, ContactKind::Group { member: true, .. }))
+                            .map(|c| c.id)
+                            .collect();
+                        let chat = expect_context::<ChatState>();
+                        expect_context::<Live>().follow_rooms(rooms, Callback::new(move |()| chat.contacts_changed()));
                         let title = title(page.unread);
                         let list = StoredValue::new(page.people);
                         // Only the unsearched list says whether you have talked to anyone.

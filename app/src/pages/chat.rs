@@ -48,21 +48,6 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
         move || (chat.contacts_version.get(), search.get()),
         |(_, search)| contacts((!search.trim().is_empty()).then_some(search)),
     );
-    // Follow the channels of the groups I am in, as the list names them.
-    let on_change = Callback::new(move |()| chat.contacts_changed());
-    Effect::new(move |_| {
-        if let Some(Ok(page)) = contacts.get()
-            && live.connection.get() == crate::realtime::machine::ConnectionState::Connected
-        {
-            let rooms = page
-                .people
-                .iter()
-                .filter(|c| matches!(c.kind, crate::model::ContactKind::Group { member: true, .. }))
-                .map(|c| c.id)
-                .collect();
-            live.follow_rooms(rooms, on_change);
-        }
-    });
     let location = use_location();
     // Which conversation the address opens: `/chat/{user}` or `/chat/g/{group}`.
     let open_peer = Memo::new(move |_| {
