@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -84,23 +82,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
 
     // 1. Register.
     let t0 = Instant::now();
-    let mut users: Vec<User> = Vec::with_capacity(args.users);
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0;
-    while users.len() < args.users {
-        while next < args.users && pending.len() < 16 {
-            let http = clients[next % clients.len()].clone();
-            let base = base.clone();
-            let tag = format!("chat{run_tag}u{next}");
-            pending.push(async move { client::register(&http, &base, &tag).await });
-            next += 1;
-        }
-        match pending.next().await {
-            Some(u) => users.push(u?),
-            None => break,
-        }
-    }
-    users.sort_by_key(|u| u.id);
+    let users = client::register_many(&clients, &base, &format!("chat{run_tag}u"), args.users).await?;
     r.figure("users registered", format!("{} in {:.1} s", users.len(), t0.elapsed().as_secs_f64()));
 
     // 2. Sockets, subscribed to private-user.{id} with auth from /broadcasting/auth.
@@ -108,28 +90,10 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
     let mut socket_ids: HashMap<i64, String> = HashMap::new();
     let mut readers = Vec::new();
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0;
-    let mut connected = 0;
-    while connected < users.len() {
-        while next < users.len() && pending.len() < 32 {
-            let user = users[next].clone();
-            let http = clients[next % clients.len()].clone();
-            let base = base.clone();
-            let target = ctx.pusher.clone();
-            let source = (next % 200) as u8 + 1;
-            pending.push(async move {
-                let (mut ws, socket_id) = client::ws_connect(&target, Some(source)).await?;
-                let channel = format!("private-user.{}", user.id);
-                let auth = client::broadcasting_auth(&http, &base, &user, socket_id.as_str(), &channel).await?;
-                client::subscribe(&mut ws, &channel, Some(auth)).await?;
-                Ok::<_, client::Error>((user.id, socket_id.as_str().to_owned(), ws))
-            });
-            next += 1;
-        }
-        let Some(done) = pending.next().await else { break };
-        let (uid, sid, ws) = done?;
-        socket_ids.insert(uid, sid);
+    let channel_of = |u: &User| format!("private-user.{}", u.id);
+    let connected = client::subscribe_users(&ctx.pusher, &clients, &base, &users, channel_of, |i, sid, ws| {
+        let uid = users[i].id;
+        socket_ids.insert(uid, sid.as_str().to_owned());
         let tx = tx.clone();
         readers.push(tokio::spawn(client::pump(ws, move |event, data| {
             if event == "NewChatMessage" {
@@ -139,11 +103,12 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
                 }
             }
         })));
-        connected += 1;
-    }
+    })
+    .await;
     drop(tx);
     // Close every socket when the scenario ends, so later scenarios measure a server without them.
     let _close = AbortOnDrop(readers);
+    let connected = connected?;
     r.figure("sockets subscribed", format!("{connected} in {:.1} s", t1.elapsed().as_secs_f64()));
 
     // 3. Send at a fixed rate (open loop), round-robin over the senders.

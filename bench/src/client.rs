@@ -3,12 +3,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use pusher_protocol::{ChannelName, Credentials, Frame, SocketId, Subscribe};
 use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{WebSocketStream, client_async};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 pub type Ws = WebSocketStream<TcpStream>;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -43,6 +45,12 @@ pub struct StoredMessage {
     pub recipient_id: i64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredGroupMessage {
+    pub id: i64,
+    pub room_id: Option<i64>,
+}
+
 pub async fn register(http: &reqwest::Client, base: &str, tag: &str) -> Result<User, Error> {
     let email = format!("{tag}@bench.example");
     let form = [
@@ -71,6 +79,96 @@ pub async fn register(http: &reqwest::Client, base: &str, tag: &str) -> Result<U
     Ok(User { id: id.id, cookie })
 }
 
+/// Signs up `count` users named `{prefix}{i}`, 16 at a time over `clients`; sorted by id.
+pub async fn register_many(
+    clients: &[reqwest::Client],
+    base: &str,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<User>, Error> {
+    let mut users: Vec<User> = Vec::with_capacity(count);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    while users.len() < count {
+        while next < count && pending.len() < 16 {
+            let http = clients[next % clients.len()].clone();
+            let tag = format!("{prefix}{next}");
+            pending.push(async move { register(&http, base, &tag).await });
+            next += 1;
+        }
+        match pending.next().await {
+            Some(u) => users.push(u?),
+            None => break,
+        }
+    }
+    users.sort_by_key(|u| u.id);
+    Ok(users)
+}
+
+/// Opens one socket per user, 32 at a time, from source addresses 127.0.0.1–200 in turn, each
+/// subscribed to `channel_of(user)` with its auth from `/broadcasting/auth` (the user's session).
+/// `ready(index into users, socket id, socket)` gets each socket as soon as it is subscribed.
+pub async fn subscribe_users(
+    target: &PusherTarget,
+    clients: &[reqwest::Client],
+    base: &str,
+    users: &[User],
+    channel_of: impl Fn(&User) -> String,
+    mut ready: impl FnMut(usize, SocketId, Ws),
+) -> Result<usize, Error> {
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0;
+    let mut connected = 0;
+    while connected < users.len() {
+        while next < users.len() && pending.len() < 32 {
+            let user = &users[next];
+            let http = &clients[next % clients.len()];
+            let channel = channel_of(user);
+            let source = (next % 200) as u8 + 1;
+            let index = next;
+            pending.push(async move {
+                let (mut ws, socket_id) = ws_connect(target, Some(source)).await?;
+                let auth = broadcasting_auth(http, base, user, socket_id.as_str(), &channel).await?;
+                subscribe(&mut ws, &channel, Some(auth)).await?;
+                Ok::<_, Error>((index, socket_id, ws))
+            });
+            next += 1;
+        }
+        let Some(done) = pending.next().await else { break };
+        let (index, socket_id, ws) = done?;
+        ready(index, socket_id, ws);
+        connected += 1;
+    }
+    Ok(connected)
+}
+
+/// POSTs `form` to `path` with `user`'s session and reads the JSON answer; `Ok(None)` on 429
+/// (rate limited).
+async fn post_as<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    user: &User,
+    form: &[(&str, &str)],
+) -> Result<Option<T>, Error> {
+    let resp = http
+        .post(format!("{base}{path}"))
+        .header("accept", "application/json")
+        .header("cookie", &user.cookie)
+        .form(form)
+        .send()
+        .await?;
+    let status = resp.status();
+    if status.as_u16() == 429 {
+        return Ok(None);
+    }
+    let text = resp.text().await?;
+    if !status.is_success() {
+        return Err(err(format!("{path}: HTTP {status}: {text}")));
+    }
+    Ok(Some(serde_json::from_str(&text).map_err(|e| err(format!("{path}: {e}: {text}")))?))
+}
+
 /// `Ok(None)` on 429 (rate limited).
 pub async fn send_message(
     http: &reqwest::Client,
@@ -86,22 +184,40 @@ pub async fn send_message(
     if let Some(s) = socket_id {
         form.push(("socket_id", s));
     }
-    let resp = http
-        .post(format!("{base}/api/messages/send"))
-        .header("accept", "application/json")
-        .header("cookie", &from.cookie)
-        .form(&form)
-        .send()
-        .await?;
-    let status = resp.status();
-    if status.as_u16() == 429 {
-        return Ok(None);
+    post_as(http, base, "/api/messages/send", from, &form).await
+}
+
+/// `POST /api/groups/create`: a group of `creator` and `member_ids`; returns its room id.
+pub async fn create_group(
+    http: &reqwest::Client,
+    base: &str,
+    creator: &User,
+    name: &str,
+    member_ids: &[i64],
+) -> Result<i64, Error> {
+    let ids: Vec<String> = member_ids.iter().map(i64::to_string).collect();
+    let form: Vec<(&str, &str)> =
+        std::iter::once(("name", name)).chain(ids.iter().map(|id| ("member_ids[]", id.as_str()))).collect();
+    let group: Option<IdOnly> = post_as(http, base, "/api/groups/create", creator, &form).await?;
+    Ok(group.ok_or_else(|| err("/api/groups/create: HTTP 429"))?.id)
+}
+
+/// `POST /api/groups/send`; `Ok(None)` on 429 (rate limited).
+pub async fn send_to_group(
+    http: &reqwest::Client,
+    base: &str,
+    from: &User,
+    room_id: i64,
+    body: &str,
+    client_id: &str,
+    socket_id: Option<&str>,
+) -> Result<Option<StoredGroupMessage>, Error> {
+    let room = room_id.to_string();
+    let mut form = vec![("room_id", room.as_str()), ("body", body), ("client_id", client_id)];
+    if let Some(s) = socket_id {
+        form.push(("socket_id", s));
     }
-    let text = resp.text().await?;
-    if !status.is_success() {
-        return Err(err(format!("send: HTTP {status}: {text}")));
-    }
-    Ok(Some(serde_json::from_str(&text).map_err(|e| err(format!("send: {e}: {text}")))?))
+    post_as(http, base, "/api/groups/send", from, &form).await
 }
 
 #[derive(Deserialize)]
@@ -151,6 +267,14 @@ impl PusherTarget {
     }
 }
 
+/// The generator's socket settings: tungstenite zero-fills its whole read buffer (128 KiB by
+/// default) before every read, which was 39 % of the generator's CPU in `room` (1,000 sockets each
+/// reading one small frame at a time, `perf`) and made its deliveries look later than they were.
+/// Frames here are under 1 KiB; 8 KiB still takes a burst of them in one read.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 /// Opens a WebSocket, from source address 127.0.0.`source` when given (loopback targets only), and
 /// waits for `pusher:connection_established`.
 pub async fn ws_connect(target: &PusherTarget, source: Option<u8>) -> Result<(Ws, SocketId), Error> {
@@ -164,7 +288,7 @@ pub async fn ws_connect(target: &PusherTarget, source: Option<u8>) -> Result<(Ws
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (mut ws, _) = client_async(target.ws_url(), stream).await?;
+    let (mut ws, _) = client_async_with_config(target.ws_url(), stream, Some(ws_config())).await?;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -241,13 +365,30 @@ pub async fn pump_raw(mut ws: Ws, mut on_text: impl FnMut(&str)) {
     }
 }
 
-/// The number after the first `"seq"` key in a raw event frame, whether the data is nested as a
-/// JSON string (`\"seq\":12`) or not (`"seq":12`).
+/// The number after the first `"seq"` key in a raw event frame (see [`raw_number`]).
 pub fn raw_seq(frame: &str) -> Option<u64> {
-    let after = &frame[frame.find("seq")? + 3..];
-    let digits = after.trim_start_matches(['\\', '"', ':', ' ']);
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse().ok()
+    raw_number(frame, "seq")
+}
+
+/// The number after the first `"key"` in a raw event frame, whether the data is nested as a JSON
+/// string (`\"key\":12`) or not (`"key":12`). Only the whole key counts: `"id"` is not found in
+/// `"room_id":3`.
+pub fn raw_number(frame: &str, key: &str) -> Option<u64> {
+    let needle = format!("\"{key}");
+    let mut rest = frame;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let value = rest
+            .strip_prefix("\\\"")
+            .or_else(|| rest.strip_prefix('"'))
+            .and_then(|v| v.trim_start().strip_prefix(':'))
+            .map(str::trim_start);
+        if let Some(digits) = value {
+            let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+            return digits[..end].parse().ok();
+        }
+    }
+    None
 }
 
 /// `POST /apps/{app_id}/events`, signed. Returns the HTTP status.
@@ -292,5 +433,16 @@ mod tests {
         assert_eq!(raw_seq(r#"{"event":"BenchEvent","channel":"bench.1.0","data":"{\"seq\":12}"}"#), Some(12));
         assert_eq!(raw_seq(r#"{"channel":"x","data":{"seq":7},"event":"BenchEvent"}"#), Some(7));
         assert_eq!(raw_seq(r#"{"event":"other","data":"{}"}"#), None);
+    }
+
+    #[test]
+    fn raw_number_reads_only_the_whole_key() {
+        let nested = r#"{"event":"NewChatMessage","channel":"private-room.3","data":"{\"room_id\":3,\"id\":41,\"sender_id\":2}"}"#;
+        assert_eq!(raw_number(nested, "id"), Some(41));
+        assert_eq!(raw_number(nested, "room_id"), Some(3));
+        let plain = r#"{"data":{"sender_id":2, "id" : 9},"event":"NewChatMessage"}"#;
+        assert_eq!(raw_number(plain, "id"), Some(9));
+        assert_eq!(raw_number(r#"{"data":{"sender_id":2}}"#, "id"), None);
+        assert_eq!(raw_number(r#"{"data":{"id":"x"}}"#, "id"), None);
     }
 }

@@ -6,6 +6,7 @@ mod client;
 mod connections;
 mod fanout;
 mod report;
+mod room;
 mod ssr;
 mod stats;
 
@@ -43,7 +44,7 @@ struct Cli {
     #[arg(long, global = true)]
     spawn: bool,
     /// Also measure another Pusher-compatible server, given as the path of a sockudo binary (needs
-    /// --spawn): chat, fanout and connections run a second time against it, Banter publishing to it
+    /// --spawn): chat, fanout, room and connections run a second time against it, Banter publishing to it
     /// as an external Pusher server, and the report compares the two.
     #[arg(long, global = true, value_name = "SOCKUDO_BIN")]
     versus: Option<PathBuf>,
@@ -73,6 +74,8 @@ enum Scenario {
     Chat(chat::ChatArgs),
     /// Subscribers over channels; signed HTTP API publishes at rising rates.
     Fanout(fanout::FanoutArgs),
+    /// One sender posting to a group whose every member is connected: send→last-delivery latency.
+    Room(room::RoomArgs),
     /// Idle sockets: how many, and what they cost the server.
     Connections(connections::ConnectionsArgs),
     /// The signed-in chat page under concurrent load.
@@ -200,9 +203,14 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts Banter on a free port with a fresh SQLite database: with its embedded Pusher server, or
-/// publishing to the external one on `external_port`.
-async fn spawn_server(cli: &Cli, nonce: u64, external_port: Option<u16>) -> Result<(Spawned, String), client::Error> {
+/// Starts Banter for scenario `name` on a free port with a fresh SQLite database: with its embedded
+/// Pusher server, or publishing to the external one on `external_port`.
+async fn spawn_server(
+    cli: &Cli,
+    name: &str,
+    nonce: u64,
+    external_port: Option<u16>,
+) -> Result<(Spawned, String), client::Error> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -224,6 +232,11 @@ async fn spawn_server(cli: &Cli, nonce: u64, external_port: Option<u16>) -> Resu
         .env("PUSHER_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("PUSHER_MAX_FRAMES_PER_SECOND", "0")
         .env_remove("PUSHER_CLUSTER");
+    // `room` has one sender at 10 messages per second, past the per-user limit of 20 per 10 s;
+    // `chat` stays within it (it caps its senders' rates), so it keeps measuring the limiter too.
+    if name == "room" {
+        command.env("LIMIT_SENDS_PER_USER", "0");
+    }
     match external_port {
         Some(p) => {
             command.env("PUSHER_HOST", "127.0.0.1").env("PUSHER_PORT", p.to_string()).env("PUSHER_SCHEME", "http")
@@ -289,6 +302,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
     let result = match (&cli.scenario, name) {
         (Scenario::Chat(a), _) if !smoke => chat::run(ctx, a, &mut r).await,
         (Scenario::Fanout(a), _) if !smoke => fanout::run(ctx, a, &mut r).await,
+        (Scenario::Room(a), _) if !smoke => room::run(ctx, a, &mut r).await,
         (Scenario::Connections(a), _) if !smoke => connections::run(ctx, a, &mut r).await,
         (Scenario::Ssr(a), _) if !smoke => ssr::run(ctx, a, &mut r).await,
         (_, "chat") => {
@@ -299,6 +313,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
             let a = if smoke { fanout::FanoutArgs::smoke() } else { default_args::<fanout::FanoutArgs>() };
             fanout::run(ctx, &a, &mut r).await
         }
+        (_, "room") => room::run(ctx, &if smoke { room::RoomArgs::smoke() } else { default_args() }, &mut r).await,
         (_, "connections") => {
             let a = if smoke { connections::ConnectionsArgs::smoke() } else { default_args() };
             connections::run(ctx, &a, &mut r).await
@@ -362,16 +377,17 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
     match &cli.scenario {
         Scenario::Chat(_) => ("chat", vec!["chat"]),
         Scenario::Fanout(_) => ("fanout", vec!["fanout"]),
+        Scenario::Room(_) => ("room", vec!["room"]),
         Scenario::Connections(_) => ("connections", vec!["connections"]),
         Scenario::Ssr(_) => ("ssr", vec!["ssr"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
-        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "ssr", "connections"]),
+        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "connections"]),
     }
 }
 
 /// Scenarios that load the Pusher server, and so are run against the other one too.
-const PUSHER_SCENARIOS: [&str; 3] = ["chat", "fanout", "connections"];
+const PUSHER_SCENARIOS: [&str; 4] = ["chat", "fanout", "room", "connections"];
 
 fn pusher_target(cli: &Cli, base_url: &str, port: Option<u16>) -> PusherTarget {
     let (host, base_port) = host_port(base_url);
@@ -413,7 +429,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
     }
     match side {
         Side::Embedded => {
-            let (banter, base_url) = spawn_server(cli, nonce, None).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, None).await?;
             let pid = banter.child.id();
             let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], ..fixed(base_url) };
             Ok(Target { ctx, processes: vec![banter] })
@@ -421,7 +437,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
         Side::Versus(bin) => {
             let (sockudo, port) = spawn_sockudo(cli, bin, nonce).await?;
             // On failure `sockudo` is dropped, which stops it.
-            let (banter, base_url) = spawn_server(cli, nonce, Some(port)).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port)).await?;
             let ctx = Ctx {
                 pusher: pusher_target(cli, &base_url, Some(port)),
                 base_url,
@@ -556,5 +572,7 @@ mod tests {
         assert_eq!(a.users, 500);
         let f: fanout::FanoutArgs = default_args();
         assert_eq!((f.subscribers, f.channels), (1000, 10));
+        let g: room::RoomArgs = default_args();
+        assert_eq!((g.members, g.rate), (1000, 10.0));
     }
 }
