@@ -6,6 +6,7 @@ compile_error!("`ssr` and `hydrate` are separate builds: enable one of them, not
 
 pub mod api;
 mod components;
+pub mod emoji;
 pub mod error;
 pub mod model;
 mod pages;

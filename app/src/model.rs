@@ -69,6 +69,104 @@ pub struct ChatMessage {
     pub client_id: String,
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
+    /// When its author last edited it.
+    #[serde(default)]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A tombstone: the author deleted it, its body is gone (empty) for everyone.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The message this one answers, quoted.
+    #[serde(default)]
+    pub reply_to: Option<ReplyQuote>,
+    /// Reactions, in the order each emoji was first added.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+}
+
+impl ChatMessage {
+    /// Whether `user_id` may still edit this message at `now`: their own text, not deleted, sent
+    /// less than [`EDIT_WINDOW_MINUTES`] ago.
+    pub fn editable_by(&self, user_id: i64, now: DateTime<Utc>) -> bool {
+        self.sender_id == user_id
+            && self.kind == MessageKind::Text
+            && !self.deleted
+            && now - self.created_at < chrono::Duration::minutes(EDIT_WINDOW_MINUTES)
+    }
+}
+
+/// How long after sending a message its author may edit it.
+pub const EDIT_WINDOW_MINUTES: i64 = 15;
+/// What a deleted message shows in its place, in the log, the list and quotes.
+pub const TOMBSTONE: &str = "This message was deleted";
+/// The most characters of the original a reply's quote carries.
+pub const QUOTE_MAX_CHARS: usize = 120;
+/// The most different emoji one message may collect.
+pub const REACTIONS_MAX_KINDS: usize = 50;
+/// The names a reaction carries (for "who reacted"); its count is always complete.
+pub const REACTION_NAMES_SHOWN: usize = 20;
+
+/// The start of the message a reply answers: who wrote it and its first line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyQuote {
+    pub id: i64,
+    pub sender_id: i64,
+    pub sender_name: String,
+    /// The first line, at most [`QUOTE_MAX_CHARS`] characters; empty when deleted.
+    pub excerpt: String,
+    pub deleted: bool,
+}
+
+impl ReplyQuote {
+    /// The quote of `message` as it is now.
+    pub fn of(message: &ChatMessage) -> Self {
+        Self {
+            id: message.id,
+            sender_id: message.sender_id,
+            sender_name: message.sender_name.clone(),
+            excerpt: if message.deleted { String::new() } else { excerpt(&message.body) },
+            deleted: message.deleted,
+        }
+    }
+}
+
+/// The first non-blank line of `body`, cut to [`QUOTE_MAX_CHARS`] characters with "…".
+pub fn excerpt(body: &str) -> String {
+    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    if line.chars().count() <= QUOTE_MAX_CHARS {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(QUOTE_MAX_CHARS - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// One emoji on a message and who added it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    /// Everyone who added it, earliest first; its length is the count.
+    pub user_ids: Vec<i64>,
+    /// The names of the first [`REACTION_NAMES_SHOWN`] of them.
+    pub names: Vec<String>,
+}
+
+impl Reaction {
+    pub fn count(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// "Ann, Bob and 3 others reacted with 👍".
+    pub fn who(&self) -> String {
+        let shown = self.names.len();
+        let others = self.count().saturating_sub(shown);
+        let names = match (self.names.as_slice(), others) {
+            ([], _) => format!("{} people", self.count()),
+            ([one], 0) => one.clone(),
+            ([first @ .., last], 0) => format!("{} and {last}", first.join(", ")),
+            (names, 1) => format!("{} and 1 other", names.join(", ")),
+            (names, n) => format!("{} and {n} others", names.join(", ")),
+        };
+        format!("{names} reacted with {}", self.emoji)
+    }
 }
 
 /// The newest message of a conversation, for the conversation list.
@@ -82,6 +180,9 @@ pub struct LastMessage {
     pub sender_name: Option<String>,
     #[serde(default)]
     pub kind: MessageKind,
+    /// Deleted: the list says so instead of the (erased) body.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// What a row of the conversation list opens: a person (one-to-one) or a group.
@@ -220,6 +321,9 @@ pub struct ConversationPage {
     /// A fresh `client_id` for the plain-form composer (no JavaScript); browsers with JavaScript
     /// make their own for every message.
     pub compose_id: String,
+    /// The change sequence this page is current up to: a catch-up asks for changes after it.
+    #[serde(default)]
+    pub changes_up_to: i64,
 }
 
 impl ConversationPage {
@@ -244,6 +348,16 @@ pub struct ConversationUpdate {
     /// In a group: the members' read marks now, and whether I am still a member.
     #[serde(default)]
     pub group: Option<GroupInfo>,
+    /// Messages up to the tab's newest that were edited, deleted or reacted to after the tab's
+    /// `changes_after`, as they are now, in the order they changed.
+    #[serde(default)]
+    pub changed: Vec<ChatMessage>,
+    /// Where the next catch-up's `changes_after` starts.
+    #[serde(default)]
+    pub changes_up_to: i64,
+    /// True when more changes follow: ask again from `changes_up_to`.
+    #[serde(default)]
+    pub more_changes: bool,
 }
 
 /// Formats 16 random bytes as a version-4 UUID: the shape of every `client_id` we make.

@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::model::{ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, GroupInfo, MessageKind};
+use crate::model::{
+    ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, GroupInfo, MessageKind, Reaction, ReplyQuote,
+};
 use crate::realtime::{GroupChanged, LiveEvent};
 use crate::time;
 
@@ -49,6 +51,11 @@ pub struct Row {
     /// One-to-one only: when the recipient read it.
     pub read_at: Option<DateTime<Utc>>,
     pub status: Status,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A tombstone: "This message was deleted".
+    pub deleted: bool,
+    pub reply_to: Option<ReplyQuote>,
+    pub reactions: Vec<Reaction>,
 }
 
 impl Row {
@@ -63,21 +70,40 @@ impl Row {
             created_at: m.created_at,
             read_at: m.read_at,
             status: Status::Stored,
+            edited_at: m.edited_at,
+            deleted: m.deleted,
+            reply_to: m.reply_to,
+            reactions: m.reactions,
         }
     }
 
-    fn pending(sender_id: i64, client_id: String, body: String, at: DateTime<Utc>, status: Status) -> Self {
+    fn pending(sender_id: i64, draft: Draft, at: DateTime<Utc>, status: Status) -> Self {
         Self {
             id: None,
-            client_id,
+            client_id: draft.client_id,
             sender_id,
             sender_name: String::new(),
             kind: MessageKind::Text,
-            body,
+            body: draft.body,
             created_at: at,
             read_at: None,
             status,
+            edited_at: None,
+            deleted: false,
+            reply_to: draft.reply_to,
+            reactions: Vec::new(),
         }
+    }
+
+    /// The row as a message, for quoting it.
+    fn quote(&self) -> Option<ReplyQuote> {
+        Some(ReplyQuote {
+            id: self.id?,
+            sender_id: self.sender_id,
+            sender_name: self.sender_name.clone(),
+            excerpt: if self.deleted { String::new() } else { crate::model::excerpt(&self.body) },
+            deleted: self.deleted,
+        })
     }
 
     pub fn is_system(&self) -> bool {
@@ -92,15 +118,36 @@ impl Row {
             Status::Waiting => "w",
             Status::Failed(_) => "f",
         };
-        format!("{}:{}:{}:{}", self.sender_id, self.client_id, status, self.read_at.is_some())
+        let reactions: Vec<String> =
+            self.reactions.iter().map(|r| format!("{}{}", r.emoji, r.user_ids.len())).collect();
+        let quote = self.reply_to.as_ref().map(|q| format!("{}{}", q.deleted, q.excerpt)).unwrap_or_default();
+        format!(
+            "{}:{}:{}:{}:{}:{}:{}:{}",
+            self.sender_id,
+            self.client_id,
+            status,
+            self.read_at.is_some(),
+            self.edited_at.map(|t| t.timestamp_millis()).unwrap_or_default(),
+            self.deleted,
+            reactions.join(","),
+            quote,
+        )
     }
+}
+
+/// A message I wrote, before it is stored: its idempotency key, text, and what it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub client_id: String,
+    pub body: String,
+    pub reply_to: Option<ReplyQuote>,
 }
 
 /// How a send ended, as the outbox needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
     /// Stored (or already stored: sends are idempotent per `client_id`).
-    Stored(ChatMessage),
+    Stored(Box<ChatMessage>),
     /// The server could not be reached: this and everything after it wait for the connection.
     Offline,
     /// The server refused it (too long, too fast, no longer a member…).
@@ -118,6 +165,8 @@ pub enum Applied {
     Read,
     /// The group changed: its line is in the log, the header may have changed.
     Group,
+    /// A message I hold was edited, deleted, or reacted to: redrawn in place.
+    Changed,
 }
 
 /// The group as the header and composer need it.
@@ -146,7 +195,7 @@ pub struct MessageEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Day(String),
-    Message(MessageEntry),
+    Message(Box<MessageEntry>),
 }
 
 /// One open conversation's state. See the module documentation for its invariants.
@@ -164,6 +213,8 @@ pub struct Timeline {
     my_read_up_to: i64,
     group: Option<GroupState>,
     synced_up_to: i64,
+    /// The change sequence the server has confirmed: catch-ups ask for changes after it.
+    changes_up_to: i64,
     catching_up: bool,
     /// A resync arrived during a catch-up: run it once more when it ends, its gap may be newer.
     catch_up_again: bool,
@@ -186,6 +237,7 @@ impl Timeline {
                 admin: g.admin,
             }),
             synced_up_to: 0,
+            changes_up_to: page.changes_up_to,
             catching_up: false,
             catch_up_again: false,
         };
@@ -269,6 +321,51 @@ impl Timeline {
         if let Some(group) = &page.group {
             self.note_group_info(group);
         }
+    }
+
+    /// A message I already hold, as it is now (edited, deleted, reacted to): replaces its row, and
+    /// the quotes of replies to it follow. A message I do not hold is not added: it is older than
+    /// what is loaded, and the next older page brings it as it is. True when a row changed.
+    pub fn replace(&mut self, message: ChatMessage) -> bool {
+        let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(message.id)) else { return false };
+        let known_read = row.read_at;
+        *row = Row::stored(message);
+        row.read_at = row.read_at.or(known_read);
+        let quote = row.quote();
+        self.requote(quote);
+        true
+    }
+
+    /// Message `id` was deleted: its row becomes a tombstone, and quotes of it say so.
+    pub fn tombstone(&mut self, id: i64) -> bool {
+        let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(id)) else { return false };
+        row.deleted = true;
+        row.body.clear();
+        row.reactions.clear();
+        let quote = row.quote();
+        self.requote(quote);
+        true
+    }
+
+    /// Message `id`'s reactions are now `reactions`.
+    pub fn set_reactions(&mut self, id: i64, reactions: Vec<Reaction>) -> bool {
+        let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(id)) else { return false };
+        row.reactions = reactions;
+        true
+    }
+
+    fn requote(&mut self, quote: Option<ReplyQuote>) {
+        let Some(quote) = quote else { return };
+        for row in &mut self.rows {
+            if let Some(q) = row.reply_to.as_mut().filter(|q| q.id == quote.id) {
+                *q = quote.clone();
+            }
+        }
+    }
+
+    /// The row with id `id`, if loaded.
+    pub fn row(&self, id: i64) -> Option<&Row> {
+        self.rows.iter().find(|r| r.id == Some(id))
     }
 
     /// Marks as read, at `at`, the stored messages from `sender` up to `up_to_id` (one-to-one).
@@ -386,6 +483,21 @@ impl Timeline {
                 self.on_group_changed(change);
                 Applied::Group
             }
+            (LiveEvent::MessageUpdated(m), _) if conversation.contains(me, m) => {
+                if self.replace(m.clone()) {
+                    Applied::Changed
+                } else {
+                    Applied::Ignored
+                }
+            }
+            (LiveEvent::MessageDeleted(d), _) if self.row(d.id).is_some() => {
+                self.tombstone(d.id);
+                Applied::Changed
+            }
+            (LiveEvent::ReactionsChanged(r), _) if self.row(r.message_id).is_some() => {
+                self.set_reactions(r.message_id, r.reactions.clone());
+                Applied::Changed
+            }
             _ => Applied::Ignored,
         }
     }
@@ -416,30 +528,36 @@ impl Timeline {
 
     /// I wrote a message (or pressed "Retry" on one that failed): it shows at once and joins the
     /// outbox, as waiting when the connection is down.
-    pub fn write(&mut self, client_id: String, body: String, at: DateTime<Utc>, offline: bool) {
+    pub fn write(&mut self, draft: Draft, at: DateTime<Utc>, offline: bool) {
         let status = if offline { Status::Waiting } else { Status::Sending };
         let me = self.me;
-        match self.rows.iter_mut().find(|r| r.sender_id == me && r.client_id == client_id) {
+        match self.rows.iter_mut().find(|r| r.sender_id == me && r.client_id == draft.client_id) {
             // A retry: only a row still unsent goes out again.
             Some(row) if row.id.is_none() => row.status = status,
             Some(_) => {}
-            None => self.rows.push(Row::pending(me, client_id, body, at, status)),
+            None => self.rows.push(Row::pending(me, draft, at, status)),
         }
     }
 
-    /// The next message to send, `(client_id, body)`: my oldest row still to go out.
-    pub fn next_to_send(&self) -> Option<(String, String)> {
-        self.rows
-            .iter()
-            .find(|r| r.sender_id == self.me && r.status == Status::Sending)
-            .map(|r| (r.client_id.clone(), r.body.clone()))
+    /// The quote a reply to message `id` carries, from the loaded row.
+    pub fn quote_of(&self, id: i64) -> Option<ReplyQuote> {
+        self.row(id).and_then(Row::quote)
+    }
+
+    /// The next message to send: my oldest row still to go out.
+    pub fn next_to_send(&self) -> Option<Draft> {
+        self.rows.iter().find(|r| r.sender_id == self.me && r.status == Status::Sending).map(|r| Draft {
+            client_id: r.client_id.clone(),
+            body: r.body.clone(),
+            reply_to: r.reply_to.clone(),
+        })
     }
 
     /// The send of `client_id` ended.
     pub fn on_send_result(&mut self, client_id: &str, result: SendResult) {
         match result {
             SendResult::Stored(message) => {
-                self.merge(message);
+                self.merge(*message);
             }
             SendResult::Offline => self.park_sending(),
             SendResult::Failed(reason) => {
@@ -477,6 +595,11 @@ impl Timeline {
         self.synced_up_to
     }
 
+    /// The change sequence the server has confirmed: catch-ups ask for changes after it.
+    pub fn changes_up_to(&self) -> i64 {
+        self.changes_up_to
+    }
+
     /// A (re)subscription happened: true when the caller should run a catch-up now; false when
     /// one is running already (it will run once more when it ends, see [`Self::finish_catch_up`]).
     pub fn start_catch_up(&mut self) -> bool {
@@ -489,12 +612,17 @@ impl Timeline {
         true
     }
 
-    /// A catch-up's answer: its messages, receipts and read marks join the log and the cursor
-    /// advances. True when the server has more: ask again from [`Self::synced_up_to`].
+    /// A catch-up's answer: its messages, receipts and read marks join the log, messages I hold
+    /// that changed meanwhile are redrawn as they are now, and both cursors advance. True when the
+    /// server has more: ask again from [`Self::synced_up_to`] and [`Self::changes_up_to`].
     pub fn apply_update(&mut self, update: &ConversationUpdate) -> bool {
         for m in &update.messages {
             self.merge(m.clone());
         }
+        for m in &update.changed {
+            self.replace(m.clone());
+        }
+        self.changes_up_to = self.changes_up_to.max(update.changes_up_to);
         if let (Some(up_to), Some(at)) = (update.peer_read_up_to, update.peer_read_at) {
             self.note_peer_read(up_to, at);
         }
@@ -504,7 +632,7 @@ impl Timeline {
         if let Some(newest) = update.messages.iter().map(|m| m.id).max() {
             self.synced_up_to = self.synced_up_to.max(newest);
         }
-        update.has_more && !update.messages.is_empty()
+        (update.has_more && !update.messages.is_empty()) || (update.more_changes && !update.changed.is_empty())
     }
 
     /// The catch-up loop ended (done, or failed). True when a resync arrived meanwhile: run it
@@ -536,7 +664,7 @@ impl Timeline {
             let seen_by = self.seen_by(row);
             let key = format!("{}:{}:{}", row.key(), starts_run, seen_by.join(","));
             let entry = MessageEntry { row: row.clone(), mine: row.sender_id == self.me, starts_run, seen_by };
-            out.push((key, Entry::Message(entry)));
+            out.push((key, Entry::Message(Box::new(entry))));
             previous = Some(row);
         }
         out
@@ -620,7 +748,7 @@ mod tests {
 
     use super::*;
     use crate::model::{Peer, ReadMark};
-    use crate::realtime::{GroupRead, MessagesRead};
+    use crate::realtime::{GroupRead, MessageDeleted, MessagesRead, ReactionsChanged};
 
     const ME: i64 = 1;
     const PEER: i64 = 2;
@@ -643,6 +771,10 @@ mod tests {
             client_id: client_id.to_owned(),
             created_at: at(0),
             read_at: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            reactions: Vec::new(),
         }
     }
 
@@ -663,6 +795,7 @@ mod tests {
             messages,
             has_more: false,
             compose_id: "c".into(),
+            changes_up_to: 0,
         }
     }
 
@@ -677,6 +810,7 @@ mod tests {
             messages,
             has_more: false,
             compose_id: "c".into(),
+            changes_up_to: 0,
         }
     }
 
@@ -684,8 +818,26 @@ mod tests {
         ReadMark { user_id, name: name.into(), up_to_id }
     }
 
+    fn draft(client_id: &str, body: &str) -> Draft {
+        Draft { client_id: client_id.into(), body: body.into(), reply_to: None }
+    }
+
+    /// What the outbox would send next, as `(client_id, body)`.
+    fn sendable(t: &Timeline) -> Option<(String, String)> {
+        t.next_to_send().map(|d| (d.client_id, d.body))
+    }
+
     fn update(messages: Vec<ChatMessage>, has_more: bool) -> ConversationUpdate {
-        ConversationUpdate { messages, has_more, peer_read_up_to: None, peer_read_at: None, group: None }
+        ConversationUpdate {
+            messages,
+            has_more,
+            peer_read_up_to: None,
+            peer_read_at: None,
+            group: None,
+            changed: Vec::new(),
+            changes_up_to: 0,
+            more_changes: false,
+        }
     }
 
     fn ids(t: &Timeline) -> Vec<Option<i64>> {
@@ -727,7 +879,7 @@ mod tests {
     #[test]
     fn merging_drops_duplicates_and_keeps_id_order() {
         let mut t = Timeline::new(ME, &direct_page(vec![direct(1, ME, "a"), direct(3, PEER, "c")]));
-        t.write("p".into(), "pending".into(), at(1), false);
+        t.write(draft("p", "pending"), at(1), false);
         assert!(t.merge(direct(2, PEER, "b")), "a missed message is inserted");
         assert!(!t.merge(direct(2, PEER, "b")), "the same id twice is one message");
         assert!(t.merge(direct(5, PEER, "e")));
@@ -745,7 +897,7 @@ mod tests {
     fn pending_rows_keep_the_order_they_were_written_in() {
         let mut t = Timeline::new(ME, &direct_page(vec![direct(1, PEER, "a")]));
         for client_id in ["x", "y", "z"] {
-            t.write(client_id.into(), client_id.into(), at(1), false);
+            t.write(draft(client_id, client_id), at(1), false);
         }
         t.merge(direct(2, PEER, "b"));
         t.merge(direct(3, ME, "y"));
@@ -782,37 +934,37 @@ mod tests {
     #[test]
     fn a_receipt_before_my_sends_answer_marks_it_once_stored() {
         let mut t = Timeline::new(ME, &direct_page(vec![direct(1, ME, "a")]));
-        t.write("b".into(), "hi".into(), at(1), false);
-        assert_eq!(t.next_to_send(), Some(("b".into(), "hi".into())));
+        t.write(draft("b", "hi"), at(1), false);
+        assert_eq!(sendable(&t), Some(("b".into(), "hi".into())));
         // The peer's tab got the live event first and read it: the receipt names id 2.
         let read = MessagesRead { reader_id: PEER, peer_id: ME, up_to_id: 2, read_at: at(3) };
         assert_eq!(t.apply_event(&LiveEvent::MessagesRead(read)), Applied::Read);
         assert_eq!(row(&t, "a").read_at, Some(at(3)));
         assert_eq!(row(&t, "b").read_at, None, "no id yet");
-        t.on_send_result("b", SendResult::Stored(direct(2, ME, "b")));
+        t.on_send_result("b", SendResult::Stored(Box::new(direct(2, ME, "b"))));
         assert_eq!(row(&t, "b").read_at, Some(at(3)), "remembered and applied");
         assert_eq!(row(&t, "b").status, Status::Stored);
-        assert_eq!(t.next_to_send(), None);
+        assert_eq!(sendable(&t), None);
         // An older receipt arriving late does not lower what is remembered.
         t.note_peer_read(1, at(2));
-        t.write("c".into(), "again".into(), at(4), false);
-        t.on_send_result("c", SendResult::Stored(direct(3, ME, "c")));
+        t.write(draft("c", "again"), at(4), false);
+        t.on_send_result("c", SendResult::Stored(Box::new(direct(3, ME, "c"))));
         assert_eq!(row(&t, "c").read_at, None, "3 is after what the peer has read");
     }
 
     #[test]
     fn a_duplicate_live_event_and_http_answer_make_one_row() {
         let mut t = Timeline::new(ME, &direct_page(vec![]));
-        t.write("a".into(), "hello".into(), at(1), false);
+        t.write(draft("a", "hello"), at(1), false);
         // My other tab's copy arrives live before this tab's answer, then the answer.
         let event = LiveEvent::NewMessage(direct(4, ME, "a"));
         assert_eq!(t.apply_event(&event), Applied::Message { sender_id: ME });
-        t.on_send_result("a", SendResult::Stored(direct(4, ME, "a")));
+        t.on_send_result("a", SendResult::Stored(Box::new(direct(4, ME, "a"))));
         assert_eq!(ids(&t), [Some(4)]);
         // And the other way round: the answer first, then the event (the server's exclusion of
         // this socket is best effort).
-        t.write("b".into(), "again".into(), at(2), false);
-        t.on_send_result("b", SendResult::Stored(direct(5, ME, "b")));
+        t.write(draft("b", "again"), at(2), false);
+        t.on_send_result("b", SendResult::Stored(Box::new(direct(5, ME, "b"))));
         t.apply_event(&LiveEvent::NewMessage(direct(5, ME, "b")));
         assert_eq!(ids(&t), [Some(4), Some(5)]);
         assert!(t.rows().iter().all(|r| r.status == Status::Stored));
@@ -873,7 +1025,7 @@ mod tests {
         t.note_group_read(3, "Dana", 3);
         t.note_group_read(4, "Erin B", 3);
         assert_eq!(t.seen_by(row(&t, "c")), ["Erin B"]);
-        t.write("p".into(), "soon".into(), at(2), false);
+        t.write(draft("p", "soon"), at(2), false);
         assert!(t.seen_by(row(&t, "p")).is_empty());
         // A live read mark.
         t.merge(in_group(4, ME, "d"));
@@ -969,31 +1121,31 @@ mod tests {
     #[test]
     fn the_outbox_sends_in_order_one_at_a_time() {
         let mut t = Timeline::new(ME, &direct_page(vec![]));
-        assert_eq!(t.next_to_send(), None);
-        t.write("a".into(), "first".into(), at(1), false);
-        t.write("b".into(), "second".into(), at(1), false);
-        assert_eq!(t.next_to_send(), Some(("a".into(), "first".into())));
-        assert_eq!(t.next_to_send(), Some(("a".into(), "first".into())), "until its answer");
-        t.on_send_result("a", SendResult::Stored(direct(1, ME, "a")));
-        assert_eq!(t.next_to_send(), Some(("b".into(), "second".into())));
+        assert_eq!(sendable(&t), None);
+        t.write(draft("a", "first"), at(1), false);
+        t.write(draft("b", "second"), at(1), false);
+        assert_eq!(sendable(&t), Some(("a".into(), "first".into())));
+        assert_eq!(sendable(&t), Some(("a".into(), "first".into())), "until its answer");
+        t.on_send_result("a", SendResult::Stored(Box::new(direct(1, ME, "a"))));
+        assert_eq!(sendable(&t), Some(("b".into(), "second".into())));
         t.on_send_result("b", SendResult::Failed("slow down".into()));
         assert_eq!(row(&t, "b").status, Status::Failed("slow down".into()));
-        assert_eq!(t.next_to_send(), None, "a failed message waits for Retry");
+        assert_eq!(sendable(&t), None, "a failed message waits for Retry");
         // Retry: the same row, the same client_id, back in the outbox.
-        t.write("b".into(), "second".into(), at(2), false);
+        t.write(draft("b", "second"), at(2), false);
         assert_eq!(t.rows().len(), 2);
-        assert_eq!(t.next_to_send(), Some(("b".into(), "second".into())));
-        t.on_send_result("b", SendResult::Stored(direct(2, ME, "b")));
-        assert_eq!(t.next_to_send(), None);
+        assert_eq!(sendable(&t), Some(("b".into(), "second".into())));
+        t.on_send_result("b", SendResult::Stored(Box::new(direct(2, ME, "b"))));
+        assert_eq!(sendable(&t), None);
         // Writing a stored client_id again changes nothing.
-        t.write("b".into(), "second".into(), at(3), false);
+        t.write(draft("b", "second"), at(3), false);
         assert_eq!(row(&t, "b").status, Status::Stored);
     }
 
     #[test]
     fn a_failure_after_the_live_event_stored_it_is_not_a_failure() {
         let mut t = Timeline::new(ME, &direct_page(vec![]));
-        t.write("a".into(), "hi".into(), at(1), false);
+        t.write(draft("a", "hi"), at(1), false);
         t.apply_event(&LiveEvent::NewMessage(direct(1, ME, "a")));
         t.on_send_result("a", SendResult::Failed("timeout".into()));
         assert_eq!(row(&t, "a").status, Status::Stored);
@@ -1004,32 +1156,32 @@ mod tests {
     #[test]
     fn offline_then_flush_keeps_the_order() {
         let mut t = Timeline::new(ME, &direct_page(vec![]));
-        t.write("a".into(), "one".into(), at(1), false);
-        t.write("b".into(), "two".into(), at(1), false);
+        t.write(draft("a", "one"), at(1), false);
+        t.write(draft("b", "two"), at(1), false);
         // The first send finds no network: both wait.
         t.on_send_result("a", SendResult::Offline);
-        assert_eq!(t.next_to_send(), None);
+        assert_eq!(sendable(&t), None);
         assert!(t.rows().iter().all(|r| r.status == Status::Waiting));
         // Written while offline: waits too, behind them.
-        t.write("c".into(), "three".into(), at(2), true);
+        t.write(draft("c", "three"), at(2), true);
         assert_eq!(row(&t, "c").status, Status::Waiting);
         // Back online: out in the order written.
         assert!(t.flush_waiting());
         let mut sent = Vec::new();
         for id in 1.. {
-            let Some((client_id, _)) = t.next_to_send() else { break };
+            let Some((client_id, _)) = sendable(&t) else { break };
             sent.push(client_id.clone());
-            t.on_send_result(&client_id, SendResult::Stored(direct(id, ME, &client_id)));
+            t.on_send_result(&client_id, SendResult::Stored(Box::new(direct(id, ME, &client_id))));
         }
         assert_eq!(sent, ["a", "b", "c"]);
         assert_eq!(ids(&t), [Some(1), Some(2), Some(3)]);
         assert!(!t.flush_waiting(), "nothing left");
         // A failed row is not sent by a flush.
-        t.write("d".into(), "four".into(), at(3), false);
+        t.write(draft("d", "four"), at(3), false);
         t.on_send_result("d", SendResult::Failed("no".into()));
         assert!(!t.flush_waiting());
         // park_sending on its own parks only what was sending.
-        t.write("e".into(), "five".into(), at(3), false);
+        t.write(draft("e", "five"), at(3), false);
         t.park_sending();
         assert_eq!(row(&t, "e").status, Status::Waiting);
         assert_eq!(row(&t, "d").status, Status::Failed("no".into()));
@@ -1056,7 +1208,7 @@ mod tests {
     #[test]
     fn a_catch_up_brings_the_peers_receipt() {
         let mut t = Timeline::new(ME, &direct_page(vec![direct(1, ME, "a")]));
-        t.write("b".into(), "pending".into(), at(1), false);
+        t.write(draft("b", "pending"), at(1), false);
         let mut u = update(vec![direct(2, PEER, "x")], false);
         u.peer_read_up_to = Some(3);
         u.peer_read_at = Some(at(2));
@@ -1064,7 +1216,7 @@ mod tests {
         t.apply_update(&u);
         assert_eq!(row(&t, "a").read_at, Some(at(2)));
         // The pending row stored later, as id 3: covered by the receipt remembered from the catch-up.
-        t.on_send_result("b", SendResult::Stored(direct(3, ME, "b")));
+        t.on_send_result("b", SendResult::Stored(Box::new(direct(3, ME, "b"))));
         assert_eq!(row(&t, "b").read_at, Some(at(2)));
     }
 
@@ -1160,5 +1312,90 @@ mod tests {
         assert_eq!(typing_label(&["Dana", "Erin"]).as_deref(), Some("Dana and Erin are typing…"));
         assert_eq!(typing_label(&["Dana", "Erin", "Finn"]).as_deref(), Some("Several people are typing…"));
         assert_eq!(typing_label(&["a", "b", "c", "d"]).as_deref(), Some("Several people are typing…"));
+    }
+
+    fn reaction(emoji: &str, user_ids: &[i64]) -> Reaction {
+        Reaction { emoji: emoji.into(), user_ids: user_ids.to_vec(), names: vec![] }
+    }
+
+    #[test]
+    fn edits_deletions_and_reactions_change_rows_in_place_and_quotes_follow() {
+        let original = ChatMessage { body: "lunch at noon?\nor 1".into(), ..direct(1, PEER, "a") };
+        let reply = ChatMessage { reply_to: Some(ReplyQuote::of(&original)), ..direct(2, ME, "b") };
+        let mut t = Timeline::new(ME, &direct_page(vec![original.clone(), reply]));
+        assert_eq!(t.rows()[1].reply_to.as_ref().unwrap().excerpt, "lunch at noon?");
+        let keys = |t: &Timeline| -> Vec<String> {
+            t.entries(false, at(0).date_naive()).into_iter().map(|(key, _)| key).collect()
+        };
+        let before = keys(&t);
+
+        let edited = ChatMessage { body: "lunch at 1?".into(), edited_at: Some(at(3)), ..original.clone() };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(edited)), Applied::Changed);
+        assert_eq!(t.rows()[0].body, "lunch at 1?");
+        assert_eq!(t.rows()[1].reply_to.as_ref().unwrap().excerpt, "lunch at 1?", "the quote follows");
+        let after_edit = keys(&t);
+        assert_ne!(before[1], after_edit[1], "the edited row is drawn again");
+
+        let reacted = ReactionsChanged {
+            message_id: 1,
+            sender_id: PEER,
+            recipient_id: ME,
+            room_id: None,
+            reactions: vec![reaction("👍", &[ME])],
+        };
+        assert_eq!(t.apply_event(&LiveEvent::ReactionsChanged(reacted)), Applied::Changed);
+        assert_eq!(t.rows()[0].reactions[0].count(), 1);
+        assert_ne!(after_edit[1], keys(&t)[1]);
+
+        let deleted = MessageDeleted { id: 1, sender_id: PEER, recipient_id: ME, room_id: None };
+        assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(deleted)), Applied::Changed);
+        assert!(t.rows()[0].deleted && t.rows()[0].body.is_empty() && t.rows()[0].reactions.is_empty());
+        let quote = t.rows()[1].reply_to.clone().unwrap();
+        assert!(quote.deleted && quote.excerpt.is_empty(), "a reply to a deleted message shows the tombstone");
+
+        // Changes to messages this tab does not hold are not added out of place.
+        let elsewhere = MessageDeleted { id: 99, sender_id: PEER, recipient_id: ME, room_id: None };
+        assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(elsewhere)), Applied::Ignored);
+        let old = ChatMessage { body: "older, edited".into(), ..direct(-5, PEER, "z") };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(old)), Applied::Ignored);
+        assert_eq!(t.rows().len(), 2);
+    }
+
+    #[test]
+    fn a_catch_up_applies_changes_and_advances_the_change_cursor() {
+        let mut page = direct_page(vec![direct(1, PEER, "a"), direct(2, ME, "b")]);
+        page.changes_up_to = 7;
+        let mut t = Timeline::new(ME, &page);
+        assert_eq!(t.changes_up_to(), 7);
+        let mut u = update(vec![direct(3, PEER, "c")], false);
+        u.changed = vec![
+            ChatMessage { body: "a, edited".into(), edited_at: Some(at(2)), ..direct(1, PEER, "a") },
+            ChatMessage { body: String::new(), deleted: true, ..direct(2, ME, "b") },
+        ];
+        u.changes_up_to = 12;
+        u.more_changes = true;
+        assert!(t.apply_update(&u), "more changes: ask again");
+        assert_eq!((t.synced_up_to(), t.changes_up_to()), (3, 12));
+        assert_eq!(t.rows()[0].body, "a, edited");
+        assert!(t.rows()[1].deleted);
+        assert_eq!(t.rows().len(), 3);
+
+        // A late answer never moves the cursor back.
+        let mut stale = update(vec![], false);
+        stale.changes_up_to = 9;
+        assert!(!t.apply_update(&stale));
+        assert_eq!(t.changes_up_to(), 12);
+    }
+
+    #[test]
+    fn a_reply_keeps_its_quote_through_the_outbox() {
+        let mut t = Timeline::new(ME, &direct_page(vec![direct(1, PEER, "a")]));
+        let quote = t.quote_of(1).unwrap();
+        assert_eq!(quote.sender_name, format!("user{PEER}"));
+        t.write(Draft { client_id: "r".into(), body: "yes".into(), reply_to: Some(quote.clone()) }, at(1), true);
+        assert_eq!(t.rows()[1].reply_to.as_ref(), Some(&quote), "shown at once, quoted");
+        assert!(t.flush_waiting());
+        assert_eq!(t.next_to_send().unwrap().reply_to.map(|q| q.id), Some(1), "sent as a reply");
+        assert_eq!(t.quote_of(42), None);
     }
 }

@@ -8,6 +8,7 @@ mod m20261126_000003_create_messages;
 mod m20261126_000004_create_sessions;
 mod m20261126_000005_create_settings;
 mod m20261202_000006_group_membership;
+mod m20261202_000007_message_actions;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_sessions::Migration),
             Box::new(m20261126_000005_create_settings::Migration),
             Box::new(m20261202_000006_group_membership::Migration),
+            Box::new(m20261202_000007_message_actions::Migration),
         ]
     }
 }

@@ -34,29 +34,36 @@ pub async fn group_messages(
     groups::history(request.db(), me.id, room_id, before_id, limit).await
 }
 
-/// `POST /api/groups/messages/since`: what a tab missed in group `room_id` after `after_id`.
+/// `POST /api/groups/messages/since`: what a tab missed in group `room_id` after `after_id`, and
+/// the messages up to it changed after change `changes_after` (see `/api/messages/since`).
 #[server(prefix = "/api", endpoint = "groups/messages/since")]
-pub async fn group_messages_since(room_id: i64, after_id: i64) -> Result<ConversationUpdate, AppError> {
+pub async fn group_messages_since(
+    room_id: i64,
+    after_id: i64,
+    #[server(default)] changes_after: i64,
+) -> Result<ConversationUpdate, AppError> {
     use crate::ssr::{groups, request};
     let request = request()?;
     let me = request.require_user().await?;
-    groups::since(request.db(), me.id, room_id, after_id).await
+    groups::since(request.db(), me.id, room_id, after_id, changes_after).await
 }
 
 /// `POST /api/groups/send`: stores a message in group `room_id` (idempotent per `client_id`, the
-/// same rate limit as every send) and announces it to the group.
+/// same rate limit as every send), as a reply to `reply_to_id` if given, and announces it.
 #[server(prefix = "/api", endpoint = "groups/send")]
 pub async fn send_to_group(
     room_id: i64,
     body: String,
     client_id: String,
     #[server(default)] socket_id: Option<String>,
+    #[server(default)] reply_to_id: Option<i64>,
 ) -> Result<ChatMessage, AppError> {
     use crate::ssr::{groups, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
     let exclude = realtime::sending_socket(socket_id.as_deref())?;
-    let sent = groups::send(request.db(), &request.state.send_limiter, &me, room_id, &body, &client_id).await?;
+    let sent =
+        groups::send(request.db(), &request.state.send_limiter, &me, room_id, &body, &client_id, reply_to_id).await?;
     realtime::announce_message(request.state.broadcaster.as_ref(), &sent.message, exclude);
     Ok(sent.message)
 }

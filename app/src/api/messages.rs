@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate};
+use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate, Reaction};
 
 /// `POST /api/contacts`: your conversations, newest first, then the newest members you have not
 /// talked to; or, with `search`, the people whose name contains it. Each with unread counts.
@@ -24,17 +24,24 @@ pub async fn messages(peer_id: i64, before_id: Option<i64>, limit: Option<u32>) 
     conversations::conversation(request.db(), me.id, peer_id, before_id, limit).await
 }
 
-/// `POST /api/messages/since`: what changed in the conversation with `peer_id` after message
-/// `after_id` (a tab catching up after a gap in live events).
+/// `POST /api/messages/since`: what changed in the conversation with `peer_id` (a tab catching up
+/// after a gap in live events): the messages after `after_id`, and those up to it that were
+/// edited, deleted or reacted to after change `changes_after` (the `changes_up_to` of the page or
+/// catch-up the tab last had).
 #[server(prefix = "/api", endpoint = "messages/since")]
-pub async fn messages_since(peer_id: i64, after_id: i64) -> Result<ConversationUpdate, AppError> {
+pub async fn messages_since(
+    peer_id: i64,
+    after_id: i64,
+    #[server(default)] changes_after: i64,
+) -> Result<ConversationUpdate, AppError> {
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
-    conversations::conversation_since(request.db(), me.id, peer_id, after_id).await
+    conversations::conversation_since(request.db(), me.id, peer_id, after_id, changes_after).await
 }
 
-/// `POST /api/messages/send`: stores a message (idempotent per `client_id`) and returns it.
+/// `POST /api/messages/send`: stores a message (idempotent per `client_id`), as a reply to
+/// `reply_to_id` if given, and returns it.
 /// `socket_id` is the sending tab's realtime connection, which is not sent the event again.
 #[server(prefix = "/api", endpoint = "messages/send")]
 pub async fn send_message(
@@ -42,13 +49,22 @@ pub async fn send_message(
     body: String,
     client_id: String,
     #[server(default)] socket_id: Option<String>,
+    #[server(default)] reply_to_id: Option<i64>,
 ) -> Result<ChatMessage, AppError> {
     use crate::ssr::{conversations, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
     let exclude = realtime::sending_socket(socket_id.as_deref())?;
-    let sent =
-        conversations::send(request.db(), &request.state.send_limiter, me.id, recipient_id, &body, &client_id).await?;
+    let sent = conversations::send(
+        request.db(),
+        &request.state.send_limiter,
+        me.id,
+        recipient_id,
+        &body,
+        &client_id,
+        reply_to_id,
+    )
+    .await?;
     // Stored: now, and only now, it is announced. A retry announces again; clients drop duplicates by id.
     realtime::announce_message(request.state.broadcaster.as_ref(), &sent.message, exclude);
     Ok(sent.message)
@@ -68,4 +84,62 @@ pub async fn mark_as_read(peer_id: i64, up_to_id: i64) -> Result<u64, AppError> 
         realtime::announce_read(request.state.broadcaster.as_ref(), &read);
     }
     Ok(changed)
+}
+
+/// `POST /api/messages/edit`: the author changes message `message_id` to `body`, within 15 minutes
+/// of sending it; everyone in the conversation gets `MessageUpdated`. Returns the message as edited.
+#[server(prefix = "/api", endpoint = "messages/edit")]
+pub async fn edit_message(message_id: i64, body: String) -> Result<ChatMessage, AppError> {
+    use crate::ssr::{messages, realtime, request};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let (message, changed) = messages::edit(request.db(), me.id, message_id, &body).await?;
+    if changed {
+        realtime::announce_update(request.state.broadcaster.as_ref(), &message);
+    }
+    request.back_to_message(me.id, &message);
+    Ok(message)
+}
+
+/// `POST /api/messages/delete`: the author deletes message `message_id` for everyone (its body is
+/// erased; a tombstone stays); everyone gets `MessageDeleted`. Returns the tombstone.
+#[server(prefix = "/api", endpoint = "messages/delete")]
+pub async fn delete_message(message_id: i64) -> Result<ChatMessage, AppError> {
+    use crate::ssr::{messages, realtime, request};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let (tombstone, event) = messages::delete(request.db(), me.id, message_id).await?;
+    realtime::announce_delete(request.state.broadcaster.as_ref(), &event);
+    request.back_to_message(me.id, &tombstone);
+    Ok(tombstone)
+}
+
+/// `POST /api/messages/react`: adds `emoji` (one emoji) to message `message_id`, once per person;
+/// everyone gets `ReactionsChanged`. Returns the message's reactions.
+#[server(prefix = "/api", endpoint = "messages/react")]
+pub async fn react(message_id: i64, emoji: String) -> Result<Vec<Reaction>, AppError> {
+    use crate::ssr::{messages, realtime, request};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let reacted = messages::react(request.db(), me.id, message_id, &emoji).await?;
+    if reacted.changed {
+        realtime::announce_reactions(request.state.broadcaster.as_ref(), &reacted.event);
+    }
+    request.back_to_message(me.id, &reacted.message);
+    Ok(reacted.event.reactions)
+}
+
+/// `POST /api/messages/unreact`: takes back my `emoji` from message `message_id`; everyone gets
+/// `ReactionsChanged`. Returns the message's reactions.
+#[server(prefix = "/api", endpoint = "messages/unreact")]
+pub async fn unreact(message_id: i64, emoji: String) -> Result<Vec<Reaction>, AppError> {
+    use crate::ssr::{messages, realtime, request};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let reacted = messages::unreact(request.db(), me.id, message_id, &emoji).await?;
+    if reacted.changed {
+        realtime::announce_reactions(request.state.broadcaster.as_ref(), &reacted.event);
+    }
+    request.back_to_message(me.id, &reacted.message);
+    Ok(reacted.event.reactions)
 }

@@ -1,19 +1,68 @@
 //! The composer: a textarea that grows, Enter to send, Shift+Enter for a new line, a counter near
-//! the limit. Without JavaScript it is a plain form that posts to `/api/messages/send` (to a
-//! person) or `/api/groups/send` (to a group).
+//! the limit, an emoji picker, and `:shortcode` suggestions. Without JavaScript it is a plain form
+//! that posts to `/api/messages/send` (to a person) or `/api/groups/send` (to a group).
 
-use leptos::html::Textarea;
+use leptos::html::{Button, Textarea};
 use leptos::prelude::*;
-
 use leptos::server_fn::ServerFn;
+use leptos::task::spawn_local;
 
+use super::emoji_picker::{EmojiPicker, table as emoji_table};
 use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
+use crate::emoji::shortcode_at;
 use crate::error::AppError;
 use crate::model::{ConversationRef, MESSAGE_MAX_CHARS, uuid_v4};
+use crate::text::{byte_offset_of_utf16, utf16_len};
 
 /// Show the counter from this many characters on.
 const COUNTER_FROM: usize = MESSAGE_MAX_CHARS - 500;
+/// Most `:shortcode` suggestions shown at once.
+const SUGGESTIONS_MAX: usize = 6;
+/// The suggestion list's id, and the prefix of its options' ids.
+const SUGGESTIONS_ID: &str = "composer-emoji-suggestions";
+
+/// One `:shortcode` suggestion.
+#[derive(Clone, PartialEq)]
+struct Suggestion {
+    emoji: String,
+    name: String,
+    shortcode: String,
+}
+
+/// The open suggestion list: what it offers, and which one Enter or Tab takes.
+#[derive(Clone, PartialEq)]
+struct Completion {
+    suggestions: Vec<Suggestion>,
+    active: usize,
+}
+
+/// Whether the shared emoji table has been asked for by this composer.
+#[derive(Clone, Copy, PartialEq)]
+enum TableState {
+    NotAsked,
+    Loading,
+    Loaded,
+    Failed,
+}
+
+/// The text field's caret (or selection) as byte offsets into `value`.
+fn selection(el: &web_sys::HtmlTextAreaElement, value: &str) -> (usize, usize) {
+    let at =
+        |units: Result<Option<u32>, _>| units.ok().flatten().map_or(value.len(), |u| byte_offset_of_utf16(value, u));
+    let start = at(el.selection_start());
+    (start, at(el.selection_end()).max(start))
+}
+
+/// Replaces `value[from..to]` with `with` in the field, puts the caret after it, and returns the
+/// new text.
+fn replace_in_field(el: &web_sys::HtmlTextAreaElement, value: &str, from: usize, to: usize, with: &str) -> String {
+    let text = format!("{}{with}{}", &value[..from], &value[to..]);
+    el.set_value(&text);
+    let caret = utf16_len(&text[..from + with.len()]);
+    let _ = el.set_selection_range(caret, caret);
+    text
+}
 
 /// A new `client_id`, from the browser's cryptographic random source.
 fn new_client_id() -> String {
@@ -51,6 +100,10 @@ pub fn Composer(
     let text = RwSignal::new(String::new());
     let hydrated = RwSignal::new(false);
     let textarea = NodeRef::<Textarea>::new();
+    let emoji_button = NodeRef::<Button>::new();
+    let picker_open = RwSignal::new(false);
+    let completion = RwSignal::new(None::<Completion>);
+    let table_state = RwSignal::new(TableState::NotAsked);
     Effect::new(move |_| {
         hydrated.set(true);
         if let Some(el) = textarea.get() {
@@ -82,8 +135,90 @@ pub fn Composer(
         }
         send.run((new_client_id(), text.get_untracked()));
         text.set(String::new());
+        completion.set(None);
         request_animation_frame(grow);
     };
+    // After text was put in by the picker or a suggestion: as if typed.
+    let inserted = move |new_text: String| {
+        text.set(new_text);
+        on_typing.run(());
+        request_animation_frame(grow);
+    };
+
+    // `:shortcode` suggestions: offered while the caret ends a `:fragment`, from the emoji table
+    // (fetched the first time one is typed).
+    let refresh_completion = move || {
+        let Some(el) = textarea.get_untracked() else { return };
+        let value = el.value();
+        let (start, end) = selection(&el, &value);
+        let fragment = (start == end).then(|| shortcode_at(&value, end)).flatten();
+        let Some((_, name)) = fragment else {
+            completion.set(None);
+            return;
+        };
+        let Some(table) = emoji_table::cached() else {
+            if table_state.get_untracked() == TableState::NotAsked {
+                table_state.set(TableState::Loading);
+                spawn_local(async move {
+                    let loaded = emoji_table::load().await.is_ok();
+                    table_state.set(if loaded { TableState::Loaded } else { TableState::Failed });
+                });
+            }
+            return;
+        };
+        let suggestions: Vec<Suggestion> = table
+            .complete(name, SUGGESTIONS_MAX)
+            .into_iter()
+            .map(|e| Suggestion {
+                emoji: e.emoji.clone(),
+                name: e.name.clone(),
+                shortcode: e.shortcode_for(name).to_owned(),
+            })
+            .collect();
+        let active = completion.with_untracked(|c| {
+            // Keep the highlighted one while it is still offered.
+            c.as_ref()
+                .and_then(|c| c.suggestions.get(c.active))
+                .and_then(|was| suggestions.iter().position(|s| s.emoji == was.emoji))
+                .unwrap_or(0)
+        });
+        completion.set((!suggestions.is_empty()).then_some(Completion { suggestions, active }));
+    };
+    // Once the table arrives, offer what the caret is at by then.
+    Effect::new(move |_| {
+        if table_state.get() == TableState::Loaded {
+            refresh_completion();
+        }
+    });
+    let accept = move |index: usize| {
+        let Some(emoji) = completion.with_untracked(|c| c.as_ref()?.suggestions.get(index).map(|s| s.emoji.clone()))
+        else {
+            return;
+        };
+        completion.set(None);
+        let Some(el) = textarea.get_untracked() else { return };
+        let value = el.value();
+        let (_, caret) = selection(&el, &value);
+        if let Some((colon, _)) = shortcode_at(&value, caret) {
+            inserted(replace_in_field(&el, &value, colon, caret, &emoji));
+        }
+    };
+
+    let pick_emoji = Callback::new(move |emoji: String| {
+        picker_open.set(false);
+        if let Some(el) = textarea.get_untracked() {
+            let value = el.value();
+            let (start, end) = selection(&el, &value);
+            inserted(replace_in_field(&el, &value, start, end, &emoji));
+            let _ = el.focus();
+        }
+    });
+    let close_picker = Callback::new(move |()| {
+        picker_open.set(false);
+        if let Some(button) = emoji_button.get_untracked() {
+            let _ = button.focus();
+        }
+    });
 
     let error = move || {
         send_error
@@ -91,57 +226,158 @@ pub fn Composer(
             .or_else(|| form_error.get())
             .map(|e| view! { <p class="composer-error" role="alert">{e.to_string()}</p> })
     };
+    let option_id = |index: usize| format!("{SUGGESTIONS_ID}-{index}");
+    let suggestion_list = move || {
+        completion.get().map(|Completion { suggestions, active }| {
+            let options = suggestions
+                .into_iter()
+                .enumerate()
+                .map(|(i, Suggestion { emoji, name, shortcode })| {
+                    view! {
+                        <li
+                            id=option_id(i)
+                            role="option"
+                            class="emoji-suggestion"
+                            aria-selected=if i == active { "true" } else { "false" }
+                            // Keeps focus (and the caret) in the text field.
+                            on:mousedown=|ev| ev.prevent_default()
+                            on:click=move |_| accept(i)
+                        >
+                            <span class="emoji-suggestion-emoji" aria-hidden="true">{emoji}</span>
+                            <span class="emoji-suggestion-name">{name}</span>
+                            <span class="emoji-suggestion-code">{format!(":{shortcode}:")}</span>
+                        </li>
+                    }
+                })
+                .collect_view();
+            view! {
+                <ul class="emoji-suggestions" id=SUGGESTIONS_ID role="listbox" aria-label="Emoji suggestions">
+                    {options}
+                </ul>
+            }
+        })
+    };
 
     view! {
         {error}
-        <form
-            class="composer"
-            method="post"
-            action=action
-            on:submit=move |ev| {
-                ev.prevent_default();
-                submit();
-            }
-        >
-            <input type="hidden" name=field value=to />
-            <input type="hidden" name="client_id" value=compose_id />
-            <label class="visually-hidden" for="composer-body">"Message"</label>
-            <textarea
-                id="composer-body"
-                name="body"
-                rows="1"
-                placeholder="Write a message…"
-                autofocus
-                node_ref=textarea
-                prop:value=move || text.get()
-                on:input:target=move |ev| {
-                    let value = ev.target().value();
-                    if !value.trim().is_empty() {
-                        on_typing.run(());
-                    }
-                    text.set(value);
-                    grow();
+        <div class="composer-wrap">
+            <form
+                class="composer"
+                method="post"
+                action=action
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    submit();
                 }
-                on:keydown=move |ev| {
-                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
-                        ev.prevent_default();
-                        submit();
-                    }
-                }
-            ></textarea>
-            {move || {
-                (chars() >= COUNTER_FROM)
-                    .then(|| {
-                        view! {
-                            <span class="counter" class:over=too_long() aria-live="polite">
-                                {format!("{} / {MESSAGE_MAX_CHARS}", chars())}
-                            </span>
+            >
+                <input type="hidden" name=field value=to />
+                <input type="hidden" name="client_id" value=compose_id />
+                <label class="visually-hidden" for="composer-body">"Message"</label>
+                <textarea
+                    id="composer-body"
+                    name="body"
+                    rows="1"
+                    placeholder="Write a message…"
+                    autofocus
+                    node_ref=textarea
+                    aria-autocomplete=move || hydrated.get().then_some("list")
+                    aria-controls=move || completion.with(|c| c.is_some().then_some(SUGGESTIONS_ID))
+                    aria-activedescendant=move || completion.with(|c| c.as_ref().map(|c| option_id(c.active)))
+                    prop:value=move || text.get()
+                    on:input:target=move |ev| {
+                        let value = ev.target().value();
+                        if !value.trim().is_empty() {
+                            on_typing.run(());
                         }
-                    })
-            }}
-            <button class="button send" type="submit" disabled=move || hydrated.get() && (blank() || too_long())>
-                "Send"
-            </button>
-        </form>
+                        text.set(value);
+                        grow();
+                        refresh_completion();
+                    }
+                    on:keydown=move |ev| {
+                        if ev.is_composing() {
+                            return;
+                        }
+                        let offered = completion.with_untracked(|c| c.as_ref().map(|c| (c.suggestions.len(), c.active)));
+                        if let Some((count, active)) = offered {
+                            let step = |by: usize| {
+                                completion.update(|c| {
+                                    if let Some(c) = c {
+                                        c.active = (active + by) % count;
+                                    }
+                                })
+                            };
+                            match ev.key().as_str() {
+                                "ArrowDown" => {
+                                    ev.prevent_default();
+                                    step(1);
+                                    return;
+                                }
+                                "ArrowUp" => {
+                                    ev.prevent_default();
+                                    step(count - 1);
+                                    return;
+                                }
+                                "Enter" | "Tab" if !ev.shift_key() => {
+                                    ev.prevent_default();
+                                    accept(active);
+                                    return;
+                                }
+                                "Escape" => {
+                                    ev.prevent_default();
+                                    ev.stop_propagation();
+                                    completion.set(None);
+                                    return;
+                                }
+                                _ => {}
+                            }
+                        }
+                        if ev.key() == "Enter" && !ev.shift_key() {
+                            ev.prevent_default();
+                            submit();
+                        }
+                    }
+                    // The caret moved without typing: what it is at may have changed.
+                    on:keyup=move |ev| {
+                        if matches!(ev.key().as_str(), "ArrowLeft" | "ArrowRight" | "Home" | "End") {
+                            refresh_completion();
+                        }
+                    }
+                    on:click=move |_| refresh_completion()
+                    on:focus=move |_| picker_open.set(false)
+                    on:blur=move |_| completion.set(None)
+                ></textarea>
+                {move || {
+                    (chars() >= COUNTER_FROM)
+                        .then(|| {
+                            view! {
+                                <span class="counter" class:over=too_long() aria-live="polite">
+                                    {format!("{} / {MESSAGE_MAX_CHARS}", chars())}
+                                </span>
+                            }
+                        })
+                }}
+                // Only once the page runs: without JavaScript the button could do nothing.
+                <Show when=move || hydrated.get()>
+                    <button
+                        class="button button-ghost emoji-button"
+                        type="button"
+                        node_ref=emoji_button
+                        aria-label="Emoji"
+                        aria-haspopup="dialog"
+                        aria-expanded=move || if picker_open.get() { "true" } else { "false" }
+                        on:click=move |_| picker_open.update(|open| *open = !*open)
+                    >
+                        <span aria-hidden="true">"☺"</span>
+                    </button>
+                </Show>
+                <button class="button send" type="submit" disabled=move || hydrated.get() && (blank() || too_long())>
+                    "Send"
+                </button>
+            </form>
+            {suggestion_list}
+            <Show when=move || picker_open.get()>
+                <EmojiPicker on_pick=pick_emoji on_close=close_picker label="Choose an emoji" />
+            </Show>
+        </div>
     }
 }

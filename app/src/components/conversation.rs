@@ -11,16 +11,25 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 
 use crate::api::groups::{group_messages, group_messages_since, mark_group_read, send_to_group};
-use crate::api::messages::{mark_as_read, messages, messages_since, send_message};
+use crate::api::messages::{
+    DeleteMessage, EditMessage, React, Unreact, delete_message, edit_message, mark_as_read, messages, messages_since,
+    react, send_message, unreact,
+};
 use crate::components::composer::Composer;
+use crate::components::emoji_picker::EmojiPicker;
 use crate::components::live::{Live, TypingChannel};
+use crate::components::message_body::MessageBody;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, CurrentUser};
+use crate::model::{
+    ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, CurrentUser, EDIT_WINDOW_MINUTES,
+    MESSAGE_MAX_CHARS, Reaction, ReplyQuote, TOMBSTONE,
+};
 use crate::realtime::{Typing, chat_channel, room_presence_channel};
-use crate::text::{Segment, segments};
 use crate::time::{self, LocalClock};
-use crate::timeline::{Applied, Entry, MessageEntry, SendResult, Status, Timeline, Typers};
+use crate::timeline::{Applied, Draft, Entry, MessageEntry, Row, SendResult, Status, Timeline, Typers};
+use leptos::server_fn::ServerFn;
+use leptos_router::hooks::use_query_map;
 
 /// A page of history older than `before_id`.
 async fn older_page(conversation: ConversationRef, before_id: i64) -> Result<ConversationPage, AppError> {
@@ -30,24 +39,63 @@ async fn older_page(conversation: ConversationRef, before_id: i64) -> Result<Con
     }
 }
 
-/// What changed after message `after_id`.
-async fn changes_since(conversation: ConversationRef, after_id: i64) -> Result<ConversationUpdate, AppError> {
+/// What changed after message `after_id` and change `changes_after`.
+async fn changes_since(
+    conversation: ConversationRef,
+    after_id: i64,
+    changes_after: i64,
+) -> Result<ConversationUpdate, AppError> {
     match conversation {
-        ConversationRef::Direct(peer) => messages_since(peer, after_id).await,
-        ConversationRef::Group(room) => group_messages_since(room, after_id).await,
+        ConversationRef::Direct(peer) => messages_since(peer, after_id, changes_after).await,
+        ConversationRef::Group(room) => group_messages_since(room, after_id, changes_after).await,
     }
 }
 
 /// Stores one message (idempotent per `client_id`).
 async fn send_to(
     conversation: ConversationRef,
-    body: String,
-    client_id: String,
+    draft: Draft,
     socket_id: Option<String>,
 ) -> Result<ChatMessage, AppError> {
+    let reply_to_id = draft.reply_to.map(|q| q.id);
     match conversation {
-        ConversationRef::Direct(peer) => send_message(peer, body, client_id, socket_id).await,
-        ConversationRef::Group(room) => send_to_group(room, body, client_id, socket_id).await,
+        ConversationRef::Direct(peer) => send_message(peer, draft.body, draft.client_id, socket_id, reply_to_id).await,
+        ConversationRef::Group(room) => send_to_group(room, draft.body, draft.client_id, socket_id, reply_to_id).await,
+    }
+}
+
+/// What a person can do to the messages of the open conversation, shared by every message row.
+#[derive(Clone, Copy)]
+struct MessageActions {
+    me: i64,
+    /// The message whose text is being edited (also `?edit=ID` without JavaScript).
+    editing: RwSignal<Option<i64>>,
+    /// The message just jumped to, shown highlighted for a moment.
+    highlighted: RwSignal<Option<i64>>,
+    /// The message whose full reaction picker is open.
+    picking: RwSignal<Option<i64>>,
+    jump: Callback<i64>,
+    /// `(message, emoji, add)`: add my reaction, or take it back.
+    react: Callback<(i64, String, bool)>,
+    save_edit: Callback<(i64, String)>,
+    delete: Callback<i64>,
+    reply: Callback<i64>,
+}
+
+/// Whether `row` may still be edited by `me` now.
+fn editable(me: i64, row: &Row) -> bool {
+    row.id.is_some()
+        && row.sender_id == me
+        && !row.deleted
+        && !row.is_system()
+        && Utc::now() - row.created_at < chrono::Duration::minutes(EDIT_WINDOW_MINUTES)
+}
+
+fn focus_element(id: &str) {
+    if let Some(el) = document().get_element_by_id(id)
+        && let Ok(el) = leptos::wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el)
+    {
+        let _ = el.focus();
     }
 }
 
@@ -128,41 +176,39 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         });
     });
 
-    // Esc goes back to the contact list on narrow screens.
-    let navigate = use_navigate();
-    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
-        let narrow = window().inner_width().ok().and_then(|w| w.as_f64()).is_some_and(|w| w <= 720.0);
-        if ev.key() == "Escape" && narrow {
-            navigate("/chat", Default::default());
-        }
-    });
-
-    let load_older = move || {
+    // One older page; true when it loaded (and more may follow).
+    let fetch_older = move || async move {
         if loading_older.get_untracked() || !has_more.get_untracked() {
-            return;
+            return false;
         }
-        let Some(first_id) = timeline.with_untracked(Timeline::oldest_id) else { return };
+        let Some(first_id) = timeline.with_untracked(Timeline::oldest_id) else { return false };
         loading_older.set(true);
         older_error.set(None);
         let (height_before, top_before) =
             list.get_untracked().map(|el| (el.scroll_height(), el.scroll_top())).unwrap_or_default();
-        spawn_local(async move {
-            match older_page(conversation, first_id).await {
-                Ok(page) => {
-                    has_more.try_set(page.has_more);
-                    timeline.try_update(|t| t.merge_older(page));
-                    // Keep the message that was on screen where it was.
-                    request_animation_frame(move || {
-                        if let Some(el) = list.get_untracked() {
-                            el.set_scroll_top(el.scroll_height() - height_before + top_before);
-                        }
-                    });
-                }
-                Err(e) => {
-                    older_error.try_set(Some(e));
-                }
+        let loaded = match older_page(conversation, first_id).await {
+            Ok(page) => {
+                has_more.try_set(page.has_more);
+                timeline.try_update(|t| t.merge_older(page));
+                // Keep the message that was on screen where it was.
+                request_animation_frame(move || {
+                    if let Some(el) = list.get_untracked() {
+                        el.set_scroll_top(el.scroll_height() - height_before + top_before);
+                    }
+                });
+                true
             }
-            loading_older.try_set(false);
+            Err(e) => {
+                older_error.try_set(Some(e));
+                false
+            }
+        };
+        loading_older.try_set(false);
+        loaded
+    };
+    let load_older = move || {
+        spawn_local(async move {
+            fetch_older().await;
         });
     };
 
@@ -184,6 +230,152 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             _ => {}
         }
     });
+
+    // Message actions: edit, delete, reply, react, and jumping to the message a reply quotes.
+    let query_edit = use_query_map().with_untracked(|q| q.get("edit").and_then(|id| id.parse::<i64>().ok()));
+    let action_error = RwSignal::new(None::<AppError>);
+    let editing = RwSignal::new(query_edit);
+    let replying = RwSignal::new(None::<ReplyQuote>);
+    let highlighted = RwSignal::new(None::<i64>);
+    let picking = RwSignal::new(None::<i64>);
+    let show = move |id: i64| {
+        request_animation_frame(move || {
+            if let Some(el) = document().get_element_by_id(&format!("m-{id}")) {
+                let options = web_sys::ScrollIntoViewOptions::new();
+                options.set_block(web_sys::ScrollLogicalPosition::Center);
+                el.scroll_into_view_with_scroll_into_view_options(&options);
+            }
+            focus_element(&format!("m-{id}"));
+        });
+        highlighted.set(Some(id));
+        set_timeout(
+            move || {
+                highlighted.try_update(|h| {
+                    if *h == Some(id) {
+                        *h = None;
+                    }
+                });
+            },
+            std::time::Duration::from_secs(3),
+        );
+    };
+    let jump = Callback::new(move |id: i64| {
+        spawn_local(async move {
+            // Older pages until the original is loaded (or there is nothing older).
+            while timeline.try_with_untracked(|t| t.row(id).is_none()).unwrap_or(false) {
+                if !fetch_older().await {
+                    break;
+                }
+            }
+            if timeline.try_with_untracked(|t| t.row(id).is_some()).unwrap_or(false) {
+                show(id);
+            }
+        });
+    });
+    let react_to = Callback::new(move |(id, emoji, add): (i64, String, bool)| {
+        action_error.set(None);
+        spawn_local(async move {
+            let result = if add { react(id, emoji).await } else { unreact(id, emoji).await };
+            match result {
+                Ok(reactions) => {
+                    timeline.try_update(|t| t.set_reactions(id, reactions));
+                }
+                Err(e) => {
+                    action_error.try_set(Some(e));
+                }
+            }
+        });
+    });
+    let save_edit = Callback::new(move |(id, body): (i64, String)| {
+        action_error.set(None);
+        spawn_local(async move {
+            match edit_message(id, body).await {
+                Ok(message) => {
+                    timeline.try_update(|t| t.replace(message));
+                    editing.try_set(None);
+                    request_animation_frame(move || focus_element(&format!("m-{id}")));
+                }
+                Err(e) => {
+                    action_error.try_set(Some(e));
+                }
+            }
+        });
+    });
+    let delete = Callback::new(move |id: i64| {
+        action_error.set(None);
+        spawn_local(async move {
+            match delete_message(id).await {
+                Ok(tombstone) => {
+                    timeline.try_update(|t| t.replace(tombstone));
+                    replying.try_update(|r| {
+                        if r.as_ref().is_some_and(|q| q.id == id) {
+                            *r = None;
+                        }
+                    });
+                    chat.contacts_changed();
+                }
+                Err(e) => {
+                    action_error.try_set(Some(e));
+                }
+            }
+        });
+    });
+    let reply = Callback::new(move |id: i64| {
+        if let Some(quote) = timeline.with_untracked(|t| t.quote_of(id)) {
+            replying.set(Some(quote));
+            focus_element("composer-body");
+        }
+    });
+    provide_context(MessageActions {
+        me: my_id,
+        editing,
+        highlighted,
+        picking,
+        jump,
+        react: react_to,
+        save_edit,
+        delete,
+        reply,
+    });
+    // Esc cancels an edit or a reply; then, on narrow screens, goes back to the contact list.
+    let navigate = use_navigate();
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() != "Escape" || ev.default_prevented() {
+            return;
+        }
+        // Esc first cancels what is open: an edit, then a reply.
+        if editing.get_untracked().is_some() {
+            let id = editing.get_untracked();
+            editing.set(None);
+            if let Some(id) = id {
+                request_animation_frame(move || focus_element(&format!("m-{id}")));
+            }
+            return;
+        }
+        if replying.get_untracked().is_some() {
+            replying.set(None);
+            return;
+        }
+        let narrow = window().inner_width().ok().and_then(|w| w.as_f64()).is_some_and(|w| w <= 720.0);
+        if narrow {
+            navigate("/chat", Default::default());
+        }
+    });
+
+    // Plain-form (no JavaScript) edits and deletions that failed come back in the URL.
+    let form_edit = ServerAction::<EditMessage>::new();
+    let form_delete = ServerAction::<DeleteMessage>::new();
+    let form_react = ServerAction::<React>::new();
+    let form_unreact = ServerAction::<Unreact>::new();
+    let action_banner = move || {
+        action_error
+            .get()
+            .or_else(|| form_edit.value().get().and_then(Result::err))
+            .or_else(|| form_delete.value().get().and_then(Result::err))
+            .or_else(|| form_react.value().get().and_then(Result::err))
+            .or_else(|| form_unreact.value().get().and_then(Result::err))
+            .map(|e| view! { <p class="action-error" role="alert">{e.to_string()}</p> })
+    };
 
     // Whispers: on the two people's private channel, or on the group's presence channel.
     let typing_channel = match conversation {
@@ -223,8 +415,12 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         spawn_local(async move {
             loop {
                 loop {
-                    let Some(after) = timeline.try_with_untracked(Timeline::synced_up_to) else { return };
-                    let Ok(update) = changes_since(conversation, after).await else { break };
+                    let Some((after, changes_after)) =
+                        timeline.try_with_untracked(|t| (t.synced_up_to(), t.changes_up_to()))
+                    else {
+                        return;
+                    };
+                    let Ok(update) = changes_since(conversation, after, changes_after).await else { break };
                     if !timeline.try_update(|t| t.apply_update(&update)).unwrap_or(false) {
                         break;
                     }
@@ -247,9 +443,10 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         }
         pumping.set_value(true);
         spawn_local(async move {
-            while let Some(Some((client_id, body))) = timeline.try_with_untracked(Timeline::next_to_send) {
-                let (result, error) = match send_to(conversation, body, client_id.clone(), live.socket_id()).await {
-                    Ok(message) => (SendResult::Stored(message), None),
+            while let Some(Some(draft)) = timeline.try_with_untracked(Timeline::next_to_send) {
+                let client_id = draft.client_id.clone();
+                let (result, error) = match send_to(conversation, draft, live.socket_id()).await {
+                    Ok(message) => (SendResult::Stored(Box::new(message)), None),
                     Err(AppError::Transport { .. }) => (SendResult::Offline, None),
                     Err(e) => (SendResult::Failed(e.to_string()), Some(e)),
                 };
@@ -288,7 +485,10 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         // The message ends the other side's "is typing…"; the next keystroke may say it again at once.
         last_whisper.set_value(None);
         let offline = live.is_offline();
-        timeline.update(|t| t.write(client_id, body, Utc::now(), offline));
+        // A retry keeps what it answered (its row has it); a new message answers the quoted one.
+        let reply_to = replying.get_untracked();
+        replying.set(None);
+        timeline.update(|t| t.write(Draft { client_id, body, reply_to }, Utc::now(), offline));
         scroll_to_bottom(list);
         pump();
     });
@@ -355,8 +555,8 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                         children=move |(_, entry)| match entry {
                             // A list item of its own: a separator role in a list is not allowed, and would hide the day.
                             Entry::Day(label) => view! { <li class="day-separator"><span>{label}</span></li> }.into_any(),
-                            Entry::Message(entry) if entry.row.is_system() => view! { <SystemLine entry /> }.into_any(),
-                            Entry::Message(entry) => view! { <MessageItem entry is_group send /> }.into_any(),
+                            Entry::Message(entry) if entry.row.is_system() => view! { <SystemLine entry=*entry /> }.into_any(),
+                            Entry::Message(entry) => view! { <MessageItem entry=*entry is_group send /> }.into_any(),
                         }
                     />
                 </ol>
@@ -368,6 +568,33 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         <p class="typing" role="status" aria-live="polite">
             {move || typers.with(Typers::label)}
         </p>
+        {action_banner}
+        {move || {
+            replying
+                .get()
+                .map(|quote| {
+                    let who = quote.sender_name.clone();
+                    let excerpt = if quote.deleted { TOMBSTONE.to_owned() } else { quote.excerpt.clone() };
+                    view! {
+                        <div class="replying" role="status">
+                            <span class="replying-label">"Replying to " <strong>{who}</strong></span>
+                            <span class="replying-excerpt">{excerpt}</span>
+                            <button
+                                class="icon-button"
+                                type="button"
+                                aria-label="Cancel reply"
+                                title="Cancel reply (Esc)"
+                                on:click=move |_| {
+                                    replying.set(None);
+                                    focus_element("composer-body");
+                                }
+                            >
+                                "✕"
+                            </button>
+                        </div>
+                    }
+                })
+        }}
         <Show
             when=move || can_write.get()
             fallback=|| {
@@ -399,6 +626,7 @@ fn SystemLine(entry: MessageEntry) -> impl IntoView {
 #[component]
 fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, String)>) -> impl IntoView {
     let clock = LocalClock::new();
+    let actions = expect_context::<MessageActions>();
     let MessageEntry { row, mine, starts_run, seen_by } = entry;
     let created_at = row.created_at;
     let read_at = row.read_at;
@@ -409,18 +637,6 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
         Status::Waiting => "waiting",
         Status::Failed(_) => "failed",
     };
-    let body = segments(&row.body)
-        .into_iter()
-        .map(|segment| match segment {
-            Segment::Text(text) => text.to_owned().into_any(),
-            Segment::Link(url) => view! {
-                <a href=url.to_owned() target="_blank" rel="noopener noreferrer">
-                    {url.to_owned()}
-                </a>
-            }
-            .into_any(),
-        })
-        .collect_view();
     let ticks = mine.then(|| match (&status, read_at) {
         // A group says who has read it; one-to-one, ✓✓ says the peer has.
         (Status::Stored, _) if !seen_by.is_empty() => {
@@ -453,7 +669,8 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
                         "Retry"
                     </button>
                 </p>
-            })
+            }
+            .into_any())
         }
         _ => None,
     };
@@ -464,18 +681,343 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
             <Avatar id=row.sender_id name=row.sender_name.clone() />
             <span class="sender-name">{row.sender_name.clone()}</span>
         }
+        .into_any()
+    });
+    let quote = row.reply_to.clone().map(|quote| view! { <Quote quote /> }.into_any());
+    let edited = row.edited_at.filter(|_| !row.deleted).map(|at| {
+        view! {
+            <span class="edited" tabindex="0" title=move || format!("Edited at {}", time::clock(at, clock.is_local()))>
+                "(edited)"
+            </span>
+        }
+        .into_any()
+    });
+    let id = row.id;
+    let dom_id = id.map(|id| format!("m-{id}"));
+    let highlighted = move || id.is_some() && actions.highlighted.get() == id;
+    let body = {
+        let row = row.clone();
+        move || {
+            if row.deleted {
+                return view! { <p class="body tombstone">{TOMBSTONE}</p> }.into_any();
+            }
+            match id.filter(|id| actions.editing.get() == Some(*id) && mine) {
+                Some(id) => view! { <EditForm id body=row.body.clone() /> }.into_any(),
+                None => view! { <MessageBody body=row.body.clone() /> }.into_any(),
+            }
+        }
+    };
+    let reactions = id.filter(|_| !row.deleted && !row.reactions.is_empty()).map(|id| {
+        let chips = row.reactions.iter().cloned().map(|reaction| view! { <ReactionChip id reaction /> }).collect_view();
+        view! { <div class="reactions" role="group" aria-label="Reactions">{chips}</div> }.into_any()
+    });
+    let menu = id.filter(|_| !row.deleted && row.status == Status::Stored).map(|id| {
+        let editable_now = {
+            let row = row.clone();
+            move || editable(actions.me, &row)
+        };
+        view! { <ActionsMenu id mine editable=Signal::derive(editable_now) /> }.into_any()
     });
     view! {
-        <li class="message" class:mine=mine class:theirs=!mine class:in-group=in_group class:run-start={in_group && starts_run} data-state=state>
+        <li
+            id=dom_id
+            tabindex=id.map(|_| "-1")
+            class="message"
+            class:mine=mine
+            class:theirs=!mine
+            class:in-group=in_group
+            class:run-start={in_group && starts_run}
+            class:highlight=highlighted
+            class:deleted=row.deleted
+            data-state=state
+        >
             {sender}
             <div class="bubble">
-                <p class="body">{body}</p>
+                {quote}
+                {body}
                 <span class="meta">
+                    {edited}
                     <time datetime=created_at.to_rfc3339()>{move || time::clock(created_at, clock.is_local())}</time>
                     {ticks}
                 </span>
             </div>
+            {menu}
+            {reactions}
             {retry}
         </li>
+    }
+}
+
+/// The quote of the message a reply answers; choosing it shows the original (loading older
+/// history if needed). Without JavaScript it is a link to the original on the page.
+#[component]
+fn Quote(quote: ReplyQuote) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
+    let id = quote.id;
+    let excerpt = if quote.deleted { TOMBSTONE.to_owned() } else { quote.excerpt.clone() };
+    view! {
+        <a
+            class="quote"
+            class:quote-deleted=quote.deleted
+            href=format!("#m-{id}")
+            title="Show the original message"
+            on:click=move |ev| {
+                ev.prevent_default();
+                actions.jump.run(id);
+            }
+        >
+            <span class="visually-hidden">"Reply to "</span>
+            <span class="quote-sender">{quote.sender_name.clone()}</span>
+            <span class="quote-text">{excerpt}</span>
+        </a>
+    }
+}
+
+/// An emoji under a message with how many added it; mine is pressed, and choosing it takes mine
+/// back (or adds mine). Without JavaScript it is a plain form.
+#[component]
+fn ReactionChip(id: i64, reaction: Reaction) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
+    let mine = reaction.user_ids.contains(&actions.me);
+    let who = reaction.who();
+    let count = reaction.count();
+    let emoji = reaction.emoji.clone();
+    let action = if mine { Unreact::PATH } else { React::PATH };
+    view! {
+        <form class="reaction-form" method="post" action=action>
+            <input type="hidden" name="message_id" value=id />
+            <button
+                class="reaction"
+                class:mine=mine
+                type="submit"
+                name="emoji"
+                value=emoji.clone()
+                aria-pressed=if mine { "true" } else { "false" }
+                title=who.clone()
+                data-who=who
+                on:click=move |ev| {
+                    ev.prevent_default();
+                    actions.react.run((id, emoji.clone(), !mine));
+                }
+            >
+                <span class="reaction-emoji">{reaction.emoji.clone()}</span>
+                <span class="reaction-count">{count}</span>
+            </button>
+        </form>
+    }
+}
+
+/// The reactions offered first in a message's menu.
+const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+
+/// A message's actions behind a "⋯" button (a native disclosure: Tab to it, Enter opens it; it
+/// works without JavaScript too): quick reactions, more reactions, reply, edit, delete.
+#[component]
+fn ActionsMenu(id: i64, mine: bool, editable: Signal<bool>) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
+    let details = NodeRef::<leptos::html::Details>::new();
+    let close = move || {
+        if let Some(el) = details.get_untracked() {
+            el.set_open(false);
+        }
+    };
+    let quick = QUICK_REACTIONS
+        .iter()
+        .map(|&emoji| {
+            view! {
+                <button
+                    class="quick-reaction"
+                    type="submit"
+                    name="emoji"
+                    value=emoji
+                    aria-label=format!("React with {emoji}")
+                    on:click=move |ev| {
+                        ev.prevent_default();
+                        close();
+                        actions.react.run((id, emoji.to_owned(), true));
+                    }
+                >
+                    {emoji}
+                </button>
+            }
+            .into_any()
+        })
+        .collect_view();
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <details
+            class="message-actions"
+            node_ref=details
+            on:keydown=move |ev| {
+                if ev.key() == "Escape" && details.get_untracked().is_some_and(|d| d.open()) {
+                    ev.prevent_default();
+                    close();
+                    if let Some(summary) = details.get_untracked().and_then(|d| d.query_selector("summary").ok().flatten())
+                        && let Ok(summary) = leptos::wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(summary)
+                    {
+                        let _ = summary.focus();
+                    }
+                }
+            }
+        >
+            <summary class="actions-button" aria-label="Message actions" title="Message actions">
+                "⋯"
+            </summary>
+            <div class="actions-menu">
+                <form class="quick-reactions" method="post" action=React::PATH>
+                    <input type="hidden" name="message_id" value=id />
+                    {quick}
+                </form>
+                <Show when=move || hydrated.get()>
+                    <button
+                        class="menu-item"
+                        type="button"
+                        on:click=move |_| {
+                            close();
+                            actions.picking.set(Some(id));
+                        }
+                    >
+                        "More reactions…"
+                    </button>
+                    <button
+                        class="menu-item"
+                        type="button"
+                        on:click=move |_| {
+                            close();
+                            actions.reply.run(id);
+                        }
+                    >
+                        "Reply"
+                    </button>
+                </Show>
+                {mine
+                    .then(|| {
+                        view! {
+                            <a
+                                class="menu-item"
+                                href=format!("?edit={id}#m-{id}")
+                                hidden=move || !editable.get()
+                                on:click=move |ev| {
+                                    ev.prevent_default();
+                                    close();
+                                    actions.editing.set(Some(id));
+                                }
+                            >
+                                "Edit"
+                            </a>
+                            <form class="delete-form" method="post" action=DeleteMessage::PATH>
+                                <input type="hidden" name="message_id" value=id />
+                                <button
+                                    class="menu-item danger"
+                                    type="submit"
+                                    on:click=move |ev| {
+                                        ev.prevent_default();
+                                        close();
+                                        let sure = window()
+                                            .confirm_with_message("Delete this message for everyone?")
+                                            .unwrap_or(false);
+                                        if sure {
+                                            actions.delete.run(id);
+                                        }
+                                    }
+                                >
+                                    "Delete"
+                                </button>
+                            </form>
+                        }
+                        .into_any()
+                    })}
+            </div>
+        </details>
+        <Show when=move || actions.picking.get() == Some(id)>
+            <ReactionPicker id />
+        </Show>
+    }
+    .into_any()
+}
+
+/// The full emoji picker, choosing a reaction for message `id`.
+#[component]
+fn ReactionPicker(id: i64) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
+    let on_pick = Callback::new(move |emoji: String| {
+        actions.picking.set(None);
+        actions.react.run((id, emoji, true));
+    });
+    let on_close = Callback::new(move |()| {
+        actions.picking.set(None);
+        focus_element(&format!("m-{id}"));
+    });
+    view! {
+        <div class="reaction-picker">
+            <EmojiPicker on_pick on_close label="Choose a reaction" />
+        </div>
+    }
+    .into_any()
+}
+
+/// Editing my message in place: Enter saves, Shift+Enter is a new line, Esc cancels. Without
+/// JavaScript it is a plain form (`?edit=ID` opens it), and "Cancel" a link back.
+#[component]
+fn EditForm(id: i64, body: String) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
+    let textarea = NodeRef::<leptos::html::Textarea>::new();
+    Effect::new(move |_| {
+        if let Some(el) = textarea.get() {
+            let _ = el.focus();
+            let end = el.value().len() as u32;
+            let _ = el.set_selection_range(end, end);
+        }
+    });
+    let save = move || {
+        if let Some(el) = textarea.get_untracked() {
+            actions.save_edit.run((id, el.value()));
+        }
+    };
+    let field = format!("edit-{id}");
+    view! {
+        <form
+            class="edit-form"
+            method="post"
+            action=EditMessage::PATH
+            on:submit=move |ev| {
+                ev.prevent_default();
+                save();
+            }
+        >
+            <input type="hidden" name="message_id" value=id />
+            <label class="visually-hidden" for=field.clone()>"Edit message"</label>
+            <textarea
+                id=field
+                name="body"
+                rows="3"
+                maxlength=MESSAGE_MAX_CHARS
+                node_ref=textarea
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        save();
+                    }
+                }
+            >
+                {body}
+            </textarea>
+            <div class="edit-actions">
+                <a
+                    class="button button-ghost button-small"
+                    href=format!("?#m-{id}")
+                    on:click=move |ev| {
+                        ev.prevent_default();
+                        actions.editing.set(None);
+                    }
+                >
+                    "Cancel"
+                </a>
+                <button class="button button-small" type="submit">
+                    "Save"
+                </button>
+            </div>
+        </form>
     }
 }

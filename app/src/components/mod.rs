@@ -4,7 +4,9 @@
 pub mod composer;
 pub mod contacts;
 pub mod conversation;
+pub mod emoji_picker;
 pub mod live;
+pub mod message_body;
 
 use leptos::prelude::*;
 

@@ -20,6 +20,13 @@ pub const EVENT_MESSAGES_READ: &str = "MessagesRead";
 /// A group changed (members added, removed or promoted, or renamed): on `private-room.{id}`, and on
 /// the user channel of each person added or removed. Data: [`GroupChanged`].
 pub const EVENT_GROUP_CHANGED: &str = "GroupChanged";
+/// A message was edited: on the conversation's channels (as `NewChatMessage`). Data: the whole
+/// [`ChatMessage`] as the history returns it.
+pub const EVENT_MESSAGE_UPDATED: &str = "MessageUpdated";
+/// A message was deleted (it is a tombstone now): on the conversation's channels. Data: [`MessageDeleted`].
+pub const EVENT_MESSAGE_DELETED: &str = "MessageDeleted";
+/// A message's reactions changed: on the conversation's channels. Data: [`ReactionsChanged`].
+pub const EVENT_REACTIONS_CHANGED: &str = "ReactionsChanged";
 /// A whisper between the two people of a conversation, on their `private-chat` channel.
 pub const EVENT_TYPING: &str = "client-typing";
 
@@ -55,6 +62,27 @@ pub struct GroupChanged {
     pub line: ChatMessage,
 }
 
+/// The `MessageDeleted` payload: message `id`, and the conversation it was in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub id: i64,
+    pub sender_id: i64,
+    /// 0 in a group.
+    pub recipient_id: i64,
+    pub room_id: Option<i64>,
+}
+
+/// The `ReactionsChanged` payload: message `message_id`'s reactions, all of them, as they are now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionsChanged {
+    pub message_id: i64,
+    pub sender_id: i64,
+    /// 0 in a group.
+    pub recipient_id: i64,
+    pub room_id: Option<i64>,
+    pub reactions: Vec<crate::model::Reaction>,
+}
+
 /// The `client-typing` whisper's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Typing {
@@ -69,6 +97,9 @@ pub enum LiveEvent {
     MessagesRead(MessagesRead),
     GroupRead(GroupRead),
     GroupChanged(GroupChanged),
+    MessageUpdated(ChatMessage),
+    MessageDeleted(MessageDeleted),
+    ReactionsChanged(ReactionsChanged),
 }
 
 impl LiveEvent {
@@ -82,6 +113,9 @@ impl LiveEvent {
                 Err(_) => serde_json::from_str(data).ok().map(Self::MessagesRead),
             },
             EVENT_GROUP_CHANGED => serde_json::from_str(data).ok().map(Self::GroupChanged),
+            EVENT_MESSAGE_UPDATED => serde_json::from_str(data).ok().map(Self::MessageUpdated),
+            EVENT_MESSAGE_DELETED => serde_json::from_str(data).ok().map(Self::MessageDeleted),
+            EVENT_REACTIONS_CHANGED => serde_json::from_str(data).ok().map(Self::ReactionsChanged),
             _ => None,
         }
     }

@@ -2,49 +2,26 @@
 //! Every function takes the asking user's id and answers only about that user's conversations.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
-};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::error::AppError;
 use crate::model::{
-    ChatMessage, Contact, ContactKind, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
+    Contact, ContactKind, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
 };
 use crate::ssr::entities::{messages, users};
+pub use crate::ssr::messages::Sent;
+use crate::ssr::messages::{self as messages_service, Destination, NewMessage};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
 
-impl From<messages::Model> for ChatMessage {
-    fn from(m: messages::Model) -> Self {
-        Self {
-            id: m.id,
-            sender_id: m.user_id,
-            recipient_id: m.recipient_id.unwrap_or_default(),
-            room_id: m.chat_room_id,
-            sender_name: String::new(),
-            kind: crate::model::MessageKind::from_column(&m.kind),
-            body: m.body,
-            client_id: m.client_id,
-            created_at: m.created_at,
-            read_at: m.read_at,
-        }
-    }
-}
-
-/// Messages between `me` and `peer`, in either direction (one-to-one only, not deleted).
+/// Messages between `me` and `peer`, in either direction (one-to-one only; tombstones too).
 fn between(me: i64, peer: i64) -> Condition {
-    Condition::all()
-        .add(
-            Condition::any()
-                .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.eq(peer)))
-                .add(messages::Column::UserId.eq(peer).and(messages::Column::RecipientId.eq(me))),
-        )
-        .add(messages::Column::DeletedAt.is_null())
+    Condition::any()
+        .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.eq(peer)))
+        .add(messages::Column::UserId.eq(peer).and(messages::Column::RecipientId.eq(me)))
 }
 
 /// Conversations the contact list shows, newest first (older ones are found by searching).
@@ -65,9 +42,14 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
     // theirs I have not read.
     let peer = Expr::case(messages::Column::UserId.eq(me), Expr::col(messages::Column::RecipientId))
         .finally(Expr::col(messages::Column::UserId));
-    let unread_from_them =
-        Expr::case(messages::Column::RecipientId.eq(me).and(messages::Column::ReadAt.is_null()), Expr::val(1))
-            .finally(Expr::val(0));
+    let unread_from_them = Expr::case(
+        messages::Column::RecipientId
+            .eq(me)
+            .and(messages::Column::ReadAt.is_null())
+            .and(messages::Column::DeletedAt.is_null()),
+        Expr::val(1),
+    )
+    .finally(Expr::val(0));
     let per_peer: Vec<(i64, i64, i64)> = messages::Entity::find()
         .select_only()
         .column_as(Expr::expr(peer), "peer")
@@ -78,7 +60,6 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
                 .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.is_not_null()))
                 .add(messages::Column::RecipientId.eq(me)),
         )
-        .filter(messages::Column::DeletedAt.is_null())
         .group_by(Expr::col("peer"))
         .into_tuple()
         .all(db)
@@ -151,11 +132,12 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
                 unread: unread.get(&user.id).copied().unwrap_or(0),
                 last_message_id: last.map(|m| m.id),
                 last_message: last.map(|m| LastMessage {
-                    body: m.body.clone(),
+                    body: if m.deleted_at.is_some() { String::new() } else { m.body.clone() },
                     from_me: m.user_id == me,
                     created_at: m.created_at,
                     sender_name: None,
                     kind: crate::model::MessageKind::Text,
+                    deleted: m.deleted_at.is_some(),
                 }),
             }
         })
@@ -199,6 +181,8 @@ pub async fn conversation(
 ) -> Result<ConversationPage, AppError> {
     let limit = validation::page_limit(limit)?;
     let peer = peer(db, me, peer_id).await?;
+    // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
+    let changes_up_to = messages_service::changes_now(db).await?;
     let mut query = messages::Entity::find().filter(between(me, peer.id));
     if let Some(before_id) = before_id {
         query = query.filter(messages::Column::Id.lt(before_id));
@@ -211,22 +195,28 @@ pub async fn conversation(
     Ok(ConversationPage {
         peer: Peer { id: peer.id, name: peer.name },
         group: None,
-        messages: rows.into_iter().map(ChatMessage::from).collect(),
+        messages: messages_service::present(db, rows).await?,
         has_more,
         compose_id: new_client_id(),
+        changes_up_to,
     })
 }
 
-/// What changed in the conversation with `peer_id` since the browser's newest message `after_id`:
-/// the messages after it (oldest first, at most [`PAGE_MAX`]) and how far the peer has read mine.
-/// A tab calls this after every (re)subscription, so a gap in live events never loses anything.
+/// What changed in the conversation with `peer_id` since the browser's newest message `after_id`
+/// and its change cursor `changes_after`: the messages after it (oldest first, at most
+/// [`PAGE_MAX`]), the ones up to it edited, deleted or reacted to since, and how far the peer has
+/// read mine. A tab calls this after every (re)subscription, so a gap in live events never loses
+/// anything.
 pub async fn conversation_since(
     db: &DatabaseConnection,
     me: i64,
     peer_id: i64,
     after_id: i64,
+    changes_after: i64,
 ) -> Result<ConversationUpdate, AppError> {
     let peer = peer(db, me, peer_id).await?;
+    let (changed, changes_up_to, more_changes) =
+        messages_service::changed_since(db, between(me, peer.id), changes_after, after_id).await?;
     let limit = u64::from(PAGE_MAX);
     let mut rows = messages::Entity::find()
         .filter(between(me, peer.id))
@@ -241,16 +231,18 @@ pub async fn conversation_since(
         .filter(messages::Column::UserId.eq(me))
         .filter(messages::Column::RecipientId.eq(peer.id))
         .filter(messages::Column::ReadAt.is_not_null())
-        .filter(messages::Column::DeletedAt.is_null())
         .order_by_desc(messages::Column::Id)
         .one(db)
         .await?;
     Ok(ConversationUpdate {
-        messages: rows.into_iter().map(ChatMessage::from).collect(),
+        messages: messages_service::present(db, rows).await?,
         has_more,
         peer_read_up_to: newest_read.as_ref().map(|m| m.id),
         peer_read_at: newest_read.and_then(|m| m.read_at),
         group: None,
+        changed,
+        changes_up_to,
+        more_changes,
     })
 }
 
@@ -259,15 +251,9 @@ pub fn new_client_id() -> String {
     crate::model::uuid_v4(rand::random())
 }
 
-/// What a send did: stored a new message, or found the one this `client_id` already stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    pub message: ChatMessage,
-    pub created: bool,
-}
-
-/// Sends `body` from `me` to `recipient_id`. `(me, client_id)` is an idempotency key: a repeat,
-/// even a concurrent one, returns the stored message and never stores a second.
+/// Sends `body` from `me` to `recipient_id`, answering message `reply_to_id` if given.
+/// `(me, client_id)` is an idempotency key: a repeat, even a concurrent one, returns the stored
+/// message and never stores a second.
 pub async fn send(
     db: &DatabaseConnection,
     limiter: &SlidingWindow,
@@ -275,70 +261,18 @@ pub async fn send(
     recipient_id: i64,
     body: &str,
     client_id: &str,
+    reply_to_id: Option<i64>,
 ) -> Result<Sent, AppError> {
     let client_id = validation::client_id(client_id)?;
-    if let Some(existing) = find_sent(db, me, &client_id).await? {
-        if existing.recipient_id != Some(recipient_id) {
-            return Err(AppError::invalid("client_id", "this client_id was used for another message"));
-        }
-        return Ok(Sent { message: existing.into(), created: false });
+    let to = Destination::Person(recipient_id);
+    if let Some(sent) = messages_service::already_sent(db, me, to, &client_id).await? {
+        return Ok(sent);
     }
-    let body = validation::message_body(body)?;
+    validation::message_body(body)?;
     if recipient_id == me {
         return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
     }
-    // Counted now, not after the insert: the insert awaits, and sends in parallel must not all
-    // pass the check before any of them is recorded.
-    let ticket = limiter
-        .acquire(&me.to_string(), Instant::now())
-        .map_err(|refusal| AppError::rate_limited("slow down", refusal.retry_after_secs()))?;
-
-    let turn = crate::ssr::sqlite_write_turn(db).await;
-    let at = Utc::now();
-    let inserted = messages::ActiveModel {
-        body: Set(body),
-        user_id: Set(me),
-        recipient_id: Set(Some(recipient_id)),
-        chat_room_id: Set(None),
-        client_id: Set(client_id.clone()),
-        kind: Set("text".into()),
-        read_at: Set(None),
-        edited_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        ..Default::default()
-    }
-    .insert(db)
-    .await;
-    drop(turn);
-    if inserted.is_err() {
-        // Nothing new was stored: the attempt does not use up the allowance.
-        limiter.refund(ticket);
-    }
-    match inserted {
-        Ok(message) => Ok(Sent { message: message.into(), created: true }),
-        // The recipient is checked by the foreign key, not by a query of its own on every send.
-        Err(e) if crate::ssr::is_foreign_key_violation(&e) => Err(AppError::not_found("no such recipient")),
-        // A concurrent identical send won the race: answer with its row.
-        Err(e) if crate::ssr::is_unique_violation(&e) => {
-            let existing = find_sent(db, me, &client_id).await?.ok_or(AppError::Internal)?;
-            Ok(Sent { message: existing.into(), created: false })
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-pub(crate) async fn find_sent(
-    db: &DatabaseConnection,
-    me: i64,
-    client_id: &str,
-) -> Result<Option<messages::Model>, AppError> {
-    Ok(messages::Entity::find()
-        .filter(messages::Column::UserId.eq(me))
-        .filter(messages::Column::ClientId.eq(client_id))
-        .one(db)
-        .await?)
+    messages_service::store(db, limiter, NewMessage { me, to, body, client_id: &client_id, reply_to_id }).await
 }
 
 /// Marks as read, at `at`, the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns
@@ -704,13 +638,13 @@ mod tests {
             let bob = user(&db, "bob").await;
             let limiter = message_sends();
 
-            let first = send(&db, &limiter, alice.id, bob.id, "hello", "client-1").await.unwrap();
+            let first = send(&db, &limiter, alice.id, bob.id, "hello", "client-1", None).await.unwrap();
             assert!(first.created);
             assert_eq!(
                 (first.message.sender_id, first.message.recipient_id, first.message.body.as_str()),
                 (alice.id, bob.id, "hello")
             );
-            let again = send(&db, &limiter, alice.id, bob.id, "hello", "client-1").await.unwrap();
+            let again = send(&db, &limiter, alice.id, bob.id, "hello", "client-1", None).await.unwrap();
             assert!(!again.created);
             assert_eq!(again.message, first.message);
             assert_eq!(stored_by(&db, alice.id).await, 1);
@@ -720,8 +654,8 @@ mod tests {
                 let client_id = format!("together-{round}");
                 let (db1, db2) = (db.clone(), db.clone());
                 let (one, two) = tokio::join!(
-                    send(&db1, &limiter, alice.id, bob.id, "together", &client_id),
-                    send(&db2, &limiter, alice.id, bob.id, "together", &client_id),
+                    send(&db1, &limiter, alice.id, bob.id, "together", &client_id, None),
+                    send(&db2, &limiter, alice.id, bob.id, "together", &client_id, None),
                 );
                 let (one, two) = (one.unwrap(), two.unwrap());
                 assert_eq!(one.message, two.message, "round {round}");
@@ -730,12 +664,12 @@ mod tests {
             assert_eq!(stored_by(&db, alice.id).await, 6);
 
             // A different client id is a different message, even with the same text.
-            let other = send(&db, &limiter, alice.id, bob.id, "hello", "client-2").await.unwrap();
+            let other = send(&db, &limiter, alice.id, bob.id, "hello", "client-2", None).await.unwrap();
             assert!(other.created);
             assert_ne!(other.message.id, first.message.id);
             assert_eq!(stored_by(&db, alice.id).await, 7);
             // The key is per sender: Bob may use the same client id.
-            let bobs = send(&db, &limiter, bob.id, alice.id, "hi", "client-1").await.unwrap();
+            let bobs = send(&db, &limiter, bob.id, alice.id, "hi", "client-1", None).await.unwrap();
             assert!(bobs.created);
             assert_ne!(bobs.message.id, first.message.id);
 
@@ -754,38 +688,38 @@ mod tests {
             let limiter = message_sends();
 
             for body in ["", "  \n\t  ", &"a".repeat(5001), "ring\u{7}the bell", "nul\0"] {
-                let err = send(&db, &limiter, alice.id, bob.id, body, "c-bad").await.unwrap_err();
+                let err = send(&db, &limiter, alice.id, bob.id, body, "c-bad", None).await.unwrap_err();
                 assert_eq!(field_of(&err), Some("body"), "{body:?}: {err:?}");
                 assert_eq!(err.status(), 400);
             }
             let at_limit = "é".repeat(5000);
-            let err = send(&db, &limiter, alice.id, alice.id, "hi me", "c-self").await.unwrap_err();
+            let err = send(&db, &limiter, alice.id, alice.id, "hi me", "c-self", None).await.unwrap_err();
             assert_eq!(field_of(&err), Some("recipient_id"), "{err:?}");
-            let err = send(&db, &limiter, alice.id, bob.id + 1000, "hi?", "c-nobody").await.unwrap_err();
+            let err = send(&db, &limiter, alice.id, bob.id + 1000, "hi?", "c-nobody", None).await.unwrap_err();
             assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
             assert_eq!(err.status(), 404);
-            let err = send(&db, &limiter, alice.id, bob.id, "hi", "not a client id").await.unwrap_err();
+            let err = send(&db, &limiter, alice.id, bob.id, "hi", "not a client id", None).await.unwrap_err();
             assert_eq!(field_of(&err), Some("client_id"), "{err:?}");
             assert_eq!(stored_by(&db, alice.id).await, 0, "nothing refused is stored");
 
             // Refused sends did not use up the allowance: 20 go through (one of them 5000 characters).
             for i in 0..20 {
                 let body = if i == 0 { at_limit.clone() } else { format!("message {i}") };
-                let sent = send(&db, &limiter, alice.id, bob.id, &body, &format!("c-{i}")).await.unwrap();
+                let sent = send(&db, &limiter, alice.id, bob.id, &body, &format!("c-{i}"), None).await.unwrap();
                 assert!(sent.created, "send {i}");
             }
-            let err = send(&db, &limiter, alice.id, bob.id, "one too many", "c-20").await.unwrap_err();
+            let err = send(&db, &limiter, alice.id, bob.id, "one too many", "c-20", None).await.unwrap_err();
             assert!(matches!(err, AppError::RateLimited { .. }), "{err:?}");
             assert_eq!(err.status(), 429);
             assert!(err.to_string().starts_with("slow down: try again in "), "{err}");
             assert_eq!(stored_by(&db, alice.id).await, 20);
 
             // A retry of a message already stored is not a new send: it still gets its answer.
-            let retry = send(&db, &limiter, alice.id, bob.id, "message 5", "c-5").await.unwrap();
+            let retry = send(&db, &limiter, alice.id, bob.id, "message 5", "c-5", None).await.unwrap();
             assert!(!retry.created);
             assert_eq!(retry.message.body, "message 5");
             // The limit is per sender: Bob can still answer.
-            assert!(send(&db, &limiter, bob.id, alice.id, "calm down", "c-0").await.unwrap().created);
+            assert!(send(&db, &limiter, bob.id, alice.id, "calm down", "c-0", None).await.unwrap().created);
         })
         .await;
     }
@@ -801,7 +735,7 @@ mod tests {
             for i in 0..40 {
                 let (db, limiter) = (db.clone(), limiter.clone());
                 let (alice, bob) = (alice.id, bob.id);
-                sends.spawn(async move { send(&db, &limiter, alice, bob, "spam", &format!("p-{i}")).await });
+                sends.spawn(async move { send(&db, &limiter, alice, bob, "spam", &format!("p-{i}"), None).await });
             }
             let results = sends.join_all().await;
             let accepted = results.iter().filter(|r| r.is_ok()).count();
@@ -819,9 +753,9 @@ mod tests {
             let bob = user(&db, "bob").await;
             let limiter = unlimited();
             let markup = "<img src=x onerror=alert(1)>";
-            let sent = send(&db, &limiter, alice.id, bob.id, markup, "c-1").await.unwrap();
+            let sent = send(&db, &limiter, alice.id, bob.id, markup, "c-1", None).await.unwrap();
             assert_eq!(sent.message.body, markup);
-            let sent = send(&db, &limiter, alice.id, bob.id, "  two\r\nlines\t\n", "c-2").await.unwrap();
+            let sent = send(&db, &limiter, alice.id, bob.id, "  two\r\nlines\t\n", "c-2", None).await.unwrap();
             assert_eq!(sent.message.body, "two\nlines");
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
             let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();
@@ -841,25 +775,25 @@ mod tests {
             let _c1 = message(&db, carol.id, alice.id, "c1").await;
             let a2 = message(&db, alice.id, bob.id, "a2").await;
 
-            let update = conversation_since(&db, alice.id, bob.id, a1.id).await.unwrap();
+            let update = conversation_since(&db, alice.id, bob.id, a1.id, 0).await.unwrap();
             assert_eq!(update.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [b1.id, a2.id]);
             assert!(!update.has_more);
             assert_eq!(update.peer_read_up_to, None);
 
             assert_eq!(mark_as_read(&db, bob.id, alice.id, a1.id, Utc::now()).await.unwrap(), 1);
-            let update = conversation_since(&db, alice.id, bob.id, a2.id).await.unwrap();
+            let update = conversation_since(&db, alice.id, bob.id, a2.id, 0).await.unwrap();
             assert!(update.messages.is_empty());
             assert_eq!(update.peer_read_up_to, Some(a1.id));
             assert!(update.peer_read_at.is_some());
 
             // Carol sees nothing of Alice and Bob's conversation.
-            assert!(conversation_since(&db, carol.id, bob.id, 0).await.unwrap().messages.is_empty());
-            assert!(matches!(conversation_since(&db, alice.id, alice.id, 0).await, Err(AppError::NotFound { .. })));
+            assert!(conversation_since(&db, carol.id, bob.id, 0, 0).await.unwrap().messages.is_empty());
+            assert!(matches!(conversation_since(&db, alice.id, alice.id, 0, 0).await, Err(AppError::NotFound { .. })));
 
             for i in 0..PAGE_MAX + 5 {
                 message(&db, bob.id, alice.id, &format!("m{i}")).await;
             }
-            let update = conversation_since(&db, alice.id, bob.id, a2.id).await.unwrap();
+            let update = conversation_since(&db, alice.id, bob.id, a2.id, 0).await.unwrap();
             assert_eq!(update.messages.len(), PAGE_MAX as usize);
             assert!(update.has_more);
             assert_eq!(update.messages[0].body, "m0");

@@ -5,7 +5,6 @@
 //! before leaving, 403 on anything else), a member, or an admin (403 on admin actions otherwise).
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -20,8 +19,9 @@ use crate::model::{
     MEMBERS_PAGE, Member, MemberPage, MessageKind, PAGE_MAX, Peer, ReadMark,
 };
 use crate::realtime::{GroupChanged, GroupRead};
-use crate::ssr::conversations::{Sent, find_sent, new_client_id};
+use crate::ssr::conversations::new_client_id;
 use crate::ssr::entities::{chat_room_participants as participants, chat_rooms, messages, users};
+use crate::ssr::messages::{Destination, NewMessage, Sent, names};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
 
@@ -84,38 +84,9 @@ async fn member_count(db: &impl ConnectionTrait, room_id: i64) -> Result<i64, Ap
     Ok(i64::try_from(count).unwrap_or(i64::MAX))
 }
 
-/// Names of `ids`, by id.
-async fn names(
-    db: &impl ConnectionTrait,
-    ids: impl IntoIterator<Item = i64>,
-) -> Result<HashMap<i64, String>, AppError> {
-    let ids: HashSet<i64> = ids.into_iter().collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(i64, String)> = users::Entity::find()
-        .select_only()
-        .column(users::Column::Id)
-        .column(users::Column::Name)
-        .filter(users::Column::Id.is_in(ids))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// Stored rows as the browser sees them, with their senders' names.
+/// Stored rows as the browser sees them (names, quotes, reactions).
 async fn with_names(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> Result<Vec<ChatMessage>, AppError> {
-    let names = names(db, rows.iter().map(|m| m.user_id)).await?;
-    Ok(rows
-        .into_iter()
-        .map(|m| {
-            let name = names.get(&m.user_id).cloned().unwrap_or_default();
-            let mut message = ChatMessage::from(m);
-            message.sender_name = name;
-            message
-        })
-        .collect())
+    crate::ssr::messages::present(db, rows).await
 }
 
 /// A group name: 1–80 characters after trimming, no control characters.
@@ -315,6 +286,7 @@ fn last_message(me: i64, m: &ChatMessage) -> LastMessage {
         created_at: m.created_at,
         sender_name: Some(m.sender_name.clone()),
         kind: m.kind,
+        deleted: m.deleted,
     }
 }
 
@@ -357,9 +329,10 @@ pub async fn history(
 ) -> Result<ConversationPage, AppError> {
     let limit = validation::page_limit(limit)?;
     let membership = membership(db, me, room_id).await?;
+    // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
+    let changes_up_to = crate::ssr::messages::changes_now(db).await?;
     let mut query = messages::Entity::find()
         .filter(messages::Column::ChatRoomId.eq(room_id))
-        .filter(messages::Column::DeletedAt.is_null())
         .filter(messages::Column::Id.lte(membership.visible_up_to()));
     if let Some(before_id) = before_id {
         query = query.filter(messages::Column::Id.lt(before_id));
@@ -375,22 +348,32 @@ pub async fn history(
         messages: with_names(db, rows).await?,
         has_more,
         compose_id: new_client_id(),
+        changes_up_to,
     })
 }
 
 /// What a tab missed in group `room_id` after message `after_id` (at most [`PAGE_MAX`], oldest
-/// first), with the members' read marks now.
+/// first), the messages up to it changed after change `changes_after`, and the members' read
+/// marks now.
 pub async fn since(
     db: &DatabaseConnection,
     me: i64,
     room_id: i64,
     after_id: i64,
+    changes_after: i64,
 ) -> Result<ConversationUpdate, AppError> {
     let membership = membership(db, me, room_id).await?;
+    let visible = std::cmp::min(after_id, membership.visible_up_to());
+    let (changed, changes_up_to, more_changes) = crate::ssr::messages::changed_since(
+        db,
+        sea_orm::Condition::all().add(messages::Column::ChatRoomId.eq(room_id)),
+        changes_after,
+        visible,
+    )
+    .await?;
     let limit = u64::from(PAGE_MAX);
     let mut rows = messages::Entity::find()
         .filter(messages::Column::ChatRoomId.eq(room_id))
-        .filter(messages::Column::DeletedAt.is_null())
         .filter(messages::Column::Id.gt(after_id))
         .filter(messages::Column::Id.lte(membership.visible_up_to()))
         .order_by_asc(messages::Column::Id)
@@ -405,11 +388,14 @@ pub async fn since(
         peer_read_up_to: None,
         peer_read_at: None,
         group: Some(info(db, &membership, 0).await?),
+        changed,
+        changes_up_to,
+        more_changes,
     })
 }
 
-/// Sends `body` from `me` to group `room_id`. `(me, client_id)` makes it idempotent, as a
-/// one-to-one send; the same rate limit counts both.
+/// Sends `body` from `me` to group `room_id`, answering message `reply_to_id` if given.
+/// `(me, client_id)` makes it idempotent, as a one-to-one send; the same rate limit counts both.
 pub async fn send(
     db: &DatabaseConnection,
     limiter: &SlidingWindow,
@@ -417,54 +403,18 @@ pub async fn send(
     room_id: i64,
     body: &str,
     client_id: &str,
+    reply_to_id: Option<i64>,
 ) -> Result<Sent, AppError> {
     let client_id = validation::client_id(client_id)?;
+    let to = Destination::Group(room_id);
     // A retry is answered with what the first attempt stored, whatever changed since.
-    if let Some(existing) = find_sent(db, me.id, &client_id).await? {
-        if existing.chat_room_id != Some(room_id) {
-            return Err(AppError::invalid("client_id", "this client_id was used for another message"));
-        }
-        let mut message = ChatMessage::from(existing);
-        message.sender_name = me.name.clone();
-        return Ok(Sent { message, created: false });
+    if let Some(sent) = crate::ssr::messages::already_sent(db, me.id, to, &client_id).await? {
+        return Ok(sent);
     }
-    let body = validation::message_body(body)?;
+    validation::message_body(body)?;
     membership(db, me.id, room_id).await?.require_current()?;
-    let ticket = limiter
-        .acquire(&me.id.to_string(), Instant::now())
-        .map_err(|refusal| AppError::rate_limited("slow down", refusal.retry_after_secs()))?;
-    let turn = crate::ssr::sqlite_write_turn(db).await;
-    let at = Utc::now();
-    let inserted = messages::ActiveModel {
-        body: Set(body),
-        user_id: Set(me.id),
-        recipient_id: Set(None),
-        chat_room_id: Set(Some(room_id)),
-        client_id: Set(client_id.clone()),
-        kind: Set(MessageKind::Text.as_str().to_owned()),
-        read_at: Set(None),
-        edited_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        ..Default::default()
-    }
-    .insert(db)
-    .await;
-    drop(turn);
-    if inserted.is_err() {
-        limiter.refund(ticket);
-    }
-    let (row, created) = match inserted {
-        Ok(row) => (row, true),
-        Err(e) if crate::ssr::is_unique_violation(&e) => {
-            (find_sent(db, me.id, &client_id).await?.ok_or(AppError::Internal)?, false)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut message = ChatMessage::from(row);
-    message.sender_name = me.name.clone();
-    Ok(Sent { message, created })
+    crate::ssr::messages::store(db, limiter, NewMessage { me: me.id, to, body, client_id: &client_id, reply_to_id })
+        .await
 }
 
 /// Moves my read mark in group `room_id` forward to `up_to_id` (never past the group's newest
@@ -750,11 +700,11 @@ pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Res
         let in_room = || {
             messages::Entity::find()
                 .filter(messages::Column::ChatRoomId.eq(room.id))
-                .filter(messages::Column::DeletedAt.is_null())
                 .filter(messages::Column::Id.lte(visible))
         };
         let last = in_room().order_by_desc(messages::Column::Id).one(db).await?;
         let unread = in_room()
+            .filter(messages::Column::DeletedAt.is_null())
             .filter(messages::Column::Id.gt(row.last_read_message_id.unwrap_or(0)))
             .filter(messages::Column::UserId.ne(me))
             .filter(messages::Column::Kind.eq(MessageKind::Text.as_str()))
@@ -853,8 +803,8 @@ mod tests {
             // A stranger learns nothing: 404 everywhere, as for a group that does not exist.
             for (who, room) in [(&outsider, room), (&admin, room + 100)] {
                 assert_eq!(status(history(&db, who.id, room, None, None).await), 404);
-                assert_eq!(status(since(&db, who.id, room, 0).await), 404);
-                assert_eq!(status(send(&db, &limiter, who, room, "hi", "c-x").await), 404);
+                assert_eq!(status(since(&db, who.id, room, 0, 0).await), 404);
+                assert_eq!(status(send(&db, &limiter, who, room, "hi", "c-x", None).await), 404);
                 assert_eq!(status(mark_read(&db, who, room, 1).await), 404);
                 assert_eq!(status(members(&db, who.id, room, None).await), 404);
                 assert_eq!(status(rename(&db, who, room, "Mine").await), 404);
@@ -866,7 +816,7 @@ mod tests {
             assert!(!is_member(&db, outsider.id, room).await.unwrap());
 
             // A plain member talks, reads and leaves, but the admin actions are 403.
-            assert!(send(&db, &limiter, &member, room, "hello team", "c-1").await.unwrap().created);
+            assert!(send(&db, &limiter, &member, room, "hello team", "c-1", None).await.unwrap().created);
             assert_eq!(members(&db, member.id, room, None).await.unwrap().total, 2);
             assert_eq!(status(rename(&db, &member, room, "Mine").await), 403);
             assert_eq!(status(add(&db, &member, room, &[extra.id]).await), 403);
@@ -878,8 +828,8 @@ mod tests {
             assert_eq!(bodies(&page.messages), ["ada created the group and added bob and rex", "ada removed rex"]);
             let info = page.group.unwrap();
             assert!(!info.member && !info.admin);
-            assert!(since(&db, removed.id, room, 0).await.unwrap().messages.len() == 2, "not bob's later message");
-            assert_eq!(status(send(&db, &limiter, &removed, room, "let me in", "c-r").await), 403);
+            assert!(since(&db, removed.id, room, 0, 0).await.unwrap().messages.len() == 2, "not bob's later message");
+            assert_eq!(status(send(&db, &limiter, &removed, room, "let me in", "c-r", None).await), 403);
             assert_eq!(status(mark_read(&db, &removed, room, i64::MAX).await), 403);
             assert_eq!(status(members(&db, removed.id, room, None).await), 403);
             assert_eq!(status(leave(&db, &removed, room).await), 403);
@@ -961,8 +911,8 @@ mod tests {
             let bob = user(&db, "bob").await;
             let cy = user(&db, "cy").await;
             let room = create(&db, &ada, "Trio", &[bob.id, cy.id]).await.unwrap().group.id;
-            let m1 = send(&db, &limiter, &ada, room, "one", "c-1").await.unwrap().message;
-            let m2 = send(&db, &limiter, &ada, room, "two", "c-2").await.unwrap().message;
+            let m1 = send(&db, &limiter, &ada, room, "one", "c-1", None).await.unwrap().message;
+            let m2 = send(&db, &limiter, &ada, room, "two", "c-2", None).await.unwrap().message;
             let unread = |who: i64| {
                 let db = db.clone();
                 async move { list(&db, who, None).await.unwrap()[0].unread }
@@ -987,7 +937,7 @@ mod tests {
             marks.sort();
             assert_eq!(marks, [("bob".to_owned(), m1.id), ("cy".to_owned(), m2.id)]);
             // Catch-up carries the marks too.
-            let update = since(&db, ada.id, room, m2.id).await.unwrap();
+            let update = since(&db, ada.id, room, m2.id, 0).await.unwrap();
             assert!(update.messages.is_empty());
             assert_eq!(update.group.unwrap().read_marks.len(), 2);
             // The title count adds group unread to one-to-one unread.
@@ -1007,31 +957,36 @@ mod tests {
             let bob = user(&db, "bob").await;
             let room = create(&db, &ada, "Pair+", &[bob.id]).await.unwrap().group.id;
             let limiter = message_sends();
-            let first = send(&db, &limiter, &ada, room, "hello", "c-1").await.unwrap();
+            let first = send(&db, &limiter, &ada, room, "hello", "c-1", None).await.unwrap();
             assert!(first.created);
             assert_eq!((first.message.room_id, first.message.sender_name.as_str()), (Some(room), "ada"));
             let (one, two) = tokio::join!(
-                send(&db, &limiter, &ada, room, "twice", "c-2"),
-                send(&db, &limiter, &ada, room, "twice", "c-2"),
+                send(&db, &limiter, &ada, room, "twice", "c-2", None),
+                send(&db, &limiter, &ada, room, "twice", "c-2", None),
             );
             let (one, two) = (one.unwrap(), two.unwrap());
             assert_eq!(one.message, two.message);
             assert!(one.created != two.created);
-            let again = send(&db, &limiter, &ada, room, "hello", "c-1").await.unwrap();
+            let again = send(&db, &limiter, &ada, room, "hello", "c-1", None).await.unwrap();
             assert!(!again.created);
             assert_eq!(again.message, first.message);
             // A client id of a one-to-one message cannot be replayed into the group, nor back.
-            crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "direct", "c-3").await.unwrap();
-            assert_eq!(status(send(&db, &limiter, &ada, room, "direct", "c-3").await), 400);
-            assert_eq!(status(crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "x", "c-1").await), 400);
+            crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "direct", "c-3", None).await.unwrap();
+            assert_eq!(status(send(&db, &limiter, &ada, room, "direct", "c-3", None).await), 400);
+            assert_eq!(
+                status(crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "x", "c-1", None).await),
+                400
+            );
             for body in ["", "   ", &"a".repeat(5001)] {
-                assert!(send(&db, &limiter, &ada, room, body, "c-bad").await.unwrap_err().for_field("body").is_some());
+                assert!(
+                    send(&db, &limiter, &ada, room, body, "c-bad", None).await.unwrap_err().for_field("body").is_some()
+                );
             }
             // The same 20-per-10s allowance as one-to-one sends (three used above).
             for i in 0..17 {
-                assert!(send(&db, &limiter, &ada, room, "spam", &format!("s-{i}")).await.is_ok(), "send {i}");
+                assert!(send(&db, &limiter, &ada, room, "spam", &format!("s-{i}"), None).await.is_ok(), "send {i}");
             }
-            assert_eq!(status(send(&db, &limiter, &ada, room, "spam", "s-17").await), 429);
+            assert_eq!(status(send(&db, &limiter, &ada, room, "spam", "s-17", None).await), 429);
             let page = history(&db, bob.id, room, None, None).await.unwrap();
             assert_eq!(page.messages.iter().filter(|m| m.body == "twice").count(), 1);
         })
@@ -1049,7 +1004,7 @@ mod tests {
             }
             let room = create(&db, &ada, "Big", &others[..60]).await.unwrap().group.id;
             for i in 0..70 {
-                send(&db, &limiter, &ada, room, &format!("msg {i}"), &format!("c-{i}")).await.unwrap();
+                send(&db, &limiter, &ada, room, &format!("msg {i}"), &format!("c-{i}"), None).await.unwrap();
             }
             add(&db, &ada, room, &others[60..]).await.unwrap();
             let newest = history(&db, ada.id, room, None, Some(30)).await.unwrap();

@@ -6,6 +6,7 @@ pub mod broadcast;
 pub mod conversations;
 pub mod entities;
 pub mod groups;
+pub mod messages;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;
@@ -228,6 +229,20 @@ impl RequestContext {
         }
         self.forget_signed_in().await;
         self.set_cookie(SessionToken::clear_cookie(self.secure_cookie))
+    }
+
+    /// After a plain form post (no JavaScript), sends the browser back to the conversation of
+    /// `message` as `me` sees it, at that message; calls made from WASM get their answer only.
+    pub fn back_to_message(&self, me: i64, message: &crate::model::ChatMessage) {
+        if !self.accepts_html {
+            return;
+        }
+        let conversation = match message.room_id {
+            Some(room) => format!("/chat/g/{room}"),
+            None if message.sender_id == me => format!("/chat/{}", message.recipient_id),
+            None => format!("/chat/{}", message.sender_id),
+        };
+        self.redirect(&format!("{conversation}#m-{}", message.id));
     }
 
     /// Sends the browser to `path` after this call: a real 302 for a plain form post, and the

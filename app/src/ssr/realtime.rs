@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::model::ChatMessage;
 use crate::realtime::{
-    ChannelAccess, EVENT_GROUP_CHANGED, EVENT_MESSAGES_READ, EVENT_NEW_MESSAGE, GroupRead, MessagesRead,
+    ChannelAccess, EVENT_GROUP_CHANGED, EVENT_MESSAGE_DELETED, EVENT_MESSAGE_UPDATED, EVENT_MESSAGES_READ,
+    EVENT_NEW_MESSAGE, EVENT_REACTIONS_CHANGED, GroupRead, MessageDeleted, MessagesRead, ReactionsChanged,
     RealtimeConfig, room_channel, room_presence_channel, user_channel,
 };
 use crate::ssr::broadcast::{Broadcaster, Publication};
@@ -147,19 +148,51 @@ pub fn sending_socket(socket_id: Option<&str>) -> Result<Option<SocketId>, crate
     }
 }
 
+/// The channels every tab of a conversation's people follows: a group's channel, or the two
+/// people's user channels.
+fn conversation_channels(room_id: Option<i64>, sender_id: i64, recipient_id: i64) -> Vec<ChannelName> {
+    match room_id {
+        Some(room) => channel(room_channel(room)).into_iter().collect(),
+        None => [recipient_id, sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect(),
+    }
+}
+
+fn publish_json(
+    broadcaster: &dyn Broadcaster,
+    channels: Vec<ChannelName>,
+    event: &'static str,
+    data: &impl serde::Serialize,
+    exclude: Option<SocketId>,
+) {
+    match serde_json::to_string(data) {
+        Ok(data) => broadcaster.publish(Publication { channels, event, data, exclude }),
+        Err(e) => tracing::error!(error = %e, event, "cannot serialize an event"),
+    }
+}
+
 /// `NewChatMessage` to the recipient and to the sender's other tabs (not the tab that sent it); a
 /// group's message to the group's channel, which every member's tabs (the sender's too) follow.
 pub fn announce_message(broadcaster: &dyn Broadcaster, message: &ChatMessage, exclude: Option<SocketId>) {
-    let channels: Vec<ChannelName> = match message.room_id {
-        Some(room) => channel(room_channel(room)).into_iter().collect(),
-        None => {
-            [message.recipient_id, message.sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect()
-        }
-    };
-    match serde_json::to_string(message) {
-        Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_NEW_MESSAGE, data, exclude }),
-        Err(e) => tracing::error!(error = %e, "cannot serialize a message event"),
-    }
+    let channels = conversation_channels(message.room_id, message.sender_id, message.recipient_id);
+    publish_json(broadcaster, channels, EVENT_NEW_MESSAGE, message, exclude);
+}
+
+/// `MessageUpdated` (an edit) where the message was announced.
+pub fn announce_update(broadcaster: &dyn Broadcaster, message: &ChatMessage) {
+    let channels = conversation_channels(message.room_id, message.sender_id, message.recipient_id);
+    publish_json(broadcaster, channels, EVENT_MESSAGE_UPDATED, message, None);
+}
+
+/// `MessageDeleted` where the message was announced.
+pub fn announce_delete(broadcaster: &dyn Broadcaster, deleted: &MessageDeleted) {
+    let channels = conversation_channels(deleted.room_id, deleted.sender_id, deleted.recipient_id);
+    publish_json(broadcaster, channels, EVENT_MESSAGE_DELETED, deleted, None);
+}
+
+/// `ReactionsChanged` where the message was announced.
+pub fn announce_reactions(broadcaster: &dyn Broadcaster, change: &ReactionsChanged) {
+    let channels = conversation_channels(change.room_id, change.sender_id, change.recipient_id);
+    publish_json(broadcaster, channels, EVENT_REACTIONS_CHANGED, change, None);
 }
 
 /// `MessagesRead` to the person whose messages were read (their ✓✓), and to the reader's other
@@ -214,6 +247,7 @@ pub fn announce_group_change(broadcaster: &dyn Broadcaster, change: &crate::ssr:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::LiveEvent;
     use crate::ssr::test_support::{for_each_database, memory_db, user};
 
     fn settings() -> RealtimeSettings {
@@ -348,6 +382,10 @@ mod tests {
             client_id: "c".into(),
             created_at: Utc::now(),
             read_at: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            reactions: Vec::new(),
         };
         announce_message(&recorder, &message, Some(SocketId::parse("3.4").unwrap()));
         let sent = recorder.0.lock().unwrap();
@@ -357,5 +395,28 @@ mod tests {
         assert_eq!(sent[0].event, "NewChatMessage");
         assert_eq!(serde_json::from_str::<ChatMessage>(&sent[0].data).unwrap(), message);
         assert_eq!(sent[0].exclude.as_ref().map(SocketId::as_str), Some("3.4"));
+        drop(sent);
+
+        // Edits, deletions and reactions go where the message went, to every tab.
+        announce_update(&recorder, &message);
+        let deleted = MessageDeleted { id: 5, sender_id: 1, recipient_id: 2, room_id: None };
+        announce_delete(&recorder, &deleted);
+        let in_group =
+            ReactionsChanged { message_id: 6, sender_id: 1, recipient_id: 0, room_id: Some(9), reactions: vec![] };
+        announce_reactions(&recorder, &in_group);
+        let sent = recorder.0.lock().unwrap();
+        let seen: Vec<(&str, Vec<&str>, bool)> = sent[1..]
+            .iter()
+            .map(|p| (p.event, p.channels.iter().map(ChannelName::as_str).collect(), p.exclude.is_some()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("MessageUpdated", vec!["private-user.2", "private-user.1"], false),
+                ("MessageDeleted", vec!["private-user.2", "private-user.1"], false),
+                ("ReactionsChanged", vec!["private-room.9"], false),
+            ]
+        );
+        assert_eq!(LiveEvent::decode("MessageDeleted", &sent[2].data), Some(LiveEvent::MessageDeleted(deleted)));
     }
 }

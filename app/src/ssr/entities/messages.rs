@@ -22,6 +22,11 @@ pub struct Model {
     pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The message this one answers, in the same conversation.
+    pub reply_to_id: Option<i64>,
+    /// The `message_changes` counter's value at this message's latest edit, deletion or
+    /// reaction change; 0 while it never changed. Catch-ups ask for what changed after theirs.
+    pub change_seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

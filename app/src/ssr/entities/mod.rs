@@ -2,6 +2,8 @@
 
 pub mod chat_room_participants;
 pub mod chat_rooms;
+pub mod counters;
+pub mod message_reactions;
 pub mod messages;
 pub mod sessions;
 pub mod settings;

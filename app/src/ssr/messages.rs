@@ -1,0 +1,890 @@
+//! What happens to a message after it is sent, in any conversation (one-to-one or group): its
+//! author edits it (within [`EDIT_WINDOW_MINUTES`]) or deletes it (a tombstone whose body is
+//! erased), people react to it, and others reply to it. Also how stored rows become what the
+//! browser sees (names, reply quotes, reactions), how a new message is stored (shared by both
+//! kinds of conversation), and the change sequence catch-ups use.
+//!
+//! Who may do what: a message you cannot see is 404 (another pair's conversation, a group you were
+//! never in, or one sent after you left it); one you can see but not change is 403 (someone else's
+//! message, or any action once you left the group).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::error::AppError;
+use crate::model::{
+    ChatMessage, EDIT_WINDOW_MINUTES, MessageKind, PAGE_MAX, REACTION_NAMES_SHOWN, REACTIONS_MAX_KINDS, Reaction,
+    ReplyQuote,
+};
+use crate::realtime::{MessageDeleted, ReactionsChanged};
+use crate::ssr::entities::{chat_room_participants as participants, counters, message_reactions, messages, users};
+use crate::ssr::rate_limit::SlidingWindow;
+use crate::validation;
+
+impl From<messages::Model> for ChatMessage {
+    fn from(m: messages::Model) -> Self {
+        let deleted = m.deleted_at.is_some();
+        Self {
+            id: m.id,
+            sender_id: m.user_id,
+            recipient_id: m.recipient_id.unwrap_or_default(),
+            room_id: m.chat_room_id,
+            sender_name: String::new(),
+            kind: MessageKind::from_column(&m.kind),
+            body: if deleted { String::new() } else { m.body },
+            client_id: m.client_id,
+            created_at: m.created_at,
+            read_at: m.read_at,
+            edited_at: m.edited_at,
+            deleted,
+            reply_to: None,
+            reactions: Vec::new(),
+        }
+    }
+}
+
+/// The counter that numbers message changes (edits, deletions, reaction changes).
+const CHANGES: &str = "message_changes";
+
+/// The newest change number: everything numbered up to it is visible to a read that follows.
+pub async fn changes_now(db: &impl ConnectionTrait) -> Result<i64, AppError> {
+    Ok(counters::Entity::find_by_id(CHANGES.to_owned()).one(db).await?.map_or(0, |row| row.value))
+}
+
+/// Draws the next change number, inside the change's transaction: on PostgreSQL the row stays
+/// locked until the change commits, so changes become visible in the order of their numbers.
+async fn next_change(tx: &impl ConnectionTrait) -> Result<i64, AppError> {
+    counters::Entity::update_many()
+        .col_expr(counters::Column::Value, Expr::col(counters::Column::Value).add(1))
+        .filter(counters::Column::Name.eq(CHANGES))
+        .exec(tx)
+        .await?;
+    changes_now(tx).await
+}
+
+/// Names of `ids`, by id.
+pub async fn names(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<HashMap<i64, String>, AppError> {
+    let ids: HashSet<i64> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::Name)
+        .filter(users::Column::Id.is_in(ids))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Stored rows as the browser sees them: with their senders' names, the quotes of the messages
+/// they reply to, and their reactions. A few queries for the whole page, none per row.
+pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> Result<Vec<ChatMessage>, AppError> {
+    let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+    let reply_ids: HashSet<i64> = rows.iter().filter_map(|m| m.reply_to_id).collect();
+    let originals: Vec<messages::Model> = if reply_ids.is_empty() {
+        Vec::new()
+    } else {
+        messages::Entity::find().filter(messages::Column::Id.is_in(reply_ids)).all(db).await?
+    };
+    let reactions = reactions_of(db, &ids).await?;
+    let names = names(
+        db,
+        rows.iter().map(|m| m.user_id).chain(originals.iter().map(|m| m.user_id)).chain(
+            reactions.values().flatten().flat_map(|(_, users)| users.iter().take(REACTION_NAMES_SHOWN).copied()),
+        ),
+    )
+    .await?;
+    let name_of = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    let quotes: HashMap<i64, ReplyQuote> = originals
+        .into_iter()
+        .map(|m| {
+            let mut original = ChatMessage::from(m);
+            original.sender_name = name_of(original.sender_id);
+            (original.id, ReplyQuote::of(&original))
+        })
+        .collect();
+    let mut reactions = reactions;
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let reply_to = m.reply_to_id.and_then(|id| quotes.get(&id).cloned());
+            let mut message = ChatMessage::from(m);
+            message.sender_name = name_of(message.sender_id);
+            message.reply_to = reply_to;
+            message.reactions = reactions
+                .remove(&message.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(emoji, user_ids)| Reaction {
+                    names: user_ids.iter().take(REACTION_NAMES_SHOWN).map(|&id| name_of(id)).collect(),
+                    emoji,
+                    user_ids,
+                })
+                .collect();
+            message
+        })
+        .collect())
+}
+
+/// One stored row as the browser sees it.
+pub async fn present_one(db: &impl ConnectionTrait, row: messages::Model) -> Result<ChatMessage, AppError> {
+    present(db, vec![row]).await?.pop().ok_or(AppError::Internal)
+}
+
+/// Per message, its emoji in the order first added, each with its people in the order they added it.
+async fn reactions_of(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<(String, Vec<i64>)>>, AppError> {
+    let mut out: HashMap<i64, Vec<(String, Vec<i64>)>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = message_reactions::Entity::find()
+        .filter(message_reactions::Column::MessageId.is_in(ids.iter().copied()))
+        .order_by_asc(message_reactions::Column::CreatedAt)
+        .order_by_asc(message_reactions::Column::UserId)
+        .all(db)
+        .await?;
+    for row in rows {
+        let emojis = out.entry(row.message_id).or_default();
+        match emojis.iter_mut().find(|(emoji, _)| *emoji == row.emoji) {
+            Some((_, users)) => users.push(row.user_id),
+            None => emojis.push((row.emoji, vec![row.user_id])),
+        }
+    }
+    Ok(out)
+}
+
+/// Which conversation a message is in, as the asking user stands in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// One of the two people of a one-to-one conversation.
+    Direct,
+    /// A group member now (`true`), or a former member who may still read it (`false`).
+    Group { current: bool },
+}
+
+/// The message `id` if `me` may see it, with how they stand in its conversation; 404 otherwise.
+async fn locate(db: &impl ConnectionTrait, me: i64, id: i64) -> Result<(messages::Model, Standing), AppError> {
+    let not_found = || AppError::not_found("no such message");
+    let row = messages::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    match row.chat_room_id {
+        None if row.user_id == me || row.recipient_id == Some(me) => Ok((row, Standing::Direct)),
+        None => Err(not_found()),
+        Some(room) => {
+            let membership = participants::Entity::find_by_id((room, me)).one(db).await?.ok_or_else(not_found)?;
+            let current = membership.left_at.is_none();
+            if !current && row.id > membership.visible_up_to.unwrap_or(0) {
+                return Err(not_found());
+            }
+            Ok((row, Standing::Group { current }))
+        }
+    }
+}
+
+/// The message `id`, if `me` may act on it: visible, and (in a group) while still a member.
+async fn locate_for_action(db: &impl ConnectionTrait, me: i64, id: i64) -> Result<messages::Model, AppError> {
+    let (row, standing) = locate(db, me, id).await?;
+    if standing == (Standing::Group { current: false }) {
+        return Err(AppError::Forbidden { message: "you are no longer a member of this group".into() });
+    }
+    if MessageKind::from_column(&row.kind) == MessageKind::System {
+        return Err(AppError::invalid("message_id", "lines about the group cannot be changed or reacted to"));
+    }
+    Ok(row)
+}
+
+fn require_author(row: &messages::Model, me: i64, what: &str) -> Result<(), AppError> {
+    if row.user_id == me {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden { message: format!("only its author can {what} a message") })
+    }
+}
+
+/// Edits `me`'s message `id` to `body` (checked as a send's body), within
+/// [`EDIT_WINDOW_MINUTES`] of sending it. An edit to the same text changes nothing (`false`).
+pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Result<(ChatMessage, bool), AppError> {
+    let row = locate_for_action(db, me, id).await?;
+    require_author(&row, me, "edit")?;
+    if row.deleted_at.is_some() {
+        return Err(AppError::invalid("message_id", "a deleted message cannot be edited"));
+    }
+    if Utc::now() - row.created_at >= chrono::Duration::minutes(EDIT_WINDOW_MINUTES) {
+        return Err(AppError::invalid(
+            "message_id",
+            format!("messages can only be edited for {EDIT_WINDOW_MINUTES} minutes after they are sent"),
+        ));
+    }
+    let body = validation::message_body(body)?;
+    if body == row.body {
+        return Ok((present_one(db, row).await?, false));
+    }
+    let _turn = crate::ssr::sqlite_write_turn(db).await;
+    let tx = db.begin().await?;
+    let seq = next_change(&tx).await?;
+    let now = Utc::now();
+    let mut active: messages::ActiveModel = row.into();
+    active.body = Set(body);
+    active.edited_at = Set(Some(now));
+    active.updated_at = Set(now);
+    active.change_seq = Set(seq);
+    let row = active.update(&tx).await?;
+    tx.commit().await?;
+    Ok((present_one(db, row).await?, true))
+}
+
+/// Deletes `me`'s message `id`: its body is erased and its reactions removed; the row stays as a
+/// tombstone so the ids around it, and replies to it, stay coherent. Deleting again is a no-op.
+pub async fn delete(db: &DatabaseConnection, me: i64, id: i64) -> Result<(ChatMessage, MessageDeleted), AppError> {
+    let row = locate_for_action(db, me, id).await?;
+    require_author(&row, me, "delete")?;
+    let row = if row.deleted_at.is_some() {
+        row
+    } else {
+        let _turn = crate::ssr::sqlite_write_turn(db).await;
+        let tx = db.begin().await?;
+        let seq = next_change(&tx).await?;
+        message_reactions::Entity::delete_many()
+            .filter(message_reactions::Column::MessageId.eq(row.id))
+            .exec(&tx)
+            .await?;
+        let now = Utc::now();
+        let mut active: messages::ActiveModel = row.into();
+        active.body = Set(String::new());
+        active.deleted_at = Set(Some(now));
+        active.updated_at = Set(now);
+        active.change_seq = Set(seq);
+        let row = active.update(&tx).await?;
+        tx.commit().await?;
+        row
+    };
+    let tombstone = present_one(db, row).await?;
+    let event = MessageDeleted {
+        id: tombstone.id,
+        sender_id: tombstone.sender_id,
+        recipient_id: tombstone.recipient_id,
+        room_id: tombstone.room_id,
+    };
+    Ok((tombstone, event))
+}
+
+/// A reaction: one emoji (with its modifiers and joiners), nothing else.
+pub fn reaction_emoji(text: &str) -> Result<String, AppError> {
+    let emoji = text.trim();
+    if emoji.is_empty() || emoji.len() > 64 || !single_emoji(emoji) {
+        return Err(AppError::invalid("emoji", "a reaction is one emoji"));
+    }
+    Ok(emoji.to_owned())
+}
+
+/// One emoji: a pictograph with any variation selectors, skin tones, joiners and keycap marks.
+fn single_emoji(text: &str) -> bool {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else { return false };
+    let pictograph = |c: char| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0x2300..=0x23FF | 0x3030 | 0x303D | 0x3297 | 0x3299 | 0x00A9 | 0x00AE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x21AA);
+    let modifier = |c: char| matches!(c as u32, 0xFE0F | 0xFE0E | 0x1F3FB..=0x1F3FF | 0x20E3 | 0xE0020..=0xE007F);
+    let regional = |c: char| matches!(c as u32, 0x1F1E6..=0x1F1FF);
+    if regional(first) {
+        return chars.next().is_some_and(regional) && chars.next().is_none();
+    }
+    let keycap = first.is_ascii_digit() || first == '#' || first == '*';
+    if !pictograph(first) && !keycap {
+        return false;
+    }
+    let mut joined = false;
+    for c in chars {
+        if c == '\u{200D}' {
+            joined = true;
+        } else if modifier(c) || (joined && pictograph(c)) {
+            joined = false;
+        } else {
+            return false;
+        }
+    }
+    !joined && (!keycap || text.ends_with('\u{20E3}'))
+}
+
+/// What a reaction change did: whether anything changed, and the message's reactions now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reacted {
+    pub changed: bool,
+    /// The message with its reactions now.
+    pub message: ChatMessage,
+    pub event: ReactionsChanged,
+}
+
+/// `me` adds `emoji` to message `id` (once per person and emoji: adding it again changes nothing).
+pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Result<Reacted, AppError> {
+    let emoji = reaction_emoji(emoji)?;
+    let row = locate_for_action(db, me, id).await?;
+    if row.deleted_at.is_some() {
+        return Err(AppError::invalid("message_id", "a deleted message cannot be reacted to"));
+    }
+    let _turn = crate::ssr::sqlite_write_turn(db).await;
+    let tx = db.begin().await?;
+    let mine = message_reactions::Entity::find_by_id((row.id, me, emoji.clone())).one(&tx).await?;
+    if mine.is_some() {
+        tx.rollback().await?;
+        return reacted(db, &row, false).await;
+    }
+    let kinds: Vec<String> = message_reactions::Entity::find()
+        .select_only()
+        .column(message_reactions::Column::Emoji)
+        .distinct()
+        .filter(message_reactions::Column::MessageId.eq(row.id))
+        .into_tuple()
+        .all(&tx)
+        .await?;
+    if kinds.len() >= REACTIONS_MAX_KINDS && !kinds.contains(&emoji) {
+        return Err(AppError::invalid(
+            "emoji",
+            format!("a message can have at most {REACTIONS_MAX_KINDS} different reactions"),
+        ));
+    }
+    let seq = next_change(&tx).await?;
+    let inserted = message_reactions::ActiveModel {
+        message_id: Set(row.id),
+        user_id: Set(me),
+        emoji: Set(emoji),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // The same reaction from a parallel request: one of them counts.
+        Err(e) if crate::ssr::is_unique_violation(&e) => {
+            drop(tx);
+            return reacted(db, &row, false).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    bump(&tx, row.id, seq).await?;
+    tx.commit().await?;
+    reacted(db, &row, true).await
+}
+
+/// `me` takes back `emoji` from message `id` (nothing changes when they had not added it).
+pub async fn unreact(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Result<Reacted, AppError> {
+    let emoji = reaction_emoji(emoji)?;
+    let row = locate_for_action(db, me, id).await?;
+    let _turn = crate::ssr::sqlite_write_turn(db).await;
+    let tx = db.begin().await?;
+    let removed = message_reactions::Entity::delete_by_id((row.id, me, emoji)).exec(&tx).await?.rows_affected;
+    if removed > 0 {
+        let seq = next_change(&tx).await?;
+        bump(&tx, row.id, seq).await?;
+    }
+    tx.commit().await?;
+    reacted(db, &row, removed > 0).await
+}
+
+/// Gives message `id` change number `seq`.
+async fn bump(tx: &impl ConnectionTrait, id: i64, seq: i64) -> Result<(), AppError> {
+    messages::Entity::update_many()
+        .col_expr(messages::Column::ChangeSeq, Expr::value(seq))
+        .filter(messages::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+async fn reacted(db: &impl ConnectionTrait, row: &messages::Model, changed: bool) -> Result<Reacted, AppError> {
+    let message = present_one(db, row.clone()).await?;
+    let event = ReactionsChanged {
+        message_id: message.id,
+        sender_id: message.sender_id,
+        recipient_id: message.recipient_id,
+        room_id: message.room_id,
+        reactions: message.reactions.clone(),
+    };
+    Ok(Reacted { changed, message, event })
+}
+
+/// Where a new message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Person(i64),
+    Group(i64),
+}
+
+/// What a send did: stored a new message, or found the one this `client_id` already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message: ChatMessage,
+    pub created: bool,
+}
+
+/// The checked parts of a send: who writes, where, what, under which idempotency key.
+pub struct NewMessage<'a> {
+    pub me: i64,
+    pub to: Destination,
+    pub body: &'a str,
+    pub client_id: &'a str,
+    pub reply_to_id: Option<i64>,
+}
+
+impl Destination {
+    fn matches(self, row: &messages::Model) -> bool {
+        match self {
+            Self::Person(id) => row.chat_room_id.is_none() && row.recipient_id == Some(id),
+            Self::Group(room) => row.chat_room_id == Some(room),
+        }
+    }
+}
+
+/// The message a send answers: it must be in the same conversation (400 otherwise).
+async fn reply_target(db: &impl ConnectionTrait, me: i64, to: Destination, id: i64) -> Result<i64, AppError> {
+    let invalid = || AppError::invalid("reply_to_id", "you can only reply to a message of this conversation");
+    let (row, _) = locate(db, me, id).await.map_err(|_| invalid())?;
+    let same = match to {
+        Destination::Person(peer) => {
+            row.chat_room_id.is_none()
+                && ((row.user_id == me && row.recipient_id == Some(peer))
+                    || (row.user_id == peer && row.recipient_id == Some(me)))
+        }
+        Destination::Group(room) => row.chat_room_id == Some(room),
+    };
+    if !same || MessageKind::from_column(&row.kind) == MessageKind::System {
+        return Err(invalid());
+    }
+    Ok(row.id)
+}
+
+/// The message `me` stored under `client_id`, if any.
+pub(crate) async fn find_sent(
+    db: &impl ConnectionTrait,
+    me: i64,
+    client_id: &str,
+) -> Result<Option<messages::Model>, AppError> {
+    Ok(messages::Entity::find()
+        .filter(messages::Column::UserId.eq(me))
+        .filter(messages::Column::ClientId.eq(client_id))
+        .one(db)
+        .await?)
+}
+
+/// A send that was stored already (same sender and `client_id`): answered with what the first
+/// attempt stored, whatever changed since; 400 when the key was used for another conversation.
+pub async fn already_sent(
+    db: &DatabaseConnection,
+    me: i64,
+    to: Destination,
+    client_id: &str,
+) -> Result<Option<Sent>, AppError> {
+    match find_sent(db, me, client_id).await? {
+        None => Ok(None),
+        Some(row) if to.matches(&row) => Ok(Some(Sent { message: present_one(db, row).await?, created: false })),
+        Some(_) => Err(AppError::invalid("client_id", "this client_id was used for another message")),
+    }
+}
+
+/// Stores a new message once its conversation has been checked by the caller: counts it against
+/// `limiter` (refunded when nothing is stored), and answers a concurrent identical send with the
+/// row that won. `client_id` must already be validated.
+pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMessage<'_>) -> Result<Sent, AppError> {
+    let body = validation::message_body(new.body)?;
+    let reply_to_id = match new.reply_to_id {
+        Some(id) => Some(reply_target(db, new.me, new.to, id).await?),
+        None => None,
+    };
+    // Counted now, not after the insert: the insert awaits, and sends in parallel must not all
+    // pass the check before any of them is recorded.
+    let ticket = limiter
+        .acquire(&new.me.to_string(), Instant::now())
+        .map_err(|refusal| AppError::rate_limited("slow down", refusal.retry_after_secs()))?;
+    let (recipient_id, room_id) = match new.to {
+        Destination::Person(id) => (Some(id), None),
+        Destination::Group(room) => (None, Some(room)),
+    };
+    let turn = crate::ssr::sqlite_write_turn(db).await;
+    let at = Utc::now();
+    let inserted = messages::ActiveModel {
+        body: Set(body),
+        user_id: Set(new.me),
+        recipient_id: Set(recipient_id),
+        chat_room_id: Set(room_id),
+        client_id: Set(new.client_id.to_owned()),
+        kind: Set(MessageKind::Text.as_str().to_owned()),
+        read_at: Set(None),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        reply_to_id: Set(reply_to_id),
+        ..Default::default()
+    }
+    .insert(db)
+    .await;
+    drop(turn);
+    if inserted.is_err() {
+        // Nothing new was stored: the attempt does not use up the allowance.
+        limiter.refund(ticket);
+    }
+    let (row, created) = match inserted {
+        Ok(row) => (row, true),
+        // The recipient is checked by the foreign key, not by a query of its own on every send.
+        Err(e) if crate::ssr::is_foreign_key_violation(&e) => return Err(AppError::not_found("no such recipient")),
+        // A concurrent identical send won the race: answer with its row.
+        Err(e) if crate::ssr::is_unique_violation(&e) => {
+            (find_sent(db, new.me, new.client_id).await?.ok_or(AppError::Internal)?, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Sent { message: present_one(db, row).await?, created })
+}
+
+/// A conversation's messages up to `up_to_id` that changed after change `after` (at most
+/// [`PAGE_MAX`], in the order they changed), and where the next catch-up starts: `(changed,
+/// changes_up_to, more)`. `conversation` selects the conversation's rows.
+pub async fn changed_since(
+    db: &impl ConnectionTrait,
+    conversation: Condition,
+    after: i64,
+    up_to_id: i64,
+) -> Result<(Vec<ChatMessage>, i64, bool), AppError> {
+    // Read first: every change numbered up to it is visible to the query below.
+    let now = changes_now(db).await?;
+    if after >= now {
+        return Ok((Vec::new(), now, false));
+    }
+    let limit = u64::from(PAGE_MAX);
+    let mut rows = messages::Entity::find()
+        .filter(conversation)
+        .filter(messages::Column::ChangeSeq.gt(after))
+        .filter(messages::Column::ChangeSeq.lte(now))
+        .filter(messages::Column::Id.lte(up_to_id))
+        .order_by_asc(messages::Column::ChangeSeq)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let cursor = if more { rows.last().map_or(now, |m| m.change_seq) } else { now };
+    Ok((present(db, rows).await?, cursor, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sea_orm::PaginatorTrait;
+
+    use super::*;
+    use crate::model::{ContactKind, TOMBSTONE};
+    use crate::ssr::conversations::{contacts, conversation, conversation_since, send};
+    use crate::ssr::groups;
+    use crate::ssr::test_support::{for_each_database, message, user};
+
+    fn unlimited() -> SlidingWindow {
+        SlidingWindow::new(10_000, Duration::from_secs(10))
+    }
+
+    fn status<T: std::fmt::Debug>(result: Result<T, AppError>) -> u16 {
+        result.expect_err("refused").status()
+    }
+
+    async fn stored(db: &DatabaseConnection, id: i64) -> messages::Model {
+        messages::Entity::find_by_id(id).one(db).await.unwrap().unwrap()
+    }
+
+    /// Makes message `id` look `minutes` old.
+    async fn age(db: &DatabaseConnection, id: i64, minutes: i64) {
+        let mut row: messages::ActiveModel = stored(db, id).await.into();
+        row.created_at = Set(Utc::now() - chrono::Duration::minutes(minutes));
+        row.update(db).await.unwrap();
+    }
+
+    #[test]
+    fn a_reaction_is_one_emoji() {
+        for ok in ["👍", "❤️", "👍🏽", "👩‍💻", "🇫🇷", "1️⃣", " 🎉 "] {
+            assert!(reaction_emoji(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "a", "+1", "👍👍", "👍 🎉", "<b>", "1", "‍", "👍a", "\u{200D}👍"] {
+            assert_eq!(reaction_emoji(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_author_edits_and_only_within_the_window() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let m = message(&db, alice.id, bob.id, "helo").await;
+
+            assert_eq!(status(edit(&db, bob.id, m.id, "mine now").await), 403, "not the author");
+            assert_eq!(status(edit(&db, carol.id, m.id, "hi").await), 404, "cannot see it");
+            assert_eq!(status(edit(&db, alice.id, m.id + 100, "hi").await), 404, "no such message");
+            for bad in ["", "   ", &"x".repeat(5_001)] {
+                assert!(edit(&db, alice.id, m.id, bad).await.unwrap_err().for_field("body").is_some(), "{bad:?}");
+            }
+
+            let (edited, changed) = edit(&db, alice.id, m.id, " hello ").await.unwrap();
+            assert!(changed);
+            assert_eq!(edited.body, "hello");
+            assert!(edited.edited_at.is_some());
+            assert_eq!(stored(&db, m.id).await.body, "hello");
+            // The same text again changes nothing.
+            assert!(!edit(&db, alice.id, m.id, "hello").await.unwrap().1);
+            // Bob's page shows the edit.
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            assert_eq!(page.messages[0].body, "hello");
+            assert_eq!(page.messages[0].edited_at, edited.edited_at);
+
+            age(&db, m.id, EDIT_WINDOW_MINUTES).await;
+            let err = edit(&db, alice.id, m.id, "too late").await.unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(
+                err.for_field("message_id").as_deref(),
+                Some("messages can only be edited for 15 minutes after they are sent")
+            );
+            assert_eq!(stored(&db, m.id).await.body, "hello");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_message_is_a_tombstone_whose_body_is_gone() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let m = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
+            react(&db, bob.id, m.id, "😮").await.unwrap();
+
+            assert_eq!(status(delete(&db, bob.id, m.id).await), 403, "only the author");
+            // Long after the edit window, the author still deletes.
+            age(&db, m.id, 60 * 24).await;
+            let (tombstone, event) = delete(&db, alice.id, m.id).await.unwrap();
+            assert!(tombstone.deleted);
+            assert_eq!(tombstone.body, "");
+            assert!(tombstone.reactions.is_empty());
+            assert_eq!(event, MessageDeleted { id: m.id, sender_id: alice.id, recipient_id: bob.id, room_id: None });
+
+            // Erased in the database, not hidden; its reactions went with it.
+            let row = stored(&db, m.id).await;
+            assert_eq!(row.body, "");
+            assert!(row.deleted_at.is_some());
+            let reactions = message_reactions::Entity::find()
+                .filter(message_reactions::Column::MessageId.eq(m.id))
+                .count(&db)
+                .await
+                .unwrap();
+            assert_eq!(reactions, 0);
+
+            // Everyone sees the tombstone in its place, and the list says so.
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            assert_eq!(page.messages.len(), 1);
+            assert!(page.messages[0].deleted && page.messages[0].body.is_empty());
+            let list = contacts(&db, bob.id, None).await.unwrap();
+            let last = list.people.iter().find(|c| c.id == alice.id).unwrap().last_message.clone().unwrap();
+            assert!(last.deleted && last.body.is_empty());
+            assert_eq!(list.unread, 0, "a deleted message is not waiting to be read");
+
+            // Nothing more can be done to it; deleting again is harmless.
+            assert_eq!(status(edit(&db, alice.id, m.id, "undo").await), 400);
+            assert_eq!(status(react(&db, bob.id, m.id, "👍").await), 400);
+            assert!(delete(&db, alice.id, m.id).await.unwrap().0.deleted);
+            // The retried send of a deleted message answers the tombstone, never the old body.
+            let retry = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap();
+            assert!(!retry.created && retry.message.deleted && retry.message.body.is_empty());
+            assert_eq!(TOMBSTONE, "This message was deleted");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn one_reaction_per_person_and_emoji() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let m = message(&db, alice.id, bob.id, "shipped!").await;
+
+            let first = react(&db, bob.id, m.id, "🎉").await.unwrap();
+            assert!(first.changed);
+            assert!(!react(&db, bob.id, m.id, "🎉").await.unwrap().changed, "once per person and emoji");
+            react(&db, alice.id, m.id, "🎉").await.unwrap();
+            let both = react(&db, bob.id, m.id, "👍").await.unwrap();
+            assert_eq!(both.event.reactions.len(), 2);
+            let party = &both.event.reactions[0];
+            assert_eq!((party.emoji.as_str(), party.count()), ("🎉", 2));
+            assert_eq!(party.user_ids, [bob.id, alice.id], "in the order they reacted");
+            assert_eq!(party.who(), "bob and alice reacted with 🎉");
+
+            assert_eq!(status(react(&db, carol.id, m.id, "👍").await), 404, "not in the conversation");
+            assert_eq!(status(react(&db, bob.id, m.id, "nice").await), 400);
+
+            let after = unreact(&db, bob.id, m.id, "🎉").await.unwrap();
+            assert!(after.changed);
+            assert_eq!(after.event.reactions[0].user_ids, [alice.id]);
+            assert!(!unreact(&db, bob.id, m.id, "🎉").await.unwrap().changed, "not there any more");
+            let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
+            assert_eq!(page.messages[0].reactions, after.event.reactions);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn replies_quote_the_original_and_follow_its_fate() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let original =
+                send(&db, &limiter, alice.id, bob.id, "\n  lunch at noon?\nor 1pm", "c-1", None).await.unwrap();
+            let elsewhere = message(&db, carol.id, bob.id, "not yours").await;
+
+            let reply = send(&db, &limiter, bob.id, alice.id, "noon!", "c-2", Some(original.message.id)).await.unwrap();
+            let quote = reply.message.reply_to.clone().unwrap();
+            assert_eq!(
+                (quote.id, quote.sender_name.as_str(), quote.excerpt.as_str(), quote.deleted),
+                (original.message.id, "alice", "lunch at noon?", false)
+            );
+            // Only a message of the same conversation can be answered.
+            for target in [elsewhere.id, original.message.id + 1000] {
+                let err = send(&db, &limiter, bob.id, alice.id, "hm", &format!("bad-{target}"), Some(target)).await;
+                assert!(err.unwrap_err().for_field("reply_to_id").is_some());
+            }
+
+            // Edits reach the quote; a deletion turns it into the tombstone's.
+            edit(&db, alice.id, original.message.id, "lunch at 1?").await.unwrap();
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            assert_eq!(page.messages.last().unwrap().reply_to.as_ref().unwrap().excerpt, "lunch at 1?");
+            delete(&db, alice.id, original.message.id).await.unwrap();
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            let quote = page.messages.last().unwrap().reply_to.clone().unwrap();
+            assert!(quote.deleted && quote.excerpt.is_empty());
+            // Replying to a tombstone is allowed (it shows as one).
+            let late = send(&db, &limiter, bob.id, alice.id, "?", "c-3", Some(original.message.id)).await.unwrap();
+            assert!(late.message.reply_to.unwrap().deleted);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_brings_changes_to_messages_the_tab_holds() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let ms = [
+                message(&db, alice.id, bob.id, "one").await,
+                message(&db, bob.id, alice.id, "two").await,
+                message(&db, alice.id, bob.id, "three").await,
+            ];
+            // Bob's tab loads the page, then goes away.
+            let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
+            let newest = ms[2].id;
+            // Meanwhile: an edit, a reaction, a deletion, and a change in another conversation.
+            edit(&db, alice.id, ms[0].id, "one (fixed)").await.unwrap();
+            react(&db, alice.id, ms[1].id, "👍").await.unwrap();
+            delete(&db, alice.id, ms[2].id).await.unwrap();
+            let other = message(&db, carol.id, alice.id, "hi").await;
+            react(&db, alice.id, other.id, "👋").await.unwrap();
+
+            let update = conversation_since(&db, bob.id, alice.id, newest, page.changes_up_to).await.unwrap();
+            assert!(update.messages.is_empty(), "nothing new");
+            let changed: Vec<(i64, &str, usize, bool)> =
+                update.changed.iter().map(|m| (m.id, m.body.as_str(), m.reactions.len(), m.deleted)).collect();
+            assert_eq!(
+                changed,
+                [(ms[0].id, "one (fixed)", 0, false), (ms[1].id, "two", 1, false), (ms[2].id, "", 0, true)]
+            );
+            assert!(!update.more_changes);
+            // From the new cursor there is nothing more to learn.
+            let again = conversation_since(&db, bob.id, alice.id, newest, update.changes_up_to).await.unwrap();
+            assert!(again.changed.is_empty());
+            // Messages the tab does not hold yet come as new messages, not as changes.
+            let update = conversation_since(&db, bob.id, alice.id, ms[0].id, page.changes_up_to).await.unwrap();
+            assert_eq!(update.changed.len(), 1);
+            assert_eq!(update.messages.len(), 2);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn many_changes_come_in_pages() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let mut ids = Vec::new();
+            for i in 0..(PAGE_MAX + 5) {
+                ids.push(message(&db, alice.id, bob.id, &format!("m{i}")).await.id);
+            }
+            let page = conversation(&db, bob.id, alice.id, None, Some(1)).await.unwrap();
+            for &id in &ids {
+                react(&db, bob.id, id, "👀").await.unwrap();
+            }
+            let newest = *ids.last().unwrap();
+            let first = conversation_since(&db, bob.id, alice.id, newest, page.changes_up_to).await.unwrap();
+            assert_eq!(first.changed.len(), PAGE_MAX as usize);
+            assert!(first.more_changes);
+            let rest = conversation_since(&db, bob.id, alice.id, newest, first.changes_up_to).await.unwrap();
+            assert_eq!(rest.changed.len(), 5);
+            assert!(!rest.more_changes);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn in_a_group_members_act_and_former_members_only_read() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let ada = user(&db, "ada").await;
+            let bob = user(&db, "bob").await;
+            let rex = user(&db, "rex").await;
+            let olga = user(&db, "olga").await;
+            let created = groups::create(&db, &ada, "Team", &[bob.id, rex.id]).await.unwrap();
+            let room = created.group.id;
+            let hello = groups::send(&db, &limiter, &bob, room, "hello team", "c-1", None).await.unwrap().message;
+            let page = groups::history(&db, ada.id, room, None, None).await.unwrap();
+
+            // The system line cannot be changed or reacted to.
+            assert_eq!(status(react(&db, ada.id, created.change.line.id, "👍").await), 400);
+            assert_eq!(status(delete(&db, ada.id, created.change.line.id).await), 400);
+            // Members react and reply; the author edits; an admin cannot edit someone else's.
+            react(&db, ada.id, hello.id, "👋").await.unwrap();
+            react(&db, rex.id, hello.id, "👋").await.unwrap();
+            let reply = groups::send(&db, &limiter, &ada, room, "hi bob", "c-2", Some(hello.id)).await.unwrap();
+            assert_eq!(reply.message.reply_to.unwrap().sender_name, "bob");
+            assert_eq!(status(edit(&db, ada.id, hello.id, "admin edit").await), 403);
+            edit(&db, bob.id, hello.id, "hello, team").await.unwrap();
+            assert_eq!(status(react(&db, olga.id, hello.id, "👋").await), 404, "never a member");
+
+            groups::remove(&db, &ada, room, rex.id).await.unwrap();
+            assert_eq!(status(react(&db, rex.id, hello.id, "🎉").await), 403, "former member");
+            assert_eq!(status(unreact(&db, rex.id, hello.id, "👋").await), 403);
+            let later = groups::send(&db, &limiter, &bob, room, "after rex left", "c-3", None).await.unwrap().message;
+            assert_eq!(status(react(&db, rex.id, later.id, "🎉").await), 404, "sent after they left");
+
+            let update = groups::since(&db, ada.id, room, reply.message.id, page.changes_up_to).await.unwrap();
+            let hello_now = update.changed.iter().find(|m| m.id == hello.id).unwrap();
+            assert_eq!(hello_now.body, "hello, team");
+            assert_eq!(hello_now.reactions[0].count(), 2);
+            // The list follows the last message's deletion.
+            delete(&db, bob.id, later.id).await.unwrap();
+            let list = contacts(&db, ada.id, None).await.unwrap();
+            let group = list.people.iter().find(|c| c.kind != ContactKind::Person).unwrap();
+            assert!(group.last_message.as_ref().unwrap().deleted);
+        })
+        .await;
+    }
+}
