@@ -47,6 +47,10 @@ pub fn ContactList(
         let handle = set_timeout_with_handle(move || search.set(value), SEARCH_PAUSE).ok();
         pending.set_value(handle);
     };
+    // Made once, here: a room subscription keeps the callback it was made with, so one made in the
+    // list's render would be disposed (and panic when called) as soon as the list is drawn again.
+    let chat = expect_context::<ChatState>();
+    let room_changed = Callback::new(move |()| chat.contacts_changed());
     view! {
         // Without JavaScript the form asks the server (GET ?q=); with it, the search is live.
         <div class="contacts-actions">
@@ -93,8 +97,7 @@ pub fn ContactList(
                             .filter(|c| matches!(c.kind, ContactKind::Group { member: true, .. }))
                             .map(|c| c.id)
                             .collect();
-                        let chat = expect_context::<ChatState>();
-                        expect_context::<Live>().follow_rooms(rooms, Callback::new(move |()| chat.contacts_changed()));
+                        expect_context::<Live>().follow_rooms(rooms, room_changed);
                         let title = title(page.unread);
                         let list = StoredValue::new(page.people);
                         // Only the unsearched list says whether you have talked to anyone.
