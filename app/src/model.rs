@@ -129,9 +129,11 @@ impl ReplyQuote {
     }
 }
 
-/// The first non-blank line of `body`, cut to [`QUOTE_MAX_CHARS`] characters with "…".
+/// The first non-blank line of `body` as it reads (formatting markers dropped), cut to
+/// [`QUOTE_MAX_CHARS`] characters with "…".
 pub fn excerpt(body: &str) -> String {
-    let line = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let text = crate::text::plain(body);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
     if line.chars().count() <= QUOTE_MAX_CHARS {
         return line.to_owned();
     }
@@ -370,6 +372,15 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn excerpts_are_the_first_line_as_it_reads() {
+        assert_eq!(super::excerpt("\n  *Plan*: _hike_ at `9`\nthen lunch"), "Plan: hike at 9");
+        assert_eq!(super::excerpt("```\nlet x = 1;\n```"), "let x = 1;");
+        let long = super::excerpt(&"word ".repeat(100));
+        assert_eq!(long.chars().count(), super::QUOTE_MAX_CHARS);
+        assert!(long.ends_with('…'));
+    }
+
     #[test]
     fn uuid_v4_shape() {
         let id = super::uuid_v4([0xff; 16]);

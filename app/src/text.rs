@@ -455,6 +455,30 @@ fn char_before(body: &str, at: usize) -> Option<char> {
     body[..at].chars().next_back()
 }
 
+/// `body` as it reads once formatted, without the markers: `*hike* at 9` → `hike at 9` (for
+/// quotes and previews, which show plain text). Code blocks keep their text.
+pub fn plain(body: &str) -> String {
+    fn push(out: &mut String, inlines: &[Inline<'_>]) {
+        for inline in inlines {
+            match inline {
+                Inline::Text(text) | Inline::Code(text) | Inline::Link(text) => out.push_str(text),
+                Inline::Bold(inner) | Inline::Italic(inner) => push(out, inner),
+            }
+        }
+    }
+    let mut out = String::with_capacity(body.len());
+    for (i, block) in format(body).iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match block {
+            Block::Paragraph(inlines) => push(&mut out, inlines),
+            Block::CodeBlock(code) => out.push_str(code),
+        }
+    }
+    out
+}
+
 /// Whether a message is nothing but one to three emoji (spaces between them allowed), which the
 /// conversation shows large. An emoji is one picture however it is spelled: a flag pair, a keycap,
 /// a skin tone or a U+FE0F after its base, and people or things joined with U+200D all count once.

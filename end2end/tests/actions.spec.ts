@@ -6,7 +6,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
-import { live, log, openChat, person, send, type Person } from './chat-support';
+import { done, live, log, openChat, person, send, type Person } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -134,8 +134,7 @@ test('edit, reply, react and delete are seen live by the other person and surviv
   await expect(item(bob.page, 'Perfect').locator('.quote')).toContainText('This message was deleted');
   await expect(item(bob.page, 'Noon works').locator('.quote')).toContainText('Where do we meet?');
   await expectAccessible(bob.page);
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
 });
 
 test('an edit, a deletion and a reaction made while a tab is offline all show once it is back', { tag: '@js-only' }, async ({ browser }, info) => {
@@ -161,8 +160,7 @@ test('an edit, a deletion and a reaction made while a tab is offline all show on
   await expect(tombstones(bob.page)).toHaveCount(1);
   await expect(item(bob.page, 'regrettable')).toHaveCount(0);
   await expect(item(bob.page, 'nice one').locator('.reaction')).toContainText('🎉');
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
 });
 
 test('the emoji picker and :shortcode: completion work by keyboard; emoji-only is large; markup is text', { tag: '@js-only' }, async ({ browser }, info) => {
@@ -204,8 +202,7 @@ test('the emoji picker and :shortcode: completion work by keyboard; emoji-only i
   await expect(formatted.locator('strong')).toHaveText('bold');
   await expect(formatted.locator('em')).toHaveText('italic');
   await expect(formatted.locator('code')).toHaveText('code');
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
 });
 
 test('the actions menu is reachable by keyboard and Esc cancels a reply', { tag: '@js-only' }, async ({ browser }, info) => {
@@ -231,8 +228,7 @@ test('the actions menu is reachable by keyboard and Esc cancels a reply', { tag:
   await expect(alice.page.locator('.replying')).toContainText('ping me back');
   await alice.page.keyboard.press('Escape');
   await expect(alice.page.locator('.replying')).toHaveCount(0);
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
 });
 
 test('without JavaScript, edit, delete and quick reactions are plain forms', { tag: '@no-js-only' }, async ({ browser }, info) => {
@@ -266,8 +262,42 @@ test('without JavaScript, edit, delete and quick reactions are plain forms', { t
   await expect(tombstones(bob.page)).toHaveCount(1);
   await expect(item(bob.page, 'form, fixed').locator('.reaction')).toHaveAttribute('title', `${alice.name} reacted with 🙏`);
   await expectAccessible(bob.page);
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
+});
+
+test('in a group: a reply, a reaction, an edit and a deletion reach the other member live', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'act-grp');
+  const created = await alice.context.request.post('/api/groups/create', {
+    data: `name=Actions&member_ids[]=${bob.id}`,
+    headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  expect(created.ok(), await created.text()).toBeTruthy();
+  const room = (await created.json()).id;
+  for (const p of [alice, bob]) {
+    await p.page.goto(`/chat/g/${room}`);
+    await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+    await live(p);
+  }
+  await send(bob, 'who brings the map?');
+  await expect(item(alice.page, 'who brings the map?')).toBeVisible();
+  await (await menu(alice.page, 'who brings the map?')).getByRole('button', { name: 'Reply' }).click();
+  await send(alice, 'I do');
+  await expect(item(bob.page, 'I do').locator('.quote')).toContainText('who brings the map?');
+  await (await menu(bob.page, 'I do')).getByRole('button', { name: 'React with 🙏' }).click();
+  await expect(item(alice.page, 'I do').locator('.reaction')).toHaveAttribute('title', `${bob.name} reacted with 🙏`);
+  await (await menu(bob.page, 'who brings the map?')).getByRole('link', { name: 'Edit' }).click();
+  await bob.page.getByLabel('Edit message').fill('who brings the maps?');
+  await bob.page.getByLabel('Edit message').press('Enter');
+  await expect(item(alice.page, 'who brings the maps?')).toContainText('(edited)');
+  await expect(item(alice.page, 'I do').locator('.quote')).toContainText('who brings the maps?');
+  bob.page.once('dialog', (d) => d.accept());
+  await (await menu(bob.page, 'who brings the maps?')).getByRole('button', { name: 'Delete' }).click();
+  await expect(tombstones(alice.page)).toHaveCount(1);
+  await expect(item(alice.page, 'I do').locator('.quote')).toContainText('This message was deleted');
+  await alice.page.reload();
+  await expect(tombstones(alice.page)).toHaveCount(1);
+  await expect(item(alice.page, 'I do').locator('.reaction')).toContainText('🙏');
+  await done(alice, bob);
 });
 
 test('screenshots: an edited message, a tombstone, a reply and reactions', { tag: '@js-only' }, async ({ browser }, info) => {
@@ -293,6 +323,5 @@ test('screenshots: an edited message, a tombstone, a reply and reactions', { tag
       await alice.page.screenshot({ path: shot(`actions-${scheme}-${size}.png`) });
     }
   }
-  await alice.context.close();
-  await bob.context.close();
+  await done(alice, bob);
 });

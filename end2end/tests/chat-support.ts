@@ -2,7 +2,8 @@
 import { expect, type Browser, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
 import { newAccount, ready, type Account } from './helpers';
 
-export type Person = Account & { id: number; context: BrowserContext; page: Page };
+/** `errors`: uncaught errors of the person's pages (a panic in the WASM app shows up there). */
+export type Person = Account & { id: number; context: BrowserContext; page: Page; errors: string[] };
 
 /** A signed-in browser context of its own, with a fresh account. */
 export async function person(
@@ -32,7 +33,11 @@ export async function person(
   const page = await context.newPage();
   // A panic in the WASM app (a hydration mismatch, say) is printed with the test that met it;
   // openChat then fails waiting for the conversation to become interactive.
-  page.on('pageerror', (e) => console.log(`[${acc.name}] page error: ${e.message}`));
+  const errors: string[] = [];
+  page.on('pageerror', (e) => {
+    errors.push(e.message);
+    console.log(`[${acc.name}] page error: ${e.message}`);
+  });
   page.on('console', (m) => {
     if (m.type() === 'error') console.log(`[${acc.name}] console error: ${m.text().slice(0, 500)}`);
   });
@@ -42,7 +47,7 @@ export async function person(
       ws.on('framereceived', (f) => console.log(`[${acc.name}] << ${String(f.payload).slice(0, 160)}`));
     });
   }
-  return { ...acc, id: user.id, context, page };
+  return { ...acc, id: user.id, context, page, errors };
 }
 
 export async function openChat(p: Person, info: TestInfo, peer?: Person) {
@@ -76,4 +81,12 @@ export const contactRow = (page: Page, name: string) => page.getByRole('compleme
 /** Waits until the tab's realtime connection is up and subscribed to the user's channel. */
 export async function live(p: Person) {
   await expect(p.page.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');
+}
+
+/** Ends a test's people: none of their pages may have met an uncaught error (a WASM panic). */
+export async function done(...people: Person[]) {
+  for (const p of people) {
+    expect(p.errors, `${p.name}'s page errors`).toEqual([]);
+    await p.context.close();
+  }
 }

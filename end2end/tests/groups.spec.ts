@@ -4,7 +4,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
-import { live, log, person, send, sendByApi, type Person } from './chat-support';
+import { done, live, log, person, send, sendByApi, type Person } from './chat-support';
 import { ready } from './helpers';
 
 test.describe.configure({ mode: 'parallel' });
@@ -121,7 +121,7 @@ test('three people talk in a group live: seen by, typing, rename, removal', { ta
       await info.attach(`group-${scheme}-${device}`, { path: file, contentType: 'image/png' });
     }
   }
-  for (const p of [ann, ben, cat]) await p.context.close();
+  await done(ann, ben, cat);
 });
 
 test('without JavaScript a group is created and used with plain forms', { tag: '@no-js-only' }, async ({ browser }, info) => {
@@ -142,5 +142,5 @@ test('without JavaScript a group is created and used with plain forms', { tag: '
   await ann.page.getByLabel('Group name').fill('x'.repeat(80));
   await ann.page.getByRole('button', { name: 'Create group' }).click();
   await expect(ann.page.getByRole('alert').filter({ hasText: 'add at least one person' })).toBeVisible();
-  for (const p of [ann, ben]) await p.context.close();
+  await done(ann, ben);
 });

@@ -1,7 +1,7 @@
 // Real time in two browsers: live delivery, typing, read receipts, presence, several tabs, going
 // offline, a server restart, and the same chat through an external Pusher server.
 import { expect, test, type Page } from '@playwright/test';
-import { contactRow, live, log, openChat, person, send, type Person } from './chat-support';
+import { contactRow, done, live, log, openChat, person, send, type Person } from './chat-support';
 import * as path from 'node:path';
 import { BanterServer, freePort } from './server-support';
 
@@ -57,9 +57,8 @@ async function pair(browser: Parameters<typeof person>[0], info: Parameters<type
   return { alice, bob };
 }
 
-async function close(...people: Person[]) {
-  for (const p of people) await p.context.close();
-}
+/** Ends the test's people, failing it if any of their pages met an uncaught error. */
+const close = done;
 
 test('a message appears live, its contact moves up with a badge, and ✓ turns ✓✓ when read', { tag: '@js-only' }, async ({ browser }, info) => {
   const { alice, bob } = await pair(browser, info, 'live');

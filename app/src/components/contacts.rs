@@ -8,7 +8,7 @@ use crate::components::live::Live;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{Contact, ContactKind, ContactPage, ConversationRef, MessageKind};
-use crate::text::preview;
+use crate::text::{plain, preview};
 use crate::time::{LocalClock, relative};
 use crate::validation::NAME_MAX_CHARS;
 
@@ -143,7 +143,7 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> imp
     let when = last.as_ref().map(|m| m.created_at);
     // "You: …" for mine, "Dana: …" in a group, and a group's own lines ("Dana added Erin") as they are.
     let preview_text = last.as_ref().map(|m| {
-        let text = if m.deleted { crate::model::TOMBSTONE.to_owned() } else { preview(&m.body, 60) };
+        let text = if m.deleted { crate::model::TOMBSTONE.to_owned() } else { preview(&plain(&m.body), 60) };
         match (&m.sender_name, m.kind) {
             (_, MessageKind::System) => text,
             _ if m.from_me => format!("You: {text}"),

@@ -115,6 +115,12 @@ fn scroll_to_bottom(list: NodeRef<Div>) {
     });
 }
 
+/// Keeps a window listener only as long as the calling component: the window outlives it, and a
+/// listener left behind would touch the component's disposed signals.
+fn on_window(handle: WindowListenerHandle) {
+    on_cleanup(move || handle.remove());
+}
+
 fn document_visible() -> bool {
     document().visibility_state() == web_sys::VisibilityState::Visible
 }
@@ -161,7 +167,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     });
 
     // Read receipts: whenever unread messages from others are on screen and the tab is visible.
-    let _ = window_event_listener(leptos::ev::visibilitychange, move |_| visible.set(document_visible()));
+    on_window(window_event_listener(leptos::ev::visibilitychange, move |_| visible.set(document_visible())));
     Effect::new(move |_| {
         if !visible.get() || !document_visible() {
             return;
@@ -178,10 +184,11 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
 
     // One older page; true when it loaded (and more may follow).
     let fetch_older = move || async move {
-        if loading_older.get_untracked() || !has_more.get_untracked() {
+        // `try_`: a jump runs this in a loop, and the conversation may be closed meanwhile.
+        if loading_older.try_get_untracked().unwrap_or(true) || !has_more.try_get_untracked().unwrap_or(false) {
             return false;
         }
-        let Some(first_id) = timeline.with_untracked(Timeline::oldest_id) else { return false };
+        let Some(Some(first_id)) = timeline.try_with_untracked(Timeline::oldest_id) else { return false };
         loading_older.set(true);
         older_error.set(None);
         let (height_before, top_before) =
@@ -339,7 +346,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     });
     // Esc cancels an edit or a reply; then, on narrow screens, goes back to the contact list.
     let navigate = use_navigate();
-    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+    on_window(window_event_listener(leptos::ev::keydown, move |ev| {
         if ev.key() != "Escape" || ev.default_prevented() {
             return;
         }
@@ -360,7 +367,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         if narrow {
             navigate("/chat", Default::default());
         }
-    });
+    }));
 
     // Plain-form (no JavaScript) edits and deletions that failed come back in the URL.
     let form_edit = ServerAction::<EditMessage>::new();
@@ -478,7 +485,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             flush_waiting();
         }
     });
-    let _ = window_event_listener(leptos::ev::online, move |_| flush_waiting());
+    on_window(window_event_listener(leptos::ev::online, move |_| flush_waiting()));
 
     let send = Callback::new(move |(client_id, body): (String, String)| {
         send_error.set(None);
