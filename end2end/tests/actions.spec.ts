@@ -205,7 +205,7 @@ test('the emoji picker and :shortcode: completion work by keyboard; emoji-only i
   await done(alice, bob);
 });
 
-test('the actions menu is reachable by keyboard and Esc cancels a reply', { tag: '@js-only' }, async ({ browser }, info) => {
+test('the actions menu is reachable by keyboard, Esc cancels a reply, and More reactions opens the full picker', { tag: '@js-only' }, async ({ browser }, info) => {
   const { alice, bob } = await pair(browser, info, 'act-kb');
   await sendApi(bob, alice, 'ping me back');
   await openChat(alice, info, bob);
@@ -228,6 +228,23 @@ test('the actions menu is reachable by keyboard and Esc cancels a reply', { tag:
   await expect(alice.page.locator('.replying')).toContainText('ping me back');
   await alice.page.keyboard.press('Escape');
   await expect(alice.page.locator('.replying')).toHaveCount(0);
+
+  // "More reactions…" opens the full picker for the message: search, Enter picks; Esc closes.
+  await summary.focus();
+  await alice.page.keyboard.press('Enter');
+  await message.getByRole('button', { name: 'More reactions…' }).click();
+  const picker = alice.page.getByRole('dialog', { name: 'Choose a reaction' });
+  await expect(picker).toBeVisible();
+  await expectAccessible(alice.page);
+  await alice.page.keyboard.press('Escape');
+  await expect(picker).toHaveCount(0);
+  await message.getByLabel('Message actions').click();
+  await message.getByRole('button', { name: 'More reactions…' }).click();
+  await alice.page.keyboard.type('tada');
+  await alice.page.keyboard.press('Enter');
+  await expect(picker).toHaveCount(0);
+  await expect(message.locator('.reaction')).toContainText('🎉');
+  await expect(message.locator('.reaction')).toHaveAttribute('aria-pressed', 'true');
   await done(alice, bob);
 });
 
