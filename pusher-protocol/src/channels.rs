@@ -1,4 +1,5 @@
-//! Channel names: which names are valid, and what kind of channel (public, private, presence) a name denotes.
+//! Channel names: which names are valid, and what kind of channel (public, private, encrypted,
+//! presence) a name denotes.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -20,39 +21,45 @@ pub enum ChannelKind {
     Public,
     /// `private-…`: subscribing needs an auth signature from the app server.
     Private,
+    /// `private-encrypted-…`: private, and every event's data is end-to-end encrypted
+    /// ([`crate::encryption`]); the server relays ciphertext and allows no client events.
+    PrivateEncrypted,
     /// `presence-…`: like private, plus signed `channel_data` naming the member.
     Presence,
 }
 
 impl ChannelKind {
     /// The kind a (syntactically valid) channel name denotes.
-    ///
-    /// `private-encrypted-` is refused rather than treated as private: its subscribers expect
-    /// end-to-end encrypted payloads and would fail on the plaintext we would deliver.
-    pub fn of(name: &str) -> Result<Self, ProtocolError> {
+    pub fn of(name: &str) -> Self {
         if name.starts_with(ENCRYPTED_PREFIX) {
-            Err(ProtocolError::EncryptedChannelUnsupported)
+            Self::PrivateEncrypted
         } else if name.starts_with(PRIVATE_PREFIX) {
-            Ok(Self::Private)
+            Self::Private
         } else if name.starts_with(PRESENCE_PREFIX) {
-            Ok(Self::Presence)
+            Self::Presence
         } else {
-            Ok(Self::Public)
+            Self::Public
         }
     }
 
     /// Whether `pusher:subscribe` must carry an `auth` signature.
     pub fn requires_auth(self) -> bool {
-        matches!(self, Self::Private | Self::Presence)
+        !matches!(self, Self::Public)
     }
 
-    /// Whether subscribers may send `client-*` events: only where every subscriber was authorized.
+    /// Whether subscribers may send `client-*` events: only where every subscriber was authorized,
+    /// and not on encrypted channels (a client event would travel in clear text; Pusher refuses them).
     pub fn allows_client_events(self) -> bool {
         matches!(self, Self::Private | Self::Presence)
     }
+
+    /// Whether events on the channel carry `{"nonce", "ciphertext"}` instead of their data.
+    pub fn is_encrypted(self) -> bool {
+        self == Self::PrivateEncrypted
+    }
 }
 
-/// A validated channel name: 1–200 characters from `[A-Za-z0-9_\-=@,.;]`, of a supported kind.
+/// A validated channel name: 1–200 characters from `[A-Za-z0-9_\-=@,.;]`.
 ///
 /// Equality, ordering and hashing use the name alone, and it borrows as `str`, so a
 /// `HashMap<ChannelName, _>` can be queried with a plain `&str`.
@@ -89,7 +96,7 @@ fn validate(name: &str) -> Result<ChannelKind, ProtocolError> {
     if !name.bytes().all(is_channel_name_byte) {
         return Err(ProtocolError::InvalidChannelName { reason: "only A-Z, a-z, 0-9 and _ - = @ , . ; are allowed" });
     }
-    ChannelKind::of(name)
+    Ok(ChannelKind::of(name))
 }
 
 fn is_channel_name_byte(b: u8) -> bool {
@@ -185,8 +192,11 @@ mod tests {
     }
 
     #[test]
-    fn encrypted_channels_are_refused_clearly() {
-        assert_eq!(ChannelName::parse("private-encrypted-dm"), Err(ProtocolError::EncryptedChannelUnsupported));
+    fn encrypted_channels_are_private_without_client_events() {
+        let kind = ChannelName::parse("private-encrypted-dm").unwrap().kind();
+        assert_eq!(kind, ChannelKind::PrivateEncrypted);
+        assert!(kind.requires_auth() && kind.is_encrypted() && !kind.allows_client_events());
+        assert!(!ChannelKind::Private.is_encrypted());
     }
 
     #[test]

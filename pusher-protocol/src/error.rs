@@ -87,9 +87,6 @@ pub enum ProtocolError {
     InvalidEventName { reason: &'static str },
     #[error("Invalid channel name: {reason}")]
     InvalidChannelName { reason: &'static str },
-    /// `private-encrypted-` channels need end-to-end encryption keys we do not provision.
-    #[error("Encrypted channels are not supported")]
-    EncryptedChannelUnsupported,
     #[error("Invalid socket_id")]
     InvalidSocketId,
     #[error("Private and presence channels require an auth signature")]
@@ -106,7 +103,7 @@ pub enum ProtocolError {
     InvalidChannelData(String),
     #[error("Event data is {size} bytes; at most {max} are allowed")]
     DataTooLarge { size: usize, max: usize },
-    #[error("Client events are only allowed on private and presence channels")]
+    #[error("Client events are only allowed on private and presence channels, not on public or encrypted ones")]
     ClientEventNotAllowed,
     #[error("Presence channel is full ({max} members)")]
     PresenceChannelFull { max: u32 },
@@ -141,7 +138,6 @@ impl ProtocolError {
             | Self::UnsupportedEvent(_)
             | Self::InvalidEventName { .. }
             | Self::InvalidChannelName { .. }
-            | Self::EncryptedChannelUnsupported
             | Self::InvalidSocketId
             | Self::MissingAuth
             | Self::MalformedAuth
@@ -309,7 +305,7 @@ mod tests {
     fn auth_failures_look_like_pusher_js_auth_errors() {
         let e = ProtocolError::InvalidSignature.subscription_error();
         assert_eq!((e.error_type.as_str(), e.error.as_str(), e.status), ("AuthError", "Invalid signature", 401));
-        let e = ProtocolError::EncryptedChannelUnsupported.subscription_error();
+        let e = ProtocolError::MalformedFrame("x".into()).subscription_error();
         assert_eq!((e.error_type.as_str(), e.status), ("PusherError", 400));
     }
 

@@ -1001,10 +1001,10 @@ mod tests {
             Frame::parse(r#"{"event":"pusher:subscribe","data":{"channel":"has space"}}"#),
             Err(ProtocolError::InvalidChannelName { .. })
         ));
-        assert_eq!(
-            Frame::parse(r#"{"event":"pusher:subscribe","data":{"channel":"private-encrypted-x"}}"#),
-            Err(ProtocolError::EncryptedChannelUnsupported)
-        );
+        assert!(matches!(
+            Frame::parse(r#"{"event":"client-x","channel":"private-encrypted-x","data":{}}"#),
+            Err(ProtocolError::ClientEventNotAllowed)
+        ));
         assert_eq!(
             Frame::parse(
                 r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"abc\",\"activity_timeout\":120}"}"#

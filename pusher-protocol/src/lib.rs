@@ -7,6 +7,7 @@
 //! Map of the crate:
 //! - [`frames`]: [`Frame`], every event we send or accept, with `parse` and `to_json`.
 //! - [`channels`]: [`ChannelName`] and [`ChannelKind`].
+//! - [`encryption`]: end-to-end encrypted channels (shared secrets, secretbox payloads).
 //! - [`signing`]: [`SocketId`], channel authorization signatures and HTTP API request signing.
 //! - [`error`]: [`ProtocolError`] with its close/error codes, [`ApiAuthError`], [`ReconnectPolicy`].
 //! - [`connection`]: the protocol version check made before the first frame.
@@ -27,6 +28,7 @@
 
 pub mod channels;
 pub mod connection;
+pub mod encryption;
 pub mod error;
 pub mod frames;
 pub mod limits;

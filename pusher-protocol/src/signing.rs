@@ -73,6 +73,9 @@ pub struct ChannelAuthorization {
     /// Presence channels only: the exact string that was signed, which the client must send back verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_data: Option<String>,
+    /// Encrypted channels only: the channel's shared secret, base64 (see [`crate::encryption`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_secret: Option<String>,
 }
 
 /// An app's key and secret. Deliberately not `Serialize`, and `Debug` hides the secret, so the secret
@@ -114,6 +117,7 @@ impl Credentials {
         ChannelAuthorization {
             auth: format!("{}:{}", self.key, self.channel_signature(socket_id, channel, channel_data)),
             channel_data: channel_data.map(str::to_owned),
+            shared_secret: None,
         }
     }
 
@@ -151,7 +155,7 @@ impl Credentials {
         let channel = &subscribe.channel;
         match channel.kind() {
             ChannelKind::Public => Ok(None),
-            ChannelKind::Private => {
+            ChannelKind::Private | ChannelKind::PrivateEncrypted => {
                 let auth = subscribe.auth.as_deref().ok_or(ProtocolError::MissingAuth)?;
                 // Private signatures never cover channel_data, even if a client sends some.
                 self.verify_channel_auth(socket_id, channel, None, auth)?;

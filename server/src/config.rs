@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use app::ssr::security::{CookieSecure, IpBlock, Limit, Limits, SecurityPolicy};
+use pusher_protocol::encryption::MasterKey;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{var}: {problem}")]
@@ -28,6 +29,8 @@ pub struct Config {
     /// The folder to create before opening the default SQLite file.
     pub data_dir: Option<PathBuf>,
     pub pusher: Option<PusherConfig>,
+    /// End-to-end encryption of the user and room channels.
+    pub encryption: Encryption,
     /// Proxies, cookie, origins and request rate limits.
     pub security: SecurityPolicy,
     /// What the embedded Pusher server allows each connection, address and user.
@@ -84,6 +87,17 @@ impl Default for HttpLimits {
     }
 }
 
+/// End-to-end encrypted channels (`private-encrypted-…`) for every event the server publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    Off,
+    /// `PUSHER_ENCRYPTION_MASTER_KEY_BASE64`.
+    Key(MasterKey),
+    /// `PUSHER_APP_ENCRYPTED=true` without a key: one is generated at first start and kept in the
+    /// database, like generated credentials.
+    Generate,
+}
+
 /// Pusher settings (the names a Laravel `.env` uses). Unset: the embedded server with generated
 /// credentials. App id, key and secret alone: the embedded server with those credentials. With
 /// `PUSHER_HOST` or `PUSHER_APP_CLUSTER` too: an external Pusher-compatible service. Parsed now so
@@ -130,6 +144,7 @@ impl PusherConfig {
 }
 
 impl Config {
+    /// From the process environment; an empty value (`PUSHER_APP_HOST=`) counts as unset.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
     }
@@ -160,6 +175,7 @@ impl Config {
             database_url,
             data_dir,
             pusher: pusher_from(&get)?,
+            encryption: encryption_from(&get)?,
             security: security_from(&get)?,
             sockets: sockets_from(&get)?,
             pusher_http_api: get("PUSHER_HTTP_API").map(|v| boolean("PUSHER_HTTP_API", &v)).transpose()?,
@@ -308,14 +324,57 @@ fn http_from(get: &impl Fn(&str) -> Option<String>) -> Result<HttpLimits, Config
     })
 }
 
+/// `name`, or the seed's spelling `alias` of it (`PUSHER_APP_HOST` for `PUSHER_HOST`); both set to
+/// different values stops start-up with one line naming both.
+fn aliased(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    alias: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (get(name), get(alias)) {
+        (Some(a), Some(b)) if a.trim() != b.trim() => {
+            Err(invalid(name, format!("{alias} is set too, to a different value; keep one of the two")))
+        }
+        (Some(value), _) | (None, Some(value)) => Ok(Some(value)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn encryption_from(get: &impl Fn(&str) -> Option<String>) -> Result<Encryption, ConfigError> {
+    const KEY: &str = "PUSHER_ENCRYPTION_MASTER_KEY_BASE64";
+    // The key's value never goes into an error: it is a secret.
+    let key = get(KEY)
+        .map(|text| {
+            MasterKey::from_base64(&text)
+                .map_err(|e| invalid(KEY, format!("{e} (generate one with: openssl rand -base64 32)")))
+        })
+        .transpose()?;
+    let wanted = get("PUSHER_APP_ENCRYPTED").map(|v| boolean("PUSHER_APP_ENCRYPTED", &v)).transpose()?;
+    match (key, wanted) {
+        (Some(_), Some(false)) => {
+            Err(invalid("PUSHER_APP_ENCRYPTED", format!("is false, but {KEY} is set; unset one")))
+        }
+        (Some(key), _) => Ok(Encryption::Key(key)),
+        (None, Some(true)) => Ok(Encryption::Generate),
+        (None, _) => Ok(Encryption::Off),
+    }
+}
+
 fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherConfig>, ConfigError> {
+    let host = aliased(get, "PUSHER_HOST", "PUSHER_APP_HOST")?;
+    let port_text = aliased(get, "PUSHER_PORT", "PUSHER_APP_PORT")?;
+    let scheme_text = aliased(get, "PUSHER_SCHEME", "PUSHER_APP_SCHEME")?;
+    let cluster = get("PUSHER_APP_CLUSTER");
     let app_id = get("PUSHER_APP_ID");
     let key = get("PUSHER_APP_KEY");
     let secret = get("PUSHER_APP_SECRET");
     let (app_id, key, secret) = match (app_id, key, secret) {
         (None, None, None) => {
-            for var in ["PUSHER_HOST", "PUSHER_PORT", "PUSHER_SCHEME", "PUSHER_APP_CLUSTER"] {
-                if get(var).is_some() {
+            let given = [("PUSHER_HOST", &host), ("PUSHER_PORT", &port_text), ("PUSHER_SCHEME", &scheme_text)]
+                .into_iter()
+                .chain([("PUSHER_APP_CLUSTER", &cluster)]);
+            for (var, value) in given {
+                if value.is_some() {
                     return Err(invalid(var, "needs PUSHER_APP_ID, PUSHER_APP_KEY and PUSHER_APP_SECRET as well"));
                 }
             }
@@ -332,7 +391,7 @@ fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherCon
             return Err(invalid("PUSHER_APP_SECRET", "must be set together with PUSHER_APP_ID and PUSHER_APP_KEY"));
         }
     };
-    let port = match get("PUSHER_PORT") {
+    let port = match port_text {
         None => None,
         Some(v) => Some(
             v.trim()
@@ -342,22 +401,14 @@ fn pusher_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<PusherCon
                 .ok_or_else(|| invalid("PUSHER_PORT", format!("{v:?} is not a port number (1-65535)")))?,
         ),
     };
-    let scheme = match get("PUSHER_SCHEME") {
+    let scheme = match scheme_text {
         None => None,
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             s @ ("http" | "https") => Some(s.to_owned()),
             _ => return Err(invalid("PUSHER_SCHEME", format!("{v:?} must be http or https"))),
         },
     };
-    Ok(Some(PusherConfig {
-        app_id,
-        key,
-        secret,
-        host: get("PUSHER_HOST"),
-        port,
-        scheme,
-        cluster: get("PUSHER_APP_CLUSTER"),
-    }))
+    Ok(Some(PusherConfig { app_id, key, secret, host, port, scheme, cluster }))
 }
 
 #[cfg(test)]
@@ -443,6 +494,85 @@ mod tests {
         ] {
             assert_eq!(config(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
         }
+    }
+
+    /// The Pusher block of the seed's Laravel `.env`, verbatim.
+    const SEED_ENV: &str = "\
+PUSHER_APP_ID=your_app_id
+PUSHER_APP_KEY=your_app_key
+PUSHER_APP_SECRET=your_app_secret
+PUSHER_APP_CLUSTER=mt1
+PUSHER_APP_HOST=
+PUSHER_APP_PORT=443
+PUSHER_APP_SCHEME=https
+PUSHER_APP_ENCRYPTED=true
+";
+
+    /// Reads a `.env` text as the server does (dotenvy's parser; empty values are unset).
+    fn from_dotenv(text: &str) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = dotenvy::from_read_iter(text.as_bytes()).map(|item| item.unwrap()).collect();
+        Config::from_lookup(|name| map.get(name).cloned().filter(|v| !v.trim().is_empty()))
+    }
+
+    #[test]
+    fn the_seed_env_configures_hosted_pusher_with_encrypted_channels() {
+        let c = from_dotenv(SEED_ENV).unwrap();
+        let pusher = c.pusher.expect("pusher configured");
+        assert_eq!((pusher.app_id.as_str(), pusher.key.as_str()), ("your_app_id", "your_app_key"));
+        assert_eq!(pusher.secret, "your_app_secret");
+        assert_eq!(pusher.cluster.as_deref(), Some("mt1"));
+        assert_eq!(pusher.host, None, "an empty PUSHER_APP_HOST= means not set");
+        assert_eq!((pusher.port, pusher.scheme.as_deref()), (Some(443), Some("https")));
+        assert!(pusher.is_external() && pusher.tls(), "hosted Pusher at the cluster, over https");
+        assert_eq!(c.encryption, Encryption::Generate, "encrypted channels on, with a generated key");
+    }
+
+    #[test]
+    fn seed_spellings_are_aliases_and_must_agree() {
+        let full = [("PUSHER_APP_ID", "1"), ("PUSHER_APP_KEY", "k"), ("PUSHER_APP_SECRET", "s")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = full.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let p = with(&[("PUSHER_APP_HOST", "ws.local"), ("PUSHER_APP_PORT", "6001"), ("PUSHER_APP_SCHEME", "http")])
+            .unwrap()
+            .pusher
+            .unwrap();
+        assert_eq!((p.host.as_deref(), p.port, p.scheme.as_deref()), (Some("ws.local"), Some(6001), Some("http")));
+        // Both spellings, same value: fine.
+        assert!(with(&[("PUSHER_HOST", "a"), ("PUSHER_APP_HOST", "a")]).is_ok());
+        for (name, alias) in [
+            ("PUSHER_HOST", "PUSHER_APP_HOST"),
+            ("PUSHER_PORT", "PUSHER_APP_PORT"),
+            ("PUSHER_SCHEME", "PUSHER_APP_SCHEME"),
+        ] {
+            let err = with(&[(name, "http"), (alias, "https")]).unwrap_err();
+            assert_eq!(err.var, name);
+            let line = err.to_string();
+            assert!(line.contains(name) && line.contains(alias) && !line.contains('\n'), "{line}");
+        }
+        // The alias alone, without credentials, is refused like the name.
+        assert_eq!(config(&[("PUSHER_APP_HOST", "x")]).unwrap_err().var, "PUSHER_HOST");
+    }
+
+    #[test]
+    fn encryption_settings() {
+        assert_eq!(config(&[]).unwrap().encryption, Encryption::Off);
+        assert_eq!(config(&[("PUSHER_APP_ENCRYPTED", "false")]).unwrap().encryption, Encryption::Off);
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let c = config(&[("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", key)]).unwrap();
+        assert_eq!(c.encryption, Encryption::Key(MasterKey::from_base64(key).unwrap()));
+        assert!(!format!("{c:?}").contains(key), "the key never reaches Debug output");
+        let both = config(&[("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", key), ("PUSHER_APP_ENCRYPTED", "true")]);
+        assert!(matches!(both.unwrap().encryption, Encryption::Key(_)));
+        let short = config(&[("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", "c2hvcnQ=")]).unwrap_err();
+        assert_eq!(short.var, "PUSHER_ENCRYPTION_MASTER_KEY_BASE64");
+        assert!(!short.to_string().contains("c2hvcnQ="), "the value is not echoed: {short}");
+        let contradiction =
+            config(&[("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", key), ("PUSHER_APP_ENCRYPTED", "false")]).unwrap_err();
+        assert_eq!(contradiction.var, "PUSHER_APP_ENCRYPTED");
+        assert_eq!(config(&[("PUSHER_APP_ENCRYPTED", "sure")]).unwrap_err().var, "PUSHER_APP_ENCRYPTED");
     }
 
     #[test]

@@ -4,20 +4,21 @@
 use std::sync::Arc;
 
 use app::error::AppError;
-use app::realtime::RealtimeConfig;
+use app::realtime::{EventChannels, RealtimeConfig};
 use app::ssr::AppState;
-use app::ssr::broadcast::Broadcaster;
-use app::ssr::realtime::{RealtimeSettings, generated_credentials};
+use app::ssr::broadcast::{Broadcaster, Encrypting};
+use app::ssr::realtime::{RealtimeSettings, generated_credentials, generated_master_key};
 use app::ssr::sessions::{self, SessionToken};
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use pusher_protocol::Credentials;
+use pusher_protocol::encryption::MasterKey;
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
-use crate::config::{Config, PusherConfig};
+use crate::config::{Config, Encryption, PusherConfig};
 use crate::publisher::HttpBroadcaster;
 use crate::pusher::{BindError, Hub, HubSettings};
 
@@ -36,13 +37,23 @@ impl Realtime {
     /// external one, as `config` says.
     pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Self, String> {
         let hub_settings = hub_settings(config);
+        let key = match &config.encryption {
+            Encryption::Off => None,
+            Encryption::Key(key) => Some(key.clone()),
+            Encryption::Generate => Some(
+                generated_master_key(db)
+                    .await
+                    .map_err(|e| format!("cannot read or store the generated encryption master key: {e}"))?,
+            ),
+        };
         let Some(pusher) = config.pusher.as_ref() else {
-            let (app_id, key, secret) = generated_credentials(db)
+            let (app_id, key_id, secret) = generated_credentials(db)
                 .await
                 .map_err(|e| format!("cannot read or store the generated Pusher credentials: {e}"))?;
             // Nobody outside knows generated credentials: nothing needs the HTTP API.
             let http_api = config.pusher_http_api.unwrap_or(false);
-            return Ok(Self::embedded(app_id, Credentials::new(key, secret), hub_settings, http_api));
+            let credentials = Credentials::new(key_id, secret);
+            return Ok(Self::embedded(app_id, credentials, hub_settings, http_api).encrypted(key));
         };
         let config_http_api = config.pusher_http_api;
         let config = pusher;
@@ -52,7 +63,7 @@ impl Realtime {
                 let credentials = Credentials::new(config.key.clone(), config.secret.clone());
                 // Configured credentials: a backend elsewhere (Laravel, a script) may publish.
                 let http_api = config_http_api.unwrap_or(true);
-                return Ok(Self::embedded(config.app_id.clone(), credentials, hub_settings, http_api));
+                return Ok(Self::embedded(config.app_id.clone(), credentials, hub_settings, http_api).encrypted(key));
             }
             (Some(host), _) => {
                 let port = config.port.unwrap_or(if tls { 443 } else { 80 });
@@ -60,16 +71,33 @@ impl Realtime {
             }
             (None, Some(cluster)) => format!("https://api-{cluster}.pusher.com"),
         };
-        Ok(Self::external(config, base_url))
+        Ok(Self::external(config, base_url).encrypted(key))
+    }
+
+    /// With a master key, the user and room channels become `private-encrypted-…` and every event
+    /// is sealed before it reaches the Pusher server (embedded or external).
+    fn encrypted(mut self, key: Option<MasterKey>) -> Self {
+        if let Some(key) = key {
+            self.broadcaster = Arc::new(Encrypting::new(self.broadcaster, key.clone()));
+            self.settings.public.channels = EventChannels::Encrypted;
+            self.settings.encryption = Some(key);
+        }
+        self
     }
 
     /// This server speaks the Pusher protocol itself, on its own port.
     pub fn embedded(app_id: String, credentials: Credentials, settings: HubSettings, http_api: bool) -> Self {
         let hub = Hub::new(app_id.clone(), credentials.clone(), settings);
-        let public =
-            RealtimeConfig { key: credentials.key().to_owned(), host: None, port: None, tls: false, cluster: None };
+        let public = RealtimeConfig {
+            key: credentials.key().to_owned(),
+            host: None,
+            port: None,
+            tls: false,
+            cluster: None,
+            channels: EventChannels::Private,
+        };
         Self {
-            settings: RealtimeSettings { app_id, credentials, public },
+            settings: RealtimeSettings { app_id, credentials, public, encryption: None },
             broadcaster: Arc::new(hub.clone()),
             hub: Some(hub),
             http_api,
@@ -90,10 +118,11 @@ impl Realtime {
             port: config.port,
             tls: config.tls(),
             cluster: config.cluster.clone(),
+            channels: EventChannels::Private,
         };
         let broadcaster = HttpBroadcaster::spawn(base_url, config.app_id.clone(), credentials.clone());
         Self {
-            settings: RealtimeSettings { app_id: config.app_id.clone(), credentials, public },
+            settings: RealtimeSettings { app_id: config.app_id.clone(), credentials, public, encryption: None },
             broadcaster: Arc::new(broadcaster),
             hub: None,
             http_api: false,

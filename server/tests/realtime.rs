@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
 use futures_util::{SinkExt, StreamExt};
+use pusher_protocol::encryption::{MasterKey, SharedSecret};
 use pusher_protocol::{ChannelName, Frame, SocketId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use server::config::PusherConfig;
+use server::config::{Encryption, PusherConfig};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -93,6 +94,22 @@ impl Tab {
     /// True when no application event arrives within a short while.
     async fn stays_quiet(&mut self) -> bool {
         tokio::time::timeout(Duration::from_millis(500), self.next_event()).await.is_err()
+    }
+}
+
+/// The next text frame as it came over the wire, skipping pings.
+async fn next_text(socket: &mut Socket) -> String {
+    loop {
+        let message = tokio::time::timeout(SOON, socket.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("the socket stays open")
+            .expect("a valid websocket message");
+        if let Message::Text(text) = message
+            && !text.contains("pusher:ping")
+        {
+            return text.to_string();
+        }
     }
 }
 
@@ -253,7 +270,14 @@ async fn an_external_pusher_server_carries_the_events_unchanged() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         session["realtime"],
-        json!({ "key": "external-key", "host": "127.0.0.1", "port": pusher.addr.port(), "tls": false, "cluster": null })
+        json!({
+            "key": "external-key",
+            "host": "127.0.0.1",
+            "port": pusher.addr.port(),
+            "tls": false,
+            "cluster": null,
+            "channels": "private"
+        })
     );
     assert!(!session.to_string().contains("external-secret"));
 
@@ -429,4 +453,89 @@ async fn a_group_lives_on_its_channel_and_a_removed_member_stops_receiving_at_on
     let (event, _, data) = cat_tab.next_event().await;
     assert_eq!((event.as_str(), data["name"].as_str()), ("GroupChanged", Some("Road trip")));
     server.stop().await;
+}
+
+/// Subscribes `tab` to `channel` through `app`'s `/broadcasting/auth` and returns the shared secret
+/// the auth answer carried.
+async fn subscribe_encrypted(tab: &mut Tab, app: &TestServer, person: &Person, channel: &str) -> SharedSecret {
+    let (status, auth) = person.auth(app, &tab.socket_id, channel).await;
+    assert_eq!(status, StatusCode::OK, "{auth}");
+    let secret = SharedSecret::from_base64(auth["shared_secret"].as_str().expect("shared_secret")).unwrap();
+    let frame = Frame::subscribe(ChannelName::parse(channel).unwrap(), auth["auth"].as_str().map(str::to_owned), None);
+    tab.socket.send(Message::text(frame.to_json())).await.unwrap();
+    assert!(matches!(tab.next().await, Frame::SubscriptionSucceeded { .. }));
+    secret
+}
+
+/// What an encrypted event looks like on the wire: only `nonce` and `ciphertext`, no clear text;
+/// it opens with the channel's shared secret to exactly what the send stored.
+async fn assert_sealed(tab: &mut Tab, secret: &SharedSecret, channel: &str, stored: &Value, body: &str) {
+    let text = next_text(&mut tab.socket).await;
+    assert!(!text.contains(body), "clear text on the wire: {text}");
+    let frame: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((frame["event"].as_str(), frame["channel"].as_str()), (Some("NewChatMessage"), Some(channel)));
+    let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+    let mut keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["ciphertext", "nonce"]);
+    let plain: Value = serde_json::from_str(&secret.decrypt(frame["data"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(&plain, stored);
+}
+
+#[tokio::test]
+async fn encrypted_channels_carry_only_ciphertext_through_the_embedded_and_an_external_server() {
+    let key = MasterKey::from_bytes([42; 32]);
+    let credentials = |host: Option<String>, port: Option<u16>| PusherConfig {
+        app_id: "4243".into(),
+        key: "encrypted-key".into(),
+        secret: "encrypted-secret".into(),
+        host,
+        port,
+        scheme: Some("http".into()),
+        cluster: None,
+    };
+    // An external Pusher server that knows nothing of the key, and an app server that has it; and
+    // an embedded one with the key.
+    let external = TestServer::start_with(&temp_sqlite_url(), Some(credentials(None, None))).await;
+    let app = TestServer::start_configured(&temp_sqlite_url(), |config| {
+        config.pusher = Some(credentials(Some("127.0.0.1".into()), Some(external.addr.port())));
+        config.encryption = Encryption::Key(key.clone());
+    })
+    .await;
+    let embedded = TestServer::start_configured(&temp_sqlite_url(), |config| {
+        config.encryption = Encryption::Key(key.clone());
+    })
+    .await;
+
+    for (server, pusher) in [(&embedded, &embedded), (&app, &external)] {
+        let ann = sign_up(server, "Ann").await;
+        let ben = sign_up(server, "Ben").await;
+        let (_, session, _) = post(&ben.client, server.url("/api/session"), &[]).await;
+        assert_eq!(session["realtime"]["channels"], "encrypted");
+        assert!(!session.to_string().contains(&key.to_base64()), "the master key never reaches the browser");
+
+        let channel = format!("private-encrypted-user.{}", ben.id);
+        let mut tab = Tab::open(pusher, pusher.credentials.key()).await;
+        // The plain channel carries nothing with encryption on: refused.
+        let (status, _) = ben.auth(server, &tab.socket_id, &format!("private-user.{}", ben.id)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = ann.auth(server, &tab.socket_id, &channel).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "not Ann's channel");
+        let secret = subscribe_encrypted(&mut tab, server, &ben, &channel).await;
+
+        let body = "the eagle lands at dawn";
+        let stored = ann.send(server, ben.id, body, &format!("5f0c8a4e-2b1d-4c3e-9f00-{:012}", ann.id), None).await;
+        assert_sealed(&mut tab, &secret, &channel, &stored, body).await;
+
+        // Client events are refused on encrypted channels, as Pusher refuses them.
+        let whisper = json!({ "event": "client-typing", "channel": channel, "data": { "name": "Ben" } });
+        tab.socket.send(Message::text(whisper.to_string())).await.unwrap();
+        match tab.next().await {
+            Frame::Error { message, .. } => assert!(message.contains("encrypted"), "{message}"),
+            other => panic!("expected pusher:error, got {other:?}"),
+        }
+    }
+    app.stop().await;
+    external.stop().await;
+    embedded.stop().await;
 }

@@ -9,6 +9,11 @@
 //! | `private-room.{id}`      | current members of group `id`    | the group's messages, read marks and changes |
 //! | `presence-room.{id}`     | current members of group `id`    | who of the group is online; `client-typing`  |
 //!
+//! With end-to-end encryption on ([`EventChannels::Encrypted`]), the user and room channels are
+//! `private-encrypted-user.{id}` and `private-encrypted-room.{id}` instead, with the same rules:
+//! every event the server publishes is then encrypted. Typing whispers and presence stay on their
+//! private and presence channels, since Pusher allows no client events on encrypted ones.
+//!
 //! The layers around this module only do their own part: `pusher-protocol` checks that a name is a
 //! valid Pusher channel name (and signs), `ssr::realtime::RealtimeSettings::authorize` signs what
 //! this module allows, and the server's `/broadcasting/auth` handler reads the form and the session.
@@ -18,20 +23,41 @@
 /// Everyone signed in joins this presence channel; its member list is who is online.
 pub const PRESENCE_ONLINE: &str = "presence-online";
 
-/// The private channel of one user: their new messages and read receipts, in every tab.
-pub fn user_channel(user_id: i64) -> String {
-    format!("private-user.{user_id}")
+/// Where the server's own events go: the user and room channels, encrypted end to end or not.
+/// The server decides (its master key) and tells the browser in [`super::RealtimeConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventChannels {
+    /// `private-user.{id}`, `private-room.{id}`.
+    #[default]
+    Private,
+    /// `private-encrypted-user.{id}`, `private-encrypted-room.{id}`.
+    Encrypted,
+}
+
+impl EventChannels {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Private => "private-",
+            Self::Encrypted => "private-encrypted-",
+        }
+    }
+
+    /// The channel of one user: their messages, read receipts and group changes, in every tab.
+    pub fn user(self, user_id: i64) -> String {
+        format!("{}user.{user_id}", self.prefix())
+    }
+
+    /// A group's channel: its messages, read marks, membership and rename events.
+    pub fn room(self, room_id: i64) -> String {
+        format!("{}room.{room_id}", self.prefix())
+    }
 }
 
 /// The private channel two people share for typing whispers; the same for both of them.
 pub fn chat_channel(a: i64, b: i64) -> String {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     format!("private-chat.{lo}.{hi}")
-}
-
-/// A group's private channel: its messages, read marks, membership and rename events.
-pub fn room_channel(room_id: i64) -> String {
-    format!("private-room.{room_id}")
 }
 
 /// A group's presence channel: who of the group is online, and its typing whispers.
@@ -42,13 +68,13 @@ pub fn room_presence_channel(room_id: i64) -> String {
 /// A channel name as the auth endpoint sees it: who may subscribe to what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelAccess {
-    /// `private-user.{id}`: only that user.
+    /// `private-user.{id}` or `private-encrypted-user.{id}`: only that user.
     User(i64),
     /// `private-chat.{lo}.{hi}` with lo < hi: only those two.
     Chat(i64, i64),
     /// `presence-online`: anyone signed in.
     Online,
-    /// `private-room.{id}`: the group's current members.
+    /// `private-room.{id}` or `private-encrypted-room.{id}`: the group's current members.
     Room(i64),
     /// `presence-room.{id}`: the group's current members.
     RoomPresence(i64),
@@ -70,10 +96,11 @@ impl ChannelAccess {
         if name == PRESENCE_ONLINE {
             return Some(Self::Online);
         }
-        if let Some(id) = name.strip_prefix("private-user.") {
+        let events = name.strip_prefix("private-encrypted-").or_else(|| name.strip_prefix("private-"));
+        if let Some(id) = events.and_then(|rest| rest.strip_prefix("user.")) {
             return canonical_id(id).map(Self::User);
         }
-        if let Some(id) = name.strip_prefix("private-room.") {
+        if let Some(id) = events.and_then(|rest| rest.strip_prefix("room.")) {
             return canonical_id(id).map(Self::Room);
         }
         if let Some(id) = name.strip_prefix("presence-room.") {
@@ -92,6 +119,11 @@ impl ChannelAccess {
             Self::Online => Rule::Decided(true),
             Self::Room(room) | Self::RoomPresence(room) => Rule::MemberOf(room),
         }
+    }
+
+    /// Whether the server publishes its events here (so the name must match its [`EventChannels`]).
+    pub fn carries_events(self) -> bool {
+        matches!(self, Self::User(_) | Self::Room(_))
     }
 
     /// Presence channels sign the member (id and name) into the subscription.
@@ -125,10 +157,14 @@ mod tests {
 
     #[test]
     fn channel_names_are_canonical() {
-        assert_eq!(user_channel(7), "private-user.7");
+        assert_eq!(EventChannels::Private.user(7), "private-user.7");
+        assert_eq!(EventChannels::Encrypted.user(7), "private-encrypted-user.7");
+        assert_eq!(EventChannels::Encrypted.room(4), "private-encrypted-room.4");
+        assert_eq!(ChannelAccess::parse("private-encrypted-user.7"), Some(ChannelAccess::User(7)));
+        assert_eq!(ChannelAccess::parse("private-encrypted-room.4"), Some(ChannelAccess::Room(4)));
         assert_eq!(chat_channel(9, 2), "private-chat.2.9");
         assert_eq!(chat_channel(2, 9), "private-chat.2.9");
-        assert_eq!(room_channel(4), "private-room.4");
+        assert_eq!(EventChannels::Private.room(4), "private-room.4");
         assert_eq!(room_presence_channel(4), "presence-room.4");
         assert_eq!(ChannelAccess::parse("private-user.7"), Some(ChannelAccess::User(7)));
         assert_eq!(ChannelAccess::parse("private-chat.2.9"), Some(ChannelAccess::Chat(2, 9)));
@@ -149,7 +185,10 @@ mod tests {
             "private-room.04",
             "private-room.1.2",
             "presence-room.",
-            "private-encrypted-room.1",
+            "private-encrypted-room.01",
+            "private-encrypted-chat.1.2",
+            "private-encrypted-online",
+            "presence-encrypted-room.1",
             "public",
         ] {
             assert_eq!(ChannelAccess::parse(bad), None, "{bad}");

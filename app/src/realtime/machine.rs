@@ -10,10 +10,15 @@
 //!   the server; after every `pusher:connection_established` each known channel is subscribed again,
 //!   because a new socket id invalidates every earlier auth signature;
 //! - an auth answer counts only if it was requested for the current socket id and the channel still waits
-//!   for it.
+//!   for it;
+//! - an encrypted channel's events reach listeners only decrypted, with the shared secret its auth answer
+//!   brought; one that does not open makes the machine ask for the key again (once per
+//!   [`REKEY_INTERVAL_MS`], the master key may have been rotated), and what still does not open is
+//!   reported as [`ChannelEvent::Undecryptable`], never handed over as ciphertext.
 
 use std::collections::BTreeMap;
 
+use pusher_protocol::encryption::SharedSecret;
 use pusher_protocol::limits::DEFAULT_ACTIVITY_TIMEOUT_SECS;
 use pusher_protocol::{
     ChannelAuthorization, ChannelName, Frame, PresenceMember, ProtocolError, ReconnectPolicy, reconnect_policy,
@@ -63,10 +68,15 @@ pub enum ChannelEvent {
     MemberAdded(PresenceMember),
     /// The user id of a member who left (their last connection to the channel closed).
     MemberRemoved(String),
-    /// An application event; `data` is the JSON text as published.
+    /// An application event; `data` is the JSON text as published (decrypted, on encrypted channels).
     Event {
         name: String,
         data: String,
+    },
+    /// `count` events of an encrypted channel could not be decrypted, even with a key asked for
+    /// again: they are lost on this socket, so the listener should fetch what it missed.
+    Undecryptable {
+        count: usize,
     },
     /// A `client-*` event from another subscriber; `user_id` is the sender on presence channels.
     Whisper {
@@ -115,6 +125,12 @@ pub const MAX_ACTIVITY_TIMEOUT_MS: u64 = 120_000;
 pub const IMMEDIATE_RECONNECT_WINDOW_MS: u64 = 10_000;
 /// The close code fed to [`Machine::closed`] when a socket could not even be created.
 pub const ABNORMAL_CLOSURE: u16 = 1006;
+/// An encrypted channel asks for its key again at most this often; events that do not open in
+/// between are reported as undecryptable at once.
+pub const REKEY_INTERVAL_MS: u64 = 30_000;
+/// Events of an encrypted channel held while its key is asked for again; later ones are counted as
+/// undecryptable (the catch-up fetch brings them).
+pub const MAX_HELD_EVENTS: usize = 100;
 
 /// The subscription's progress on the current socket.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +164,21 @@ struct Channel {
     members: Vec<PresenceMember>,
     /// Consecutive auth endpoint failures that are retried (5xx, network), for the retry delay.
     auth_failures: u32,
+    /// Encrypted channels: the shared secret from the last auth answer.
+    key: Option<SharedSecret>,
+    /// Encrypted channels: the key is being asked for again, for this socket; events wait here.
+    rekey: Option<Rekey>,
+    /// When the key was last asked for again.
+    last_rekey_at: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Rekey {
+    socket_id: String,
+    /// (event name, encrypted data), in arrival order.
+    held: Vec<(String, String)>,
+    /// Events that arrived when `held` was full.
+    dropped: usize,
 }
 
 impl Channel {
@@ -366,12 +397,8 @@ impl Machine {
                 }
             }
             Frame::Event(event) => {
-                if let Some(c) = self.channels.get(event.channel().as_str()) {
-                    out.push(Command::Deliver {
-                        listeners: c.listeners.clone(),
-                        event: ChannelEvent::Event { name: event.event().to_owned(), data: event.data().to_owned() },
-                    });
-                }
+                let (name, data) = (event.event().to_owned(), event.data().to_owned());
+                self.application_event(now, event.channel().as_str(), name, data, &mut out);
             }
             Frame::Subscribe(_) | Frame::Unsubscribe { .. } => {
                 out.push(Command::Log(format!("realtime: ignoring the client frame {}", frame.event_name())));
@@ -491,6 +518,9 @@ impl Machine {
             subscription: Subscription::Idle,
             members: Vec::new(),
             auth_failures: 0,
+            key: None,
+            rekey: None,
+            last_rekey_at: None,
         });
         c.listeners.push(id);
         match &c.subscription {
@@ -522,6 +552,11 @@ impl Machine {
     /// The auth endpoint signed `channel` for `socket_id`.
     pub fn auth_ok(&mut self, channel: &str, socket_id: &str, authorization: ChannelAuthorization) -> Vec<Command> {
         let mut out = Vec::new();
+        if self.awaits_rekey(channel, socket_id) {
+            let key = authorization.shared_secret.as_deref().and_then(|k| SharedSecret::from_base64(k).ok());
+            self.finish_rekey(channel, key, &mut out);
+            return out;
+        }
         if !self.awaits_auth(channel, socket_id) {
             return out;
         }
@@ -530,6 +565,16 @@ impl Machine {
             let message = "the auth endpoint sent no channel_data for a presence channel".to_owned();
             self.fail_subscription(channel, 500, message, &mut out);
             return out;
+        }
+        if c.name.kind().is_encrypted() {
+            match authorization.shared_secret.as_deref().map(SharedSecret::from_base64) {
+                Some(Ok(key)) => c.key = Some(key),
+                _ => {
+                    let message = "the auth endpoint sent no valid shared_secret for an encrypted channel".to_owned();
+                    self.fail_subscription(channel, 500, message, &mut out);
+                    return out;
+                }
+            }
         }
         c.subscription = Subscription::Pending;
         let frame = Frame::subscribe(c.name.clone(), Some(authorization.auth), authorization.channel_data);
@@ -548,6 +593,11 @@ impl Machine {
         message: String,
     ) -> Vec<Command> {
         let mut out = Vec::new();
+        if self.awaits_rekey(channel, socket_id) {
+            out.push(Command::Log(format!("realtime: could not renew the key of {channel}: {status} {message}")));
+            self.finish_rekey(channel, None, &mut out);
+            return out;
+        }
         if !self.awaits_auth(channel, socket_id) {
             return out;
         }
@@ -604,6 +654,8 @@ impl Machine {
         self.ping_sent_at = None;
         for c in self.channels.values_mut() {
             c.subscription = Subscription::Idle;
+            // Held events went with the socket; the next subscription's catch-up brings them.
+            c.rekey = None;
         }
     }
 
@@ -668,6 +720,96 @@ impl Machine {
             && self.channels.get(channel).is_some_and(
                 |c| matches!(&c.subscription, Subscription::Authorizing { socket_id: s } if s == socket_id),
             )
+    }
+
+    /// An application event for `channel`: handed over as it came, or decrypted on an encrypted
+    /// channel (asking for the key again when it does not open).
+    fn application_event(&mut self, now: u64, channel: &str, name: String, data: String, out: &mut Vec<Command>) {
+        let socket_id = self.socket_id.clone();
+        let Some(c) = self.channels.get_mut(channel) else { return };
+        if !c.name.kind().is_encrypted() {
+            out.push(Command::Deliver { listeners: c.listeners.clone(), event: ChannelEvent::Event { name, data } });
+            return;
+        }
+        if let Some(rekey) = &mut c.rekey {
+            if rekey.held.len() < MAX_HELD_EVENTS {
+                rekey.held.push((name, data));
+            } else {
+                rekey.dropped += 1;
+            }
+            return;
+        }
+        match c.key.as_ref().map(|key| key.decrypt(&data)) {
+            Some(Ok(plain)) => {
+                out.push(Command::Deliver {
+                    listeners: c.listeners.clone(),
+                    event: ChannelEvent::Event { name, data: plain },
+                });
+            }
+            failed => {
+                let why = match failed {
+                    Some(Err(error)) => error.to_string(),
+                    _ => "no key".to_owned(),
+                };
+                let may_rekey = c.last_rekey_at.is_none_or(|at| now.saturating_sub(at) >= REKEY_INTERVAL_MS);
+                match socket_id.filter(|_| may_rekey && c.subscription == Subscription::Subscribed) {
+                    Some(socket_id) => {
+                        out.push(Command::Log(format!(
+                            "realtime: an event on {channel} did not decrypt ({why}); asking for the key again"
+                        )));
+                        c.last_rekey_at = Some(now);
+                        c.rekey = Some(Rekey { socket_id: socket_id.clone(), held: vec![(name, data)], dropped: 0 });
+                        out.push(Command::Authorize { channel: channel.to_owned(), socket_id });
+                    }
+                    None => {
+                        out.push(Command::Log(format!("realtime: an event on {channel} did not decrypt ({why})")));
+                        out.push(Command::Deliver {
+                            listeners: c.listeners.clone(),
+                            event: ChannelEvent::Undecryptable { count: 1 },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn awaits_rekey(&self, channel: &str, socket_id: &str) -> bool {
+        self.state == ConnectionState::Connected
+            && self.socket_id.as_deref() == Some(socket_id)
+            && self
+                .channels
+                .get(channel)
+                .and_then(|c| c.rekey.as_ref())
+                .is_some_and(|rekey| rekey.socket_id == socket_id)
+    }
+
+    /// The key asked for again arrived (`Some`), or could not be had: the held events are opened
+    /// with it, and those that still do not open are reported once.
+    fn finish_rekey(&mut self, channel: &str, key: Option<SharedSecret>, out: &mut Vec<Command>) {
+        let Some(c) = self.channels.get_mut(channel) else { return };
+        let Some(rekey) = c.rekey.take() else { return };
+        if key.is_some() {
+            c.key = key;
+        }
+        let mut lost = rekey.dropped;
+        for (name, data) in rekey.held {
+            match c.key.as_ref().map(|k| k.decrypt(&data)) {
+                Some(Ok(plain)) => out.push(Command::Deliver {
+                    listeners: c.listeners.clone(),
+                    event: ChannelEvent::Event { name, data: plain },
+                }),
+                _ => lost += 1,
+            }
+        }
+        if lost > 0 {
+            out.push(Command::Log(format!(
+                "realtime: {lost} event(s) on {channel} did not decrypt even with a fresh key; catching up instead"
+            )));
+            out.push(Command::Deliver {
+                listeners: c.listeners.clone(),
+                event: ChannelEvent::Undecryptable { count: lost },
+            });
+        }
     }
 
     fn fail_subscription(&mut self, name: &str, status: u16, message: String, out: &mut Vec<Command>) {
@@ -767,7 +909,11 @@ mod tests {
     }
 
     fn auth(channel_data: Option<&str>) -> ChannelAuthorization {
-        ChannelAuthorization { auth: "key:sig".into(), channel_data: channel_data.map(str::to_owned) }
+        ChannelAuthorization {
+            auth: "key:sig".into(),
+            channel_data: channel_data.map(str::to_owned),
+            shared_secret: None,
+        }
     }
 
     /// A machine connected with socket id 123.456 at t = 0.
@@ -1256,5 +1402,118 @@ mod tests {
         assert_eq!(auth_error_message(403, r#"{"kind":"forbidden","message":"not your channel"}"#), "not your channel");
         assert_eq!(auth_error_message(502, "<html>Bad gateway</html>"), "channel authorization failed (HTTP 502)");
         assert_eq!(auth_error_message(403, r#"{"message":""}"#), "channel authorization failed (HTTP 403)");
+    }
+
+    // ---- encrypted channels --------------------------------------------------------------------
+
+    const SECRET: &str = "private-encrypted-user.1";
+
+    fn key(byte: u8) -> SharedSecret {
+        pusher_protocol::encryption::MasterKey::from_bytes([byte; 32]).shared_secret(&channel(SECRET))
+    }
+
+    fn keyed(key: &SharedSecret) -> ChannelAuthorization {
+        ChannelAuthorization { shared_secret: Some(key.to_base64()), ..auth(None) }
+    }
+
+    fn sealed(key: &SharedSecret, text: &str) -> String {
+        let data = key.encrypt([9; 24], text);
+        json!({ "event": "NewChatMessage", "channel": SECRET, "data": data }).to_string()
+    }
+
+    /// Connected and subscribed to the encrypted channel with `key(1)`.
+    fn subscribed_encrypted() -> (Machine, ListenerId) {
+        let mut m = connected();
+        let (id, out) = m.subscribe(SECRET);
+        assert_eq!(authorizes(&out), [(SECRET.to_owned(), "123.456".to_owned())]);
+        let out = m.auth_ok(SECRET, "123.456", keyed(&key(1)));
+        assert_eq!(sent(&out).len(), 1);
+        m.frame(0, &succeeded(SECRET, None));
+        (m, id)
+    }
+
+    fn events(commands: &[Command]) -> Vec<ChannelEvent> {
+        delivered(commands).into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn event(data: &str) -> ChannelEvent {
+        ChannelEvent::Event { name: "NewChatMessage".into(), data: data.into() }
+    }
+
+    #[test]
+    fn encrypted_events_arrive_decrypted() {
+        let (mut m, _) = subscribed_encrypted();
+        let out = m.frame(1, &sealed(&key(1), r#"{"id":1}"#));
+        assert_eq!(events(&out), [event(r#"{"id":1}"#)]);
+    }
+
+    #[test]
+    fn an_encrypted_channel_without_a_shared_secret_fails() {
+        let mut m = connected();
+        let (_, _) = m.subscribe(SECRET);
+        let out = m.auth_ok(SECRET, "123.456", auth(None));
+        assert!(sent(&out).is_empty(), "never subscribed without a key");
+        assert!(matches!(&events(&out)[..], [ChannelEvent::SubscriptionFailed { status: 500, .. }]));
+    }
+
+    #[test]
+    fn a_rotated_key_is_asked_for_again_and_held_events_follow_in_order() {
+        let (mut m, _) = subscribed_encrypted();
+        // The master key was rotated: events now come sealed with another key.
+        let out = m.frame(1, &sealed(&key(2), r#"{"id":2}"#));
+        assert!(events(&out).is_empty(), "nothing handed over undecrypted");
+        assert_eq!(authorizes(&out), [(SECRET.to_owned(), "123.456".to_owned())]);
+        let out = m.frame(2, &sealed(&key(2), r#"{"id":3}"#));
+        assert!(out.iter().all(|c| !matches!(c, Command::Deliver { .. } | Command::Authorize { .. })));
+        // The new key arrives: both events, in order; no new subscribe frame.
+        let out = m.auth_ok(SECRET, "123.456", keyed(&key(2)));
+        assert!(sent(&out).is_empty());
+        assert_eq!(events(&out), [event(r#"{"id":2}"#), event(r#"{"id":3}"#)]);
+        let out = m.frame(3, &sealed(&key(2), r#"{"id":4}"#));
+        assert_eq!(events(&out), [event(r#"{"id":4}"#)]);
+    }
+
+    #[test]
+    fn what_a_fresh_key_cannot_open_is_reported_and_never_shown() {
+        let (mut m, _) = subscribed_encrypted();
+        // Sealed with a key nobody hands out (or tampered with): a fresh key does not help.
+        m.frame(1, &sealed(&key(3), r#"{"id":2}"#));
+        let out = m.auth_ok(SECRET, "123.456", keyed(&key(1)));
+        assert_eq!(events(&out), [ChannelEvent::Undecryptable { count: 1 }]);
+        // Within the interval: reported at once, the key is not asked for again.
+        let out = m.frame(1_000, &sealed(&key(3), r#"{"id":3}"#));
+        assert!(authorizes(&out).is_empty());
+        assert_eq!(events(&out), [ChannelEvent::Undecryptable { count: 1 }]);
+        // Good events still arrive.
+        assert_eq!(events(&m.frame(1_001, &sealed(&key(1), "{}"))), [event("{}")]);
+        // Plaintext on an encrypted channel is not handed over either.
+        let plain = json!({ "event": "NewChatMessage", "channel": SECRET, "data": "{\"id\":5}" }).to_string();
+        assert_eq!(events(&m.frame(1_002, &plain)), [ChannelEvent::Undecryptable { count: 1 }]);
+        // After the interval, the key is asked for again.
+        let out = m.frame(1 + REKEY_INTERVAL_MS, &sealed(&key(3), "{}"));
+        assert_eq!(authorizes(&out).len(), 1);
+        // The auth endpoint fails this time: the held event is reported.
+        let out = m.auth_failed(1 + REKEY_INTERVAL_MS, SECRET, "123.456", 503, "down".into());
+        assert_eq!(events(&out), [ChannelEvent::Undecryptable { count: 1 }]);
+        assert_eq!(
+            m.whisper(SECRET, "client-typing", json!({})),
+            Err(WhisperRefused::Invalid(ProtocolError::ClientEventNotAllowed))
+        );
+    }
+
+    #[test]
+    fn a_new_socket_drops_held_events_and_subscribes_with_a_new_key() {
+        let (mut m, _) = subscribed_encrypted();
+        m.frame(1, &sealed(&key(2), "{}"));
+        m.closed(2, 1006);
+        m.tick(60_000);
+        let out = m.frame(60_000, &established("5.6", 120));
+        assert_eq!(authorizes(&out), [(SECRET.to_owned(), "5.6".to_owned())]);
+        // The answer to the old socket's key request no longer counts.
+        assert!(m.auth_ok(SECRET, "123.456", keyed(&key(2))).is_empty());
+        m.auth_ok(SECRET, "5.6", keyed(&key(2)));
+        let out = m.frame(60_001, &succeeded(SECRET, None));
+        assert_eq!(events(&out), [ChannelEvent::Subscribed { members: None }]);
+        assert_eq!(events(&m.frame(60_002, &sealed(&key(2), "{}"))), [event("{}")]);
     }
 }

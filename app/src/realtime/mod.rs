@@ -6,7 +6,7 @@ pub mod channels;
 pub mod client;
 pub mod machine;
 
-pub use channels::{ChannelAccess, PRESENCE_ONLINE, chat_channel, room_channel, room_presence_channel, user_channel};
+pub use channels::{ChannelAccess, EventChannels, PRESENCE_ONLINE, chat_channel, room_presence_channel};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,9 @@ pub struct RealtimeConfig {
     pub port: Option<u16>,
     pub tls: bool,
     pub cluster: Option<String>,
+    /// Whether the user and room channels are end-to-end encrypted (`private-encrypted-…`).
+    #[serde(default)]
+    pub channels: EventChannels,
 }
 
 impl RealtimeConfig {
@@ -157,7 +160,14 @@ mod tests {
 
     #[test]
     fn websocket_urls() {
-        let mut config = RealtimeConfig { key: "k".into(), host: None, port: None, tls: false, cluster: None };
+        let mut config = RealtimeConfig {
+            key: "k".into(),
+            host: None,
+            port: None,
+            tls: false,
+            cluster: None,
+            channels: EventChannels::Private,
+        };
         assert_eq!(
             config.websocket_url("127.0.0.1:3000", false),
             "ws://127.0.0.1:3000/app/k?protocol=7&client=banter-wasm&version=0.1.0"

@@ -2,6 +2,7 @@
 //! the database), who may subscribe to which channel, and the events a stored change announces.
 
 use chrono::Utc;
+use pusher_protocol::encryption::MasterKey;
 use pusher_protocol::{ChannelAuthorization, ChannelName, Credentials, PresenceMember, ProtocolError, SocketId};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
 use serde_json::json;
@@ -9,8 +10,8 @@ use serde_json::json;
 use crate::model::ChatMessage;
 use crate::realtime::{
     ChannelAccess, EVENT_GROUP_CHANGED, EVENT_MESSAGE_DELETED, EVENT_MESSAGE_UPDATED, EVENT_MESSAGES_READ,
-    EVENT_NEW_MESSAGE, EVENT_REACTIONS_CHANGED, GroupRead, MessageDeleted, MessagesRead, ReactionsChanged,
-    RealtimeConfig, room_channel, room_presence_channel, user_channel,
+    EVENT_NEW_MESSAGE, EVENT_REACTIONS_CHANGED, EventChannels, GroupRead, MessageDeleted, MessagesRead,
+    ReactionsChanged, RealtimeConfig, room_presence_channel,
 };
 use crate::ssr::broadcast::{Broadcaster, Publication};
 use crate::ssr::entities::settings;
@@ -22,6 +23,8 @@ pub struct RealtimeSettings {
     pub app_id: String,
     pub credentials: Credentials,
     pub public: RealtimeConfig,
+    /// End-to-end encryption's master key, when the user and room channels are encrypted.
+    pub encryption: Option<MasterKey>,
 }
 
 /// Why `/broadcasting/auth` refused; each maps to one HTTP status.
@@ -74,6 +77,11 @@ impl RealtimeSettings {
         let socket_id = SocketId::parse(socket_id).map_err(|_| AuthDenied::BadSocketId)?;
         let channel = ChannelName::parse(channel_name).map_err(|_| AuthDenied::BadChannel)?;
         let access = ChannelAccess::parse(channel.as_str()).ok_or(AuthDenied::Forbidden)?;
+        // The event channels we hand out are either all encrypted or all not: the other spelling
+        // carries nothing, so it is refused like any name we never hand out.
+        if access.carries_events() && channel.kind().is_encrypted() != self.encryption.is_some() {
+            return Err(AuthDenied::Forbidden);
+        }
         let allowed = crate::realtime::channels::may_subscribe(db, user_id, access).await.map_err(|error| {
             tracing::error!(%error, "cannot read a channel's membership");
             AuthDenied::Internal
@@ -84,7 +92,11 @@ impl RealtimeSettings {
         let channel_data = access
             .is_presence()
             .then(|| PresenceMember::new(user_id.to_string(), Some(json!({ "name": user_name }))).to_channel_data());
-        Ok(self.credentials.authorize_channel(&socket_id, &channel, channel_data.as_deref()))
+        let mut authorization = self.credentials.authorize_channel(&socket_id, &channel, channel_data.as_deref());
+        if let Some(key) = self.encryption.as_ref().filter(|_| channel.kind().is_encrypted()) {
+            authorization.shared_secret = Some(key.shared_secret(&channel).to_base64());
+        }
+        Ok(authorization)
     }
 }
 
@@ -108,6 +120,15 @@ pub async fn stored_setting(
             .ok_or(DbErr::RecordNotFound(name.to_owned())),
         Err(e) => Err(e),
     }
+}
+
+/// The encryption master key generated at first start (`PUSHER_APP_ENCRYPTED=true` without a key)
+/// and kept in `settings`, so every restart and every instance on this database uses the same one.
+pub async fn generated_master_key(db: &DatabaseConnection) -> Result<MasterKey, DbErr> {
+    let text = stored_setting(db, "pusher_encryption_master_key", || MasterKey::from_bytes(rand::random()).to_base64())
+        .await?;
+    MasterKey::from_base64(&text)
+        .map_err(|e| DbErr::Custom(format!("the stored setting pusher_encryption_master_key {e}")))
 }
 
 /// `n` random bytes as lower-case hex.
@@ -150,10 +171,15 @@ pub fn sending_socket(socket_id: Option<&str>) -> Result<Option<SocketId>, crate
 
 /// The channels every tab of a conversation's people follows: a group's channel, or the two
 /// people's user channels.
-fn conversation_channels(room_id: Option<i64>, sender_id: i64, recipient_id: i64) -> Vec<ChannelName> {
+fn conversation_channels(
+    names: EventChannels,
+    room_id: Option<i64>,
+    sender_id: i64,
+    recipient_id: i64,
+) -> Vec<ChannelName> {
     match room_id {
-        Some(room) => channel(room_channel(room)).into_iter().collect(),
-        None => [recipient_id, sender_id].into_iter().filter_map(|id| channel(user_channel(id))).collect(),
+        Some(room) => channel(names.room(room)).into_iter().collect(),
+        None => [recipient_id, sender_id].into_iter().filter_map(|id| channel(names.user(id))).collect(),
     }
 }
 
@@ -173,33 +199,38 @@ fn publish_json(
 /// `NewChatMessage` to the recipient and to the sender's other tabs (not the tab that sent it); a
 /// group's message to the group's channel, which every member's tabs (the sender's too) follow.
 pub fn announce_message(broadcaster: &dyn Broadcaster, message: &ChatMessage, exclude: Option<SocketId>) {
-    let channels = conversation_channels(message.room_id, message.sender_id, message.recipient_id);
+    let channels =
+        conversation_channels(broadcaster.event_channels(), message.room_id, message.sender_id, message.recipient_id);
     publish_json(broadcaster, channels, EVENT_NEW_MESSAGE, message, exclude);
 }
 
 /// `MessageUpdated` (an edit) where the message was announced.
 pub fn announce_update(broadcaster: &dyn Broadcaster, message: &ChatMessage) {
-    let channels = conversation_channels(message.room_id, message.sender_id, message.recipient_id);
+    let channels =
+        conversation_channels(broadcaster.event_channels(), message.room_id, message.sender_id, message.recipient_id);
     publish_json(broadcaster, channels, EVENT_MESSAGE_UPDATED, message, None);
 }
 
 /// `MessageDeleted` where the message was announced.
 pub fn announce_delete(broadcaster: &dyn Broadcaster, deleted: &MessageDeleted) {
-    let channels = conversation_channels(deleted.room_id, deleted.sender_id, deleted.recipient_id);
+    let channels =
+        conversation_channels(broadcaster.event_channels(), deleted.room_id, deleted.sender_id, deleted.recipient_id);
     publish_json(broadcaster, channels, EVENT_MESSAGE_DELETED, deleted, None);
 }
 
 /// `ReactionsChanged` where the message was announced.
 pub fn announce_reactions(broadcaster: &dyn Broadcaster, change: &ReactionsChanged) {
-    let channels = conversation_channels(change.room_id, change.sender_id, change.recipient_id);
+    let channels =
+        conversation_channels(broadcaster.event_channels(), change.room_id, change.sender_id, change.recipient_id);
     publish_json(broadcaster, channels, EVENT_REACTIONS_CHANGED, change, None);
 }
 
 /// `MessagesRead` to the person whose messages were read (their ✓✓), and to the reader's other
 /// tabs (their unread badges).
 pub fn announce_read(broadcaster: &dyn Broadcaster, read: &MessagesRead) {
+    let names = broadcaster.event_channels();
     let channels: Vec<ChannelName> =
-        [read.peer_id, read.reader_id].into_iter().filter_map(|id| channel(user_channel(id))).collect();
+        [read.peer_id, read.reader_id].into_iter().filter_map(|id| channel(names.user(id))).collect();
     match serde_json::to_string(read) {
         Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_MESSAGES_READ, data, exclude: None }),
         Err(e) => tracing::error!(error = %e, "cannot serialize a read event"),
@@ -208,7 +239,7 @@ pub fn announce_read(broadcaster: &dyn Broadcaster, read: &MessagesRead) {
 
 /// A member's read mark moved: `MessagesRead` on the group's channel ("Seen by").
 pub fn announce_group_read(broadcaster: &dyn Broadcaster, read: &GroupRead) {
-    let channels: Vec<ChannelName> = channel(room_channel(read.room_id)).into_iter().collect();
+    let channels: Vec<ChannelName> = channel(broadcaster.event_channels().room(read.room_id)).into_iter().collect();
     match serde_json::to_string(read) {
         Ok(data) => broadcaster.publish(Publication { channels, event: EVENT_MESSAGES_READ, data, exclude: None }),
         Err(e) => tracing::error!(error = %e, "cannot serialize a group read event"),
@@ -219,8 +250,9 @@ pub fn announce_group_read(broadcaster: &dyn Broadcaster, read: &GroupRead) {
 /// subscribed) and removed; then the removed stop receiving the group's channels at once.
 pub fn announce_group_change(broadcaster: &dyn Broadcaster, change: &crate::ssr::groups::Change) {
     let event = &change.event;
-    let channels: Vec<ChannelName> = std::iter::once(room_channel(event.room_id))
-        .chain(event.added.iter().chain(&event.removed).map(|&id| user_channel(id)))
+    let names = broadcaster.event_channels();
+    let channels: Vec<ChannelName> = std::iter::once(names.room(event.room_id))
+        .chain(event.added.iter().chain(&event.removed).map(|&id| names.user(id)))
         .filter_map(channel)
         .collect();
     // Pusher takes at most 100 channels per event: the rest go in further publications.
@@ -238,7 +270,7 @@ pub fn announce_group_change(broadcaster: &dyn Broadcaster, change: &crate::ssr:
         Err(e) => tracing::error!(error = %e, "cannot serialize a group change"),
     }
     let group_channels: Vec<ChannelName> =
-        [room_channel(event.room_id), room_presence_channel(event.room_id)].into_iter().filter_map(channel).collect();
+        [names.room(event.room_id), room_presence_channel(event.room_id)].into_iter().filter_map(channel).collect();
     for &user in &event.removed {
         broadcaster.unsubscribe_user(user, &group_channels);
     }
@@ -260,7 +292,9 @@ mod tests {
                 port: None,
                 tls: false,
                 cluster: None,
+                channels: EventChannels::Private,
             },
+            encryption: None,
         }
     }
 
@@ -308,7 +342,7 @@ mod tests {
             let bob = user(&db, "bob").await;
             let carol = user(&db, "carol").await;
             let group = crate::ssr::groups::create(&db, &alice, "Trip", &[bob.id]).await.unwrap().group;
-            let room = crate::realtime::room_channel(group.id);
+            let room = EventChannels::Private.room(group.id);
             let presence = crate::realtime::room_presence_channel(group.id);
             for channel in [&room, &presence] {
                 assert!(s.authorize(&db, alice.id, "alice", "1.2", channel).await.is_ok(), "{channel}");
@@ -324,8 +358,54 @@ mod tests {
             for channel in [&room, &presence] {
                 assert_eq!(s.authorize(&db, bob.id, "bob", "1.2", channel).await, Err(AuthDenied::Forbidden));
             }
-            let missing = crate::realtime::room_channel(group.id + 100);
+            let missing = EventChannels::Private.room(group.id + 100);
             assert_eq!(s.authorize(&db, alice.id, "alice", "1.2", &missing).await, Err(AuthDenied::Forbidden));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn encrypted_channels_come_with_their_shared_secret_for_their_people_only() {
+        for_each_database(|db| async move {
+            let key = MasterKey::from_bytes([5; 32]);
+            let s = RealtimeSettings { encryption: Some(key.clone()), ..settings() };
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let group = crate::ssr::groups::create(&db, &alice, "Trip", &[bob.id]).await.unwrap().group;
+            let mine = EventChannels::Encrypted.user(alice.id);
+            let room = EventChannels::Encrypted.room(group.id);
+            for channel in [&mine, &room] {
+                let auth = s.authorize(&db, alice.id, "alice", "1.2", channel).await.unwrap();
+                let expected = key.shared_secret(&ChannelName::parse(channel).unwrap()).to_base64();
+                assert_eq!(auth.shared_secret, Some(expected), "{channel}");
+                // Signed as any private channel is.
+                let plain = s.credentials.authorize_channel(
+                    &SocketId::parse("1.2").unwrap(),
+                    &ChannelName::parse(channel).unwrap(),
+                    None,
+                );
+                assert_eq!(auth.auth, plain.auth);
+            }
+            assert_eq!(s.authorize(&db, carol.id, "carol", "1.2", &room).await, Err(AuthDenied::Forbidden));
+            assert_eq!(s.authorize(&db, bob.id, "bob", "1.2", &mine).await, Err(AuthDenied::Forbidden));
+            // With encryption on, the plain event channels carry nothing: refused.
+            let plain_mine = EventChannels::Private.user(alice.id);
+            assert_eq!(s.authorize(&db, alice.id, "alice", "1.2", &plain_mine).await, Err(AuthDenied::Forbidden));
+            // Whispers and presence stay on their channels, with no secret.
+            let typing = crate::realtime::chat_channel(alice.id, bob.id);
+            assert_eq!(s.authorize(&db, alice.id, "alice", "1.2", &typing).await.unwrap().shared_secret, None);
+            // With encryption off, encrypted names are never handed out.
+            assert_eq!(settings().authorize(&db, alice.id, "alice", "1.2", &mine).await, Err(AuthDenied::Forbidden));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn generated_master_key_is_kept() {
+        for_each_database(|db| async move {
+            let first = generated_master_key(&db).await.unwrap();
+            assert_eq!(generated_master_key(&db).await.unwrap(), first);
         })
         .await;
     }
@@ -418,5 +498,19 @@ mod tests {
             ]
         );
         assert_eq!(LiveEvent::decode("MessageDeleted", &sent[2].data), Some(LiveEvent::MessageDeleted(deleted)));
+        drop(sent);
+
+        // With encryption on, the same message goes sealed to each person's encrypted channel.
+        let inner = std::sync::Arc::new(Recorder::default());
+        let key = MasterKey::from_bytes([1; 32]);
+        let encrypting = crate::ssr::broadcast::Encrypting::new(inner.clone(), key.clone());
+        announce_message(&encrypting, &message, None);
+        let sent = inner.0.lock().unwrap();
+        let names: Vec<&str> = sent.iter().flat_map(|p| p.channels.iter().map(ChannelName::as_str)).collect();
+        assert_eq!(names, ["private-encrypted-user.2", "private-encrypted-user.1"]);
+        for p in sent.iter() {
+            let data = key.shared_secret(&p.channels[0]).decrypt(&p.data).unwrap();
+            assert_eq!(serde_json::from_str::<ChatMessage>(&data).unwrap(), message);
+        }
     }
 }

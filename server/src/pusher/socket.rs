@@ -603,7 +603,7 @@ mod tests {
         client.send(json!({"event": "client-typing", "channel": "lobby", "data": {}})).await;
         assert_eq!(
             client.next_json().await["data"]["message"],
-            "Client events are only allowed on private and presence channels"
+            "Client events are only allowed on private and presence channels, not on public or encrypted ones"
         );
     }
 

@@ -11,7 +11,7 @@ use super::Live;
 use crate::model::CurrentUser;
 use crate::realtime::client::{ChannelEvent, ListenerId, PusherClient};
 use crate::realtime::machine::ConnectionState;
-use crate::realtime::{EVENT_TYPING, LiveEvent, PRESENCE_ONLINE, RealtimeConfig, Typing, room_channel, user_channel};
+use crate::realtime::{EVENT_TYPING, EventChannels, LiveEvent, PRESENCE_ONLINE, RealtimeConfig, Typing};
 
 type Listener = Rc<dyn Fn(&LiveEvent)>;
 
@@ -20,6 +20,8 @@ struct State {
     listeners: Vec<(u64, Listener)>,
     next_listener: u64,
     client: Option<PusherClient>,
+    /// Where the server's events come: encrypted channels or not, as the server said.
+    channels: EventChannels,
     /// The groups whose channel this tab follows, and its subscription to each.
     rooms: HashMap<i64, ListenerId>,
 }
@@ -65,7 +67,9 @@ impl Tab {
     /// Hands a channel's application events to the listeners.
     fn on_channel(self, live: Live, on_change: Callback<()>) -> impl Fn(ChannelEvent) + 'static {
         move |event| match event {
-            ChannelEvent::Subscribed { .. } => {
+            // After a (re)subscription, and when events could not be decrypted even with a fresh
+            // key: whatever was missed comes from the catch-up fetch.
+            ChannelEvent::Subscribed { .. } | ChannelEvent::Undecryptable { .. } => {
                 live.resynced.update(|n| *n += 1);
                 on_change.run(());
             }
@@ -88,8 +92,12 @@ impl Tab {
         if self.client().is_some() {
             return;
         }
+        let channels = config.channels;
         let client = PusherClient::connect(config, "/broadcasting/auth");
-        self.0.update_value(|s| s.client = Some(client));
+        self.0.update_value(|s| {
+            s.client = Some(client);
+            s.channels = channels;
+        });
         let state = client.state();
         Effect::new(move |_| {
             let now = state.get();
@@ -99,7 +107,7 @@ impl Tab {
             }
             live.connection.set(now);
         });
-        client.subscribe(&user_channel(me.id), self.on_channel(live, on_change));
+        client.subscribe(&channels.user(me.id), self.on_channel(live, on_change));
         client.subscribe(PRESENCE_ONLINE, move |event| match event {
             ChannelEvent::Subscribed { members } => {
                 let ids = members.unwrap_or_default().iter().filter_map(|m| m.user_id.parse().ok()).collect();
@@ -135,10 +143,11 @@ impl Tab {
                 }
                 keep
             });
+            let names = s.channels;
             for room in rooms {
                 s.rooms
                     .entry(room)
-                    .or_insert_with(|| client.subscribe(&room_channel(room), tab.on_channel(live, on_change)));
+                    .or_insert_with(|| client.subscribe(&names.room(room), tab.on_channel(live, on_change)));
             }
         });
     }
