@@ -160,10 +160,13 @@ stop_group() {
 }
 
 playwright() {
-  local port dbdir
+  local port encrypted_port dbdir
   port=$(free_port)
+  # The second server: the same app with end-to-end encrypted channels (the `encrypted` project).
+  encrypted_port=$(free_port)
+  while [ "$encrypted_port" = "$port" ]; do encrypted_port=$(free_port); done
   dbdir=$(mktemp -d /tmp/banter-e2e.XXXXXX)
-  (cd end2end && E2E_PORT=$port E2E_DB_DIR=$dbdir npx playwright test)
+  (cd end2end && E2E_PORT=$port E2E_ENCRYPTED_PORT=$encrypted_port E2E_DB_DIR=$dbdir npx playwright test)
   local status=$?
   rm -rf "$dbdir"
   return $status

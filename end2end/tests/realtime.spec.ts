@@ -3,7 +3,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import { contactRow, done, live, log, openChat, person, send, type Person } from './chat-support';
 import * as path from 'node:path';
-import { BanterServer, freePort } from './server-support';
+import { BanterServer, encryptedProject, freePort } from './server-support';
 
 const shot = (name: string) => path.resolve(__dirname, '../screenshots', name);
 
@@ -57,11 +57,38 @@ async function pair(browser: Parameters<typeof person>[0], info: Parameters<type
   return { alice, bob };
 }
 
+/** Every text frame `p`'s page receives over its WebSockets from now on. */
+function framesOf(p: Person): string[] {
+  const frames: string[] = [];
+  p.page.on('websocket', (ws) => ws.on('framereceived', (f) => frames.push(String(f.payload))));
+  return frames;
+}
+
+/**
+ * What the Pusher server relayed to a browser: with encryption on (the `encrypted` project), every
+ * message event came on a `private-encrypted-` channel as `{nonce, ciphertext}` and `body` is in
+ * no frame; with it off, on the plain user channel.
+ */
+function expectWire(frames: string[], body: string) {
+  const events = frames.map((f) => JSON.parse(f)).filter((f) => f.event === 'NewChatMessage');
+  expect(events.length).toBeGreaterThan(0);
+  for (const event of events) {
+    if (encryptedProject()) {
+      expect(event.channel).toMatch(/^private-encrypted-user\.\d+$/);
+      expect(Object.keys(JSON.parse(event.data)).sort()).toEqual(['ciphertext', 'nonce']);
+    } else {
+      expect(event.channel).toMatch(/^private-user\.\d+$/);
+    }
+  }
+  if (encryptedProject()) expect(frames.filter((f) => f.includes(body))).toEqual([]);
+}
+
 /** Ends the test's people, failing it if any of their pages met an uncaught error. */
 const close = done;
 
 test('a message appears live, its contact moves up with a badge, and ✓ turns ✓✓ when read', { tag: '@js-only' }, async ({ browser }, info) => {
   const { alice, bob } = await pair(browser, info, 'live');
+  const bobFrames = framesOf(bob);
   await openChat(bob, info);
   await live(bob);
   await openChat(alice, info, bob);
@@ -85,9 +112,10 @@ test('a message appears live, its contact moves up with a badge, and ✓ turns �
   await expect(item(alice.page, 'Yes, right here')).toBeVisible();
   await expect(item(bob.page, 'Yes, right here').getByLabel('Read')).toBeVisible();
   expect(await bodies(alice.page)).toEqual(['Are you there?', 'Yes, right here']);
+  expectWire(bobFrames, 'Are you there?');
 
   const ms = await latency(bob, alice, 10);
-  console.log(`[latency] embedded server, Enter in one browser → drawn in the other: ${ms}`);
+  console.log(`[latency] embedded server (${info.project.name}), Enter in one browser → drawn in the other: ${ms}`);
   await close(alice, bob);
 });
 
@@ -218,7 +246,11 @@ test('the same live chat through an external Pusher server', { tag: '@js-only' }
   // The pages come from the app server; the Pusher server accepts their socket because it lists
   // the app's origin (as sockudo or soketi would be configured).
   const appPort = await freePort();
-  const pusher = await BanterServer.start({ env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` } });
+  // The Pusher server never has the encryption key: with encryption on, it relays ciphertext only.
+  const pusher = await BanterServer.start({
+    env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` },
+    encryption: false,
+  });
   const app = await BanterServer.start({
     port: appPort,
     env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
@@ -227,6 +259,7 @@ test('the same live chat through an external Pusher server', { tag: '@js-only' }
     const { alice, bob } = await pair(browser, info, 'external', app.url);
     const sockets: string[] = [];
     bob.page.on('websocket', (ws) => sockets.push(ws.url()));
+    const bobFrames = framesOf(bob);
     await openChat(alice, info, bob);
     await openChat(bob, info, alice);
     await live(alice);
@@ -236,8 +269,9 @@ test('the same live chat through an external Pusher server', { tag: '@js-only' }
     await send(alice, 'through the external server');
     await expect(item(bob.page, 'through the external server')).toBeVisible();
     await expect(item(alice.page, 'through the external server').getByLabel('Read')).toBeVisible();
+    expectWire(bobFrames, 'through the external server');
     const ms = await latency(alice, bob, 10);
-    console.log(`[latency] external server (HTTP publish), Enter in one browser → drawn in the other: ${ms}`);
+    console.log(`[latency] external server (HTTP publish, ${info.project.name}), Enter in one browser → drawn in the other: ${ms}`);
     await close(alice, bob);
   } finally {
     await app.down();

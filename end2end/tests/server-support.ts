@@ -1,6 +1,6 @@
 // Extra Banter servers for the tests that restart a server or need two of them (an app server
 // using another server as its external Pusher server). Each gets a free port and its own database.
-import { expect } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -21,7 +21,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export type ServerOptions = { port?: number; dbDir?: string; env?: Record<string, string> };
+/** The master key of the `encrypted` project's servers (32 bytes, base64), as its webServer has it. */
+export const E2E_MASTER_KEY = Buffer.from('banter-e2e-master-key-32-bytes!!').toString('base64');
+
+/** Whether the running test belongs to the `encrypted` project (end-to-end encrypted channels). */
+export function encryptedProject(): boolean {
+  return test.info().project.name === 'encrypted';
+}
+
+/**
+ * `encryption`: whether the server gets the master key; by default when the test runs in the
+ * `encrypted` project, so that servers a test starts itself are configured like the project's.
+ */
+export type ServerOptions = { port?: number; dbDir?: string; env?: Record<string, string>; encryption?: boolean };
 
 export class BanterServer {
   private process?: ChildProcess;
@@ -30,15 +42,23 @@ export class BanterServer {
   private constructor(
     readonly port: number,
     readonly dbDir: string,
-    private readonly env: Record<string, string>,
+    private env: Record<string, string>,
   ) {}
 
   static async start(options: ServerOptions = {}): Promise<BanterServer> {
     const port = options.port ?? (await freePort());
     const dbDir = options.dbDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'banter-e2e-extra-'));
-    const server = new BanterServer(port, dbDir, options.env ?? {});
+    const key = (options.encryption ?? encryptedProject()) ? { PUSHER_ENCRYPTION_MASTER_KEY_BASE64: E2E_MASTER_KEY } : {};
+    const server = new BanterServer(port, dbDir, { ...key, ...(options.env ?? {}) });
     await server.up();
     return server;
+  }
+
+  /** Stops, then starts again on the same port and database with `env` changed (a new key, say). */
+  async restartWith(env: Record<string, string>): Promise<void> {
+    await this.down();
+    this.env = { ...this.env, ...env };
+    await this.up();
   }
 
   get url(): string {
