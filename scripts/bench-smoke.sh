@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Smoke run of the load generator (issue 5): every scenario at tiny sizes against a server it spawns
+# Smoke run of the load generator (issue 5): every scenario at tiny sizes (chat also with encrypted channels) against a server it spawns
 # itself (target/release/server, free port, temporary database). Builds nothing but the generator:
 # run `cargo leptos build --release` first. Exits non-zero when any scenario errors or reports lost or
 # duplicated messages; the table goes to stdout, the report to target/bench/report-all.md.
@@ -11,4 +11,4 @@ if [[ ! -x target/release/server || ! -f target/site/pkg/banter.wasm ]]; then
   exit 1
 fi
 
-cargo run --quiet --release -p bench -- all --smoke --spawn "$@"
+cargo run --quiet --release -p bench -- all --smoke --spawn --encrypted "$@"

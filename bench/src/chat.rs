@@ -1,4 +1,5 @@
-//! `chat`: registered users with sockets on `private-user.{id}`; a share of them send through the HTTP API;
+//! `chat`: registered users with sockets on `private-user.{id}` (`private-encrypted-user.{id}`,
+//! decrypting every event, when the server encrypts); a share of them send through the HTTP API;
 //! send→receive latency, throughput, and exactly-once accounting by message id.
 
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::Ctx;
 use crate::client::{self, AbortOnDrop, User};
 use crate::report::{Better, ScenarioReport};
-use crate::stats::{Samples, ms_f64};
+use crate::stats::{self, Samples, ms, ms_f64};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
@@ -85,20 +86,34 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let users = client::register_many(&clients, &base, &format!("chat{run_tag}u"), args.users).await?;
     r.figure("users registered", format!("{} in {:.1} s", users.len(), t0.elapsed().as_secs_f64()));
 
-    // 2. Sockets, subscribed to private-user.{id} with auth from /broadcasting/auth.
+    // 2. Sockets, subscribed to their user channel with auth from /broadcasting/auth.
     let t1 = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
     let mut socket_ids: HashMap<i64, String> = HashMap::new();
     let mut readers = Vec::new();
-    let channel_of = |u: &User| format!("private-user.{}", u.id);
-    let connected = client::subscribe_users(&ctx.pusher, &clients, &base, &users, channel_of, |i, sid, ws| {
+    let prefix = if ctx.encrypted { "private-encrypted-user" } else { "private-user" };
+    let channel_of = |u: &User| format!("{prefix}.{}", u.id);
+    let undecryptable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connected = client::subscribe_users(&ctx.pusher, &clients, &base, &users, channel_of, |i, sid, ws, secret| {
         let uid = users[i].id;
         socket_ids.insert(uid, sid.as_str().to_owned());
         let tx = tx.clone();
+        let undecryptable = undecryptable.clone();
         readers.push(tokio::spawn(client::pump(ws, move |event, data| {
             if event == "NewChatMessage" {
+                // The receive time is taken after decrypting: that is when a browser could show it.
+                let data = match &secret {
+                    None => std::borrow::Cow::Borrowed(data),
+                    Some(secret) => match secret.decrypt(data) {
+                        Ok(plain) => std::borrow::Cow::Owned(plain),
+                        Err(_) => {
+                            undecryptable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                    },
+                };
                 let at = Instant::now();
-                if let Ok(d) = serde_json::from_str::<EventData>(data) {
+                if let Ok(d) = serde_json::from_str::<EventData>(&data) {
                     let _ = tx.send((d.id, uid, at));
                 }
             }
@@ -127,6 +142,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let total = (rate * args.duration as f64).round() as usize;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let cpu0 = stats::server_cpu(&ctx.server_pids);
     let t2 = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
@@ -181,6 +197,8 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
             Err(_) => {}
         }
     }
+    // What the servers used for the messages (sending, publishing, delivering), not the sign-ups.
+    let cpu: Option<Duration> = stats::cpu_used(&cpu0, &stats::server_cpu(&ctx.server_pids)).into_iter().sum();
     // Duplicates can only show up late: keep reading until the sockets have been quiet for 300 ms.
     while let Ok(Some(x)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
         receipts.push(x);
@@ -210,7 +228,22 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     r.metric("send→receive p95", ms_f64(s.p95), "ms", Better::Lower);
     r.metric("send→receive p99", ms_f64(s.p99), "ms", Better::Lower);
     r.metric("sends persisted per second", sent.len() as f64 / send_secs, "msg/s", Better::Higher);
+    if let Some(cpu) = cpu.filter(|_| !sent.is_empty()) {
+        let per = cpu / sent.len() as u32;
+        r.figure(
+            "server CPU per message",
+            format!("{} ({:.2} s over {} messages)", ms(per), cpu.as_secs_f64(), sent.len()),
+        );
+        r.metric("server CPU per message", ms_f64(per), "ms", Better::Lower);
+    }
     r.figure("stray receipts", acc.stray);
+    let undecryptable = undecryptable.load(std::sync::atomic::Ordering::Relaxed);
+    if ctx.encrypted {
+        r.figure("channels", format!("private-encrypted-user.{{id}}; events that did not decrypt: {undecryptable}"));
+    }
+    if undecryptable > 0 {
+        r.fail(format!("{undecryptable} events did not decrypt"));
+    }
     if errors > 0 {
         r.fail(format!("{errors} send errors, first: {}", first_error.lock().unwrap().clone().unwrap_or_default()));
     }

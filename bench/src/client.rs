@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
+use pusher_protocol::encryption::SharedSecret;
 use pusher_protocol::{ChannelName, Credentials, Frame, SocketId, Subscribe};
 use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
@@ -107,14 +108,15 @@ pub async fn register_many(
 
 /// Opens one socket per user, 32 at a time, from source addresses 127.0.0.1–200 in turn, each
 /// subscribed to `channel_of(user)` with its auth from `/broadcasting/auth` (the user's session).
-/// `ready(index into users, socket id, socket)` gets each socket as soon as it is subscribed.
+/// `ready(index into users, socket id, socket, shared secret)` gets each socket as soon as it is
+/// subscribed, with the channel's shared secret when it is an encrypted one.
 pub async fn subscribe_users(
     target: &PusherTarget,
     clients: &[reqwest::Client],
     base: &str,
     users: &[User],
     channel_of: impl Fn(&User) -> String,
-    mut ready: impl FnMut(usize, SocketId, Ws),
+    mut ready: impl FnMut(usize, SocketId, Ws, Option<SharedSecret>),
 ) -> Result<usize, Error> {
     let mut pending = FuturesUnordered::new();
     let mut next = 0;
@@ -128,15 +130,16 @@ pub async fn subscribe_users(
             let index = next;
             pending.push(async move {
                 let (mut ws, socket_id) = ws_connect(target, Some(source)).await?;
-                let auth = broadcasting_auth(http, base, user, socket_id.as_str(), &channel).await?;
-                subscribe(&mut ws, &channel, Some(auth)).await?;
-                Ok::<_, Error>((index, socket_id, ws))
+                let answer = broadcasting_auth(http, base, user, socket_id.as_str(), &channel).await?;
+                subscribe(&mut ws, &channel, Some(answer.auth)).await?;
+                let secret = answer.shared_secret.map(|k| SharedSecret::from_base64(&k)).transpose()?;
+                Ok::<_, Error>((index, socket_id, ws, secret))
             });
             next += 1;
         }
         let Some(done) = pending.next().await else { break };
-        let (index, socket_id, ws) = done?;
-        ready(index, socket_id, ws);
+        let (index, socket_id, ws, secret) = done?;
+        ready(index, socket_id, ws, secret);
         connected += 1;
     }
     Ok(connected)
@@ -220,9 +223,12 @@ pub async fn send_to_group(
     post_as(http, base, "/api/groups/send", from, &form).await
 }
 
+/// `/broadcasting/auth`'s answer: the signature, and an encrypted channel's shared secret.
 #[derive(Deserialize)]
-struct AuthAnswer {
-    auth: String,
+pub struct AuthAnswer {
+    pub auth: String,
+    #[serde(default)]
+    pub shared_secret: Option<String>,
 }
 
 pub async fn broadcasting_auth(
@@ -231,7 +237,7 @@ pub async fn broadcasting_auth(
     user: &User,
     socket_id: &str,
     channel: &str,
-) -> Result<String, Error> {
+) -> Result<AuthAnswer, Error> {
     let resp = http
         .post(format!("{base}/broadcasting/auth"))
         .header("accept", "application/json")
@@ -244,7 +250,7 @@ pub async fn broadcasting_auth(
     if !status.is_success() {
         return Err(err(format!("broadcasting/auth: HTTP {status}: {text}")));
     }
-    Ok(serde_json::from_str::<AuthAnswer>(&text)?.auth)
+    Ok(serde_json::from_str::<AuthAnswer>(&text)?)
 }
 
 /// Where the Pusher server is.

@@ -48,6 +48,11 @@ struct Cli {
     /// as an external Pusher server, and the report compares the two.
     #[arg(long, global = true, value_name = "SOCKUDO_BIN")]
     versus: Option<PathBuf>,
+    /// Also run chat against a Banter with end-to-end encrypted channels (needs --spawn): the
+    /// generator subscribes to `private-encrypted-user.{id}` and decrypts every event, and the report
+    /// sets the cost beside the same scenario with encryption off.
+    #[arg(long, global = true)]
+    encrypted: bool,
     /// Pin the generator to CPU 0 and the spawned servers to the other CPUs (needs --spawn and at
     /// least 2 CPUs), so that each side's CPU figure is its own.
     #[arg(long, global = true)]
@@ -95,6 +100,8 @@ pub struct Ctx {
     pub server_pids: Vec<u32>,
     /// Distinguishes this run's accounts and channels from earlier runs against the same server.
     pub nonce: u64,
+    /// The server encrypts its user channels (`private-encrypted-…`).
+    pub encrypted: bool,
 }
 
 /// A server started by --spawn; killed on drop.
@@ -203,6 +210,9 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The master key of `--encrypted` runs (base64 of 32 bytes; a load test has nothing to keep secret).
+const BENCH_MASTER_KEY: &str = "YmFudGVyLWJlbmNoLW1hc3Rlci1rZXktMzItYnl0ZXM=";
+
 /// Starts Banter for scenario `name` on a free port with a fresh SQLite database: with its embedded
 /// Pusher server, or publishing to the external one on `external_port`.
 async fn spawn_server(
@@ -210,6 +220,7 @@ async fn spawn_server(
     name: &str,
     nonce: u64,
     external_port: Option<u16>,
+    encrypted: bool,
 ) -> Result<(Spawned, String), client::Error> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
@@ -231,7 +242,17 @@ async fn spawn_server(
         .env("PUSHER_PUBLIC_CHANNELS", "true")
         .env("PUSHER_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("PUSHER_MAX_FRAMES_PER_SECOND", "0")
-        .env_remove("PUSHER_CLUSTER");
+        .env_remove("PUSHER_CLUSTER")
+        .env_remove("PUSHER_APP_CLUSTER")
+        .env_remove("PUSHER_APP_HOST")
+        .env_remove("PUSHER_APP_PORT")
+        .env_remove("PUSHER_APP_SCHEME")
+        .env_remove("PUSHER_APP_ENCRYPTED");
+    if encrypted {
+        command.env("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", BENCH_MASTER_KEY);
+    } else {
+        command.env_remove("PUSHER_ENCRYPTION_MASTER_KEY_BASE64");
+    }
     // `room` has one sender at 10 messages per second, past the per-user limit of 20 per 10 s;
     // `chat` stays within it (it caps its senders' rates), so it keeps measuring the limiter too.
     if name == "room" {
@@ -361,8 +382,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    if cli.versus.is_some() && !cli.spawn {
-        eprintln!("banter-bench: --versus needs --spawn");
+    if (cli.versus.is_some() || cli.encrypted) && !cli.spawn {
+        eprintln!("banter-bench: --versus and --encrypted need --spawn");
         return std::process::ExitCode::FAILURE;
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -406,6 +427,8 @@ enum Side<'a> {
     Embedded,
     /// A sockudo binary, Banter publishing to it as an external Pusher server.
     Versus(&'a std::path::Path),
+    /// Banter's embedded server, with end-to-end encrypted channels.
+    Encrypted,
 }
 
 /// The processes one scenario runs against (killed on drop), and how to reach them.
@@ -423,21 +446,23 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
         server_pid: cli.server_pid,
         server_pids: cli.server_pid.into_iter().collect(),
         nonce,
+        encrypted: false,
     };
     if !cli.spawn || name == "bundle" {
         return Ok(Target { ctx: fixed(cli.base_url.trim_end_matches('/').to_owned()), processes: vec![] });
     }
     match side {
-        Side::Embedded => {
-            let (banter, base_url) = spawn_server(cli, name, nonce, None).await?;
+        Side::Embedded | Side::Encrypted => {
+            let encrypted = matches!(side, Side::Encrypted);
+            let (banter, base_url) = spawn_server(cli, name, nonce, None, encrypted).await?;
             let pid = banter.child.id();
-            let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], ..fixed(base_url) };
+            let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], encrypted, ..fixed(base_url) };
             Ok(Target { ctx, processes: vec![banter] })
         }
         Side::Versus(bin) => {
             let (sockudo, port) = spawn_sockudo(cli, bin, nonce).await?;
             // On failure `sockudo` is dropped, which stops it.
-            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port)).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port), false).await?;
             let ctx = Ctx {
                 pusher: pusher_target(cli, &base_url, Some(port)),
                 base_url,
@@ -445,6 +470,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
                 server_pid: Some(sockudo.child.id()),
                 server_pids: vec![sockudo.child.id(), banter.child.id()],
                 nonce,
+                encrypted: false,
             };
             Ok(Target { ctx, processes: vec![sockudo, banter] })
         }
@@ -496,16 +522,27 @@ async fn run(cli: Cli, nofile: u64) -> bool {
     let ours = "Banter".to_owned();
     let mut runs =
         vec![(format!("{ours} (embedded Pusher server)"), run_side(&cli, Side::Embedded, &names, nonce).await)];
-    let mut comparison = None;
+    let mut comparisons = Vec::new();
     if let Some(bin) = &cli.versus {
         let theirs = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "other".into());
         let names: Vec<&str> = names.iter().copied().filter(|n| PUSHER_SCENARIOS.contains(n)).collect();
         let other = run_side(&cli, Side::Versus(bin), &names, nonce + 100).await;
         let rows = report::comparison_rows(&runs[0].1, &other);
         print!("{}", report::render_comparison(&ours, &theirs, &rows, false));
-        comparison = Some(report::render_comparison(&ours, &theirs, &rows, true));
+        comparisons.push(report::render_comparison(&ours, &theirs, &rows, true));
         runs.push((format!("{theirs} (Banter publishing to it over its HTTP API)"), other));
     }
+    if cli.encrypted && names.contains(&"chat") {
+        // Encryption off (the run above) beside on, same scenario, same run: "better by" reads as
+        // what encryption costs.
+        let encrypted = run_side(&cli, Side::Encrypted, &["chat"], nonce + 200).await;
+        let (plain, sealed) = ("encryption off".to_owned(), "encryption on".to_owned());
+        let rows = report::comparison_rows(&runs[0].1, &encrypted);
+        print!("{}", report::render_comparison(&plain, &sealed, &rows, false));
+        comparisons.push(report::render_comparison(&plain, &sealed, &rows, true));
+        runs.push(("Banter with end-to-end encrypted channels (private-encrypted-)".to_owned(), encrypted));
+    }
+    let comparison = (!comparisons.is_empty()).then(|| comparisons.join("\n"));
 
     let target = if cli.spawn {
         format!("{} started fresh for each scenario", cli.server_bin.display())
@@ -528,6 +565,9 @@ async fn run(cli: Cli, nofile: u64) -> bool {
     ];
     if let Some(bin) = &cli.versus {
         context.push(("versus".to_owned(), bin.display().to_string()));
+    }
+    if cli.encrypted {
+        context.push(("encrypted".to_owned(), "chat also run with end-to-end encrypted channels".to_owned()));
     }
     let md = report::render_markdown(title, &context, &runs, comparison.as_deref());
     let path = cli.out_dir.join(format!("report-{title}.md"));

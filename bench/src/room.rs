@@ -115,16 +115,6 @@ pub fn client_id(nonce: u64, n: u64) -> String {
     format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", nonce >> 28, (nonce >> 12) & 0xffff, nonce & 0xfff, 0, n)
 }
 
-/// CPU time of each server process so far.
-fn server_cpu(pids: &[u32]) -> Vec<Option<Duration>> {
-    pids.iter().map(|&p| stats::process_cpu(p)).collect()
-}
-
-/// Per process, what it used between two readings of [`server_cpu`].
-fn cpu_used(before: &[Option<Duration>], after: &[Option<Duration>]) -> Vec<Option<Duration>> {
-    before.iter().zip(after).map(|(a, b)| a.zip(*b).map(|(a, b)| b.saturating_sub(a))).collect()
-}
-
 pub async fn run(ctx: &Ctx, args: &RoomArgs, r: &mut ScenarioReport) -> Result<(), client::Error> {
     let members = args.members.clamp(2, GROUP_MAX_MEMBERS);
     if members != args.members {
@@ -153,7 +143,7 @@ pub async fn run(ctx: &Ctx, args: &RoomArgs, r: &mut ScenarioReport) -> Result<(
         &base,
         &users,
         |_| channel.clone(),
-        |i, _, ws| {
+        |i, _, ws, _| {
             let tx = tx.clone();
             let member = i as u32;
             // Raw frames, as in `fanout`: the time is taken before any parsing.
@@ -188,7 +178,7 @@ pub async fn run(ctx: &Ctx, args: &RoomArgs, r: &mut ScenarioReport) -> Result<(
     let http = clients[0].clone();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let cpu0 = server_cpu(&ctx.server_pids);
+    let cpu0 = stats::server_cpu(&ctx.server_pids);
     let t2 = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
@@ -240,7 +230,7 @@ pub async fn run(ctx: &Ctx, args: &RoomArgs, r: &mut ScenarioReport) -> Result<(
         }
     }
     // What the servers used for the messages: sending, fanning out, delivering, not sign-ups.
-    let cpu = cpu_used(&cpu0, &server_cpu(&ctx.server_pids));
+    let cpu = stats::cpu_used(&cpu0, &stats::server_cpu(&ctx.server_pids));
     while let Ok(Some(x)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
         receipts.push(x);
     }

@@ -101,6 +101,16 @@ pub fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// CPU time of each server process so far.
+pub fn server_cpu(pids: &[u32]) -> Vec<Option<Duration>> {
+    pids.iter().map(|&p| process_cpu(p)).collect()
+}
+
+/// Per process, what it used between two readings of [`server_cpu`].
+pub fn cpu_used(before: &[Option<Duration>], after: &[Option<Duration>]) -> Vec<Option<Duration>> {
+    before.iter().zip(after).map(|(a, b)| a.zip(*b).map(|(a, b)| b.saturating_sub(a))).collect()
+}
+
 /// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`.
 pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
