@@ -6,7 +6,7 @@ import Pusher from 'pusher-js';
 import type { Channel } from 'pusher-js';
 import PusherServer from 'pusher';
 import { done, live, log, openChat, person, send, type Person } from './chat-support';
-import { BanterServer, E2E_MASTER_KEY, freePort } from './server-support';
+import { E2E_MASTER_KEY, appWithExternalPusher } from './server-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -30,6 +30,31 @@ async function sendByApi(from: Person, to: Person, body: string): Promise<Record
 /** The port of the server this project's tests talk to. */
 function port(): number {
   return Number(new URL(test.info().project.use.baseURL as string).port);
+}
+
+/** The official Node SDK as a backend would use it, encrypting with `masterKeyBase64`. */
+function nodeSdk(masterKeyBase64: string): PusherServer {
+  return new PusherServer({
+    appId,
+    key,
+    secret,
+    host: '127.0.0.1',
+    port: String(port()),
+    useTLS: false,
+    encryptionMasterKeyBase64: masterKeyBase64,
+  });
+}
+
+/** What `p`'s page does about its channel's key from now on: its auth requests, its console. */
+function watchKey(p: Person): { requests: string[]; console: string[] } {
+  const seen = { requests: [] as string[], console: [] as string[] };
+  p.page.on('request', (r) => {
+    if (r.url().endsWith('/broadcasting/auth') && (r.postData() ?? '').includes(`private-encrypted-user.${p.id}`)) {
+      seen.requests.push(r.postData() ?? '');
+    }
+  });
+  p.page.on('console', (m) => seen.console.push(m.text()));
+  return seen;
 }
 
 test('pusher-js decrypts what Banter publishes, with the shared secret from /broadcasting/auth', async ({ browser }, info) => {
@@ -84,15 +109,7 @@ test("Banter's browser client decrypts what the official Node SDK publishes", as
   await expect(item(bob, 'the original words')).toBeVisible();
 
   // A backend holding the same master key (Laravel, say) publishes an edit with the Node SDK.
-  const sdk = new PusherServer({
-    appId,
-    key,
-    secret,
-    host: '127.0.0.1',
-    port: String(port()),
-    useTLS: false,
-    encryptionMasterKeyBase64: E2E_MASTER_KEY,
-  });
+  const sdk = nodeSdk(E2E_MASTER_KEY);
   const edited = { ...stored, body: 'words the Node SDK encrypted', edited_at: new Date().toISOString() };
   await sdk.trigger(`private-encrypted-user.${bob.id}`, 'MessageUpdated', edited);
   await expect(item(bob, 'words the Node SDK encrypted')).toBeVisible();
@@ -103,35 +120,19 @@ test("Banter's browser client decrypts what the official Node SDK publishes", as
 test('events sealed with a key nobody hands out are never shown; the page asks once more, then catches up', async ({ browser }, info) => {
   const alice = await person(browser, info, 'enc-bad-a');
   const bob = await person(browser, info, 'enc-bad-b');
-  const channelName = `private-encrypted-user.${bob.id}`;
-  const authRequests: string[] = [];
-  bob.page.on('request', (r) => {
-    if (r.url().endsWith('/broadcasting/auth') && (r.postData() ?? '').includes(`private-encrypted-user.${bob.id}`)) {
-      authRequests.push(r.postData() ?? '');
-    }
-  });
-  const warnings: string[] = [];
-  bob.page.on('console', (m) => warnings.push(m.text()));
+  const keyUse = watchKey(bob);
   await openChat(bob, info, alice);
   await live(bob);
-  await expect.poll(() => authRequests.length).toBe(1);
+  await expect.poll(() => keyUse.requests.length).toBe(1);
 
   const stored = await sendByApi(alice, bob, 'a real message');
   await expect(item(bob, 'a real message')).toBeVisible();
-  const forger = new PusherServer({
-    appId,
-    key,
-    secret,
-    host: '127.0.0.1',
-    port: String(port()),
-    useTLS: false,
-    encryptionMasterKeyBase64: Buffer.from('another-key-nobody-hands-out-32b').toString('base64'),
-  });
-  await forger.trigger(channelName, 'MessageUpdated', { ...stored, body: 'forged words' });
+  const forger = nodeSdk(Buffer.from('another-key-nobody-hands-out-32b').toString('base64'));
+  await forger.trigger(`private-encrypted-user.${bob.id}`, 'MessageUpdated', { ...stored, body: 'forged words' });
   // The page asks for the key again (it may have been rotated), still cannot open it, and falls
   // back to the catch-up fetch; the ciphertext and the forged words are never shown.
-  await expect.poll(() => authRequests.length).toBe(2);
-  await expect.poll(() => warnings.some((w) => w.includes('did not decrypt even with a fresh key'))).toBe(true);
+  await expect.poll(() => keyUse.requests.length).toBe(2);
+  await expect.poll(() => keyUse.console.some((w) => w.includes('did not decrypt even with a fresh key'))).toBe(true);
   await expect(item(bob, 'a real message')).toBeVisible();
   await expect(log(bob.page)).not.toContainText('forged words');
   await expect(log(bob.page)).not.toContainText('ciphertext');
@@ -145,28 +146,13 @@ test('a rotated master key: open pages ask for the new key and go on without a r
   // The pages' sockets go to a separate Pusher server that stays up, so they live through the
   // app server's restart with a new key; the next events come sealed with it.
   const credentials = { PUSHER_APP_ID: '778', PUSHER_APP_KEY: 'rotation-e2e-key', PUSHER_APP_SECRET: 'rotation-e2e-secret' };
-  const appPort = await freePort();
-  const pusher = await BanterServer.start({
-    env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` },
-    encryption: false,
-  });
-  const app = await BanterServer.start({
-    port: appPort,
-    env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
-  });
+  const { app, pusher } = await appWithExternalPusher(credentials);
   try {
     const alice = await person(browser, info, 'rotate-a', undefined, app.url);
     const bob = await person(browser, info, 'rotate-b', undefined, app.url);
     const sockets: string[] = [];
     bob.page.on('websocket', (ws) => sockets.push(ws.url()));
-    const keyRequests: string[] = [];
-    bob.page.on('request', (r) => {
-      if (r.url().endsWith('/broadcasting/auth') && (r.postData() ?? '').includes(`private-encrypted-user.${bob.id}`)) {
-        keyRequests.push(r.postData() ?? '');
-      }
-    });
-    const warnings: string[] = [];
-    bob.page.on('console', (m) => warnings.push(m.text()));
+    const keyUse = watchKey(bob);
     await openChat(alice, info, bob);
     await openChat(bob, info, alice);
     await live(alice);
@@ -175,13 +161,13 @@ test('a rotated master key: open pages ask for the new key and go on without a r
     await expect(item(bob, 'under the first key')).toBeVisible();
 
     await app.restartWith({ PUSHER_ENCRYPTION_MASTER_KEY_BASE64: Buffer.from('the-second-master-key-32-bytes!!').toString('base64') });
-    expect(keyRequests).toHaveLength(1);
+    expect(keyUse.requests).toHaveLength(1);
     await send(alice, 'under the second key');
     await expect(item(bob, 'under the second key')).toBeVisible();
     // Shown live because Bob's page asked for the key again and opened it, not by the fallback.
-    expect(keyRequests).toHaveLength(2);
-    expect(warnings.filter((w) => w.includes('asking for the key again'))).toHaveLength(1);
-    expect(warnings.filter((w) => w.includes('even with a fresh key'))).toEqual([]);
+    expect(keyUse.requests).toHaveLength(2);
+    expect(keyUse.console.filter((w) => w.includes('asking for the key again'))).toHaveLength(1);
+    expect(keyUse.console.filter((w) => w.includes('even with a fresh key'))).toEqual([]);
     await send(bob, 'and back');
     await expect(item(alice, 'and back')).toBeVisible();
     expect(sockets).toHaveLength(1); // the same socket all along: no reload, no reconnect

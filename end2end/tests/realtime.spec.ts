@@ -3,7 +3,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import { contactRow, done, live, log, openChat, person, send, type Person } from './chat-support';
 import * as path from 'node:path';
-import { BanterServer, encryptedProject, freePort } from './server-support';
+import { BanterServer, appWithExternalPusher, encryptedProject } from './server-support';
 
 const shot = (name: string) => path.resolve(__dirname, '../screenshots', name);
 
@@ -243,18 +243,7 @@ test('the server restarts mid-conversation: both sides reconnect and catch up', 
 
 test('the same live chat through an external Pusher server', { tag: '@js-only' }, async ({ browser }, info) => {
   const credentials = { PUSHER_APP_ID: '777', PUSHER_APP_KEY: 'external-e2e-key', PUSHER_APP_SECRET: 'external-e2e-secret' };
-  // The pages come from the app server; the Pusher server accepts their socket because it lists
-  // the app's origin (as sockudo or soketi would be configured).
-  const appPort = await freePort();
-  // The Pusher server never has the encryption key: with encryption on, it relays ciphertext only.
-  const pusher = await BanterServer.start({
-    env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` },
-    encryption: false,
-  });
-  const app = await BanterServer.start({
-    port: appPort,
-    env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
-  });
+  const { app, pusher } = await appWithExternalPusher(credentials);
   try {
     const { alice, bob } = await pair(browser, info, 'external', app.url);
     const sockets: string[] = [];

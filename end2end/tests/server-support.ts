@@ -109,3 +109,23 @@ export class BanterServer {
     await exited;
   }
 }
+
+/**
+ * An app server publishing to a separate Pusher server (another Banter, as sockudo or soketi would
+ * be), both with `credentials`. The Pusher server lists the app's origin, so the app's pages may
+ * open its socket, and never has the encryption key: with encryption on it relays ciphertext only.
+ */
+export async function appWithExternalPusher(
+  credentials: Record<'PUSHER_APP_ID' | 'PUSHER_APP_KEY' | 'PUSHER_APP_SECRET', string>,
+): Promise<{ app: BanterServer; pusher: BanterServer }> {
+  const appPort = await freePort();
+  const pusher = await BanterServer.start({
+    env: { ...credentials, ALLOWED_ORIGINS: `http://127.0.0.1:${appPort}` },
+    encryption: false,
+  });
+  const app = await BanterServer.start({
+    port: appPort,
+    env: { ...credentials, PUSHER_HOST: '127.0.0.1', PUSHER_PORT: String(pusher.port), PUSHER_SCHEME: 'http' },
+  });
+  return { app, pusher };
+}

@@ -45,6 +45,20 @@ impl Person {
     }
 }
 
+/// Pusher credentials `app_id` and `key` (the secret is the key's name with `-secret`): alone, a
+/// Banter that is its own Pusher server; with `external_port`, one publishing to that server.
+fn credentials(app_id: &str, key: &str, external_port: Option<u16>) -> PusherConfig {
+    PusherConfig {
+        app_id: app_id.into(),
+        key: key.into(),
+        secret: format!("{}-secret", key.trim_end_matches("-key")),
+        host: external_port.map(|_| "127.0.0.1".into()),
+        port: external_port,
+        scheme: Some("http".into()),
+        cluster: None,
+    }
+}
+
 /// A Pusher connection as a browser tab holds it.
 struct Tab {
     socket: Socket,
@@ -114,16 +128,7 @@ async fn next_text(socket: &mut Socket) -> String {
 }
 
 async fn next_frame(socket: &mut Socket) -> Frame {
-    loop {
-        let message = tokio::time::timeout(SOON, socket.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("the socket stays open")
-            .expect("a valid websocket message");
-        if let Message::Text(text) = message {
-            return Frame::parse(&text).expect("a valid Pusher frame");
-        }
-    }
+    Frame::parse(&next_text(socket).await).expect("a valid Pusher frame")
 }
 
 #[tokio::test]
@@ -247,21 +252,10 @@ async fn a_forged_or_foreign_authorization_is_refused_by_the_pusher_server() {
 #[tokio::test]
 async fn an_external_pusher_server_carries_the_events_unchanged() {
     // The Pusher server: another Banter, embedded, with known credentials and its own database.
-    let credentials = |host: Option<String>, port: Option<u16>| PusherConfig {
-        app_id: "4242".into(),
-        key: "external-key".into(),
-        secret: "external-secret".into(),
-        host,
-        port,
-        scheme: Some("http".into()),
-        cluster: None,
-    };
-    let pusher = TestServer::start_with(&temp_sqlite_url(), Some(credentials(None, None))).await;
-    let app = TestServer::start_with(
-        &temp_sqlite_url(),
-        Some(credentials(Some("127.0.0.1".into()), Some(pusher.addr.port()))),
-    )
-    .await;
+    let pusher = TestServer::start_with(&temp_sqlite_url(), Some(credentials("4242", "external-key", None))).await;
+    let app =
+        TestServer::start_with(&temp_sqlite_url(), Some(credentials("4242", "external-key", Some(pusher.addr.port()))))
+            .await;
     let ann = sign_up(&app, "Ann").await;
     let ben = sign_up(&app, "Ben").await;
 
@@ -485,20 +479,11 @@ async fn assert_sealed(tab: &mut Tab, secret: &SharedSecret, channel: &str, stor
 #[tokio::test]
 async fn encrypted_channels_carry_only_ciphertext_through_the_embedded_and_an_external_server() {
     let key = MasterKey::from_bytes([42; 32]);
-    let credentials = |host: Option<String>, port: Option<u16>| PusherConfig {
-        app_id: "4243".into(),
-        key: "encrypted-key".into(),
-        secret: "encrypted-secret".into(),
-        host,
-        port,
-        scheme: Some("http".into()),
-        cluster: None,
-    };
     // An external Pusher server that knows nothing of the key, and an app server that has it; and
     // an embedded one with the key.
-    let external = TestServer::start_with(&temp_sqlite_url(), Some(credentials(None, None))).await;
+    let external = TestServer::start_with(&temp_sqlite_url(), Some(credentials("4243", "encrypted-key", None))).await;
     let app = TestServer::start_configured(&temp_sqlite_url(), |config| {
-        config.pusher = Some(credentials(Some("127.0.0.1".into()), Some(external.addr.port())));
+        config.pusher = Some(credentials("4243", "encrypted-key", Some(external.addr.port())));
         config.encryption = Encryption::Key(key.clone());
     })
     .await;

@@ -94,18 +94,21 @@ impl Broadcaster for Silent {
     fn publish(&self, _: Publication) {}
 }
 
+/// A broadcaster that keeps what it is given, for tests of what gets published.
+#[cfg(test)]
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Publication>>);
+
+#[cfg(test)]
+impl Broadcaster for Recorder {
+    fn publish(&self, publication: Publication) {
+        self.0.lock().unwrap().push(publication);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Default)]
-    struct Recorder(std::sync::Mutex<Vec<Publication>>);
-
-    impl Broadcaster for Recorder {
-        fn publish(&self, publication: Publication) {
-            self.0.lock().unwrap().push(publication);
-        }
-    }
 
     #[test]
     fn encrypted_channels_get_sealed_data_one_channel_each() {

@@ -439,14 +439,7 @@ mod tests {
         .await;
     }
 
-    #[derive(Default)]
-    struct Recorder(std::sync::Mutex<Vec<Publication>>);
-
-    impl Broadcaster for Recorder {
-        fn publish(&self, publication: Publication) {
-            self.0.lock().unwrap().push(publication);
-        }
-    }
+    use crate::ssr::broadcast::Recorder;
 
     #[test]
     fn a_message_goes_to_both_people_except_the_sending_tab() {
