@@ -75,11 +75,15 @@ async fn serve() -> ExitCode {
     server::spawn_wal_checkpointer(db.clone());
     let hub = realtime.hub.clone();
     let http_api = realtime.http_api;
+    let encrypted = realtime.settings.encryption.is_some();
     let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone());
     let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref(), http_api);
     match &hub {
         Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),
         None => tracing::info!("realtime: publishing to an external Pusher-compatible server"),
+    }
+    if encrypted {
+        tracing::info!("realtime: end-to-end encrypted channels (private-encrypted-user/room) on");
     }
     tracing::info!("Banter is listening on http://{}", config.site_addr);
     let shutdown = async move {
