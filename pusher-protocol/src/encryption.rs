@@ -120,8 +120,8 @@ impl SharedSecret {
         // that cannot grow); an empty ciphertext would only fail to open on the other side.
         let ciphertext = self.cipher().encrypt(Nonce::from_slice(&nonce), plaintext.as_bytes()).unwrap_or_default();
         let payload = Payload { nonce: STANDARD.encode(nonce), ciphertext: STANDARD.encode(ciphertext) };
-        // Field order as the official SDKs write it: nonce, then ciphertext.
-        format!(r#"{{"nonce":"{}","ciphertext":"{}"}}"#, payload.nonce, payload.ciphertext)
+        // A struct keeps its field order: nonce, then ciphertext, as the official SDKs write it.
+        serde_json::to_string(&payload).unwrap_or_default()
     }
 
     /// The JSON text inside an encrypted event's `data`.
