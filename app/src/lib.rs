@@ -26,6 +26,7 @@ use leptos_router::{SsrMode, path};
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};
 use pages::group::{GroupPane, NewGroupPage};
+use pages::search::SearchPane;
 use pages::{NotFound, home::HomePage};
 
 /// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
@@ -86,6 +87,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("/chat") view=ChatLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=NoConversation ssr=SsrMode::Async />
                     <Route path=path!("new-group") view=NewGroupPage ssr=SsrMode::Async />
+                    <Route path=path!("search") view=SearchPane ssr=SsrMode::Async />
                     <Route path=path!("g/:room_id") view=GroupPane ssr=SsrMode::Async />
                     <Route path=path!(":peer_id") view=ConversationPane ssr=SsrMode::Async />
                 </ParentRoute>

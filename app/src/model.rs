@@ -388,3 +388,50 @@ mod tests {
         assert!(crate::validation::client_id(&id).is_ok());
     }
 }
+
+/// Search hits a page of results shows.
+pub const SEARCH_PAGE: u32 = 20;
+/// The most pages of hits a search goes through (relevance fades long before).
+pub const SEARCH_PAGES_MAX: u32 = 50;
+/// The longest search text, in characters.
+pub const SEARCH_MAX_CHARS: usize = 200;
+
+/// A piece of a hit's excerpt: its text, and whether it is one of the words searched for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcerptPart {
+    pub text: String,
+    pub hit: bool,
+}
+
+/// One message a search found, with where it is and the words that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub message_id: i64,
+    pub conversation: ConversationRef,
+    /// The other person's name, or the group's.
+    pub conversation_name: String,
+    pub sender_id: i64,
+    pub sender_name: String,
+    pub created_at: DateTime<Utc>,
+    /// The message, or the part of a long one around its first match.
+    pub excerpt: Vec<ExcerptPart>,
+}
+
+impl SearchHit {
+    /// The conversation, opened at this message.
+    pub fn href(&self) -> String {
+        let id = self.message_id;
+        match self.conversation {
+            ConversationRef::Direct(peer) => format!("/chat/{peer}?at={id}#m-{id}"),
+            ConversationRef::Group(room) => format!("/chat/g/{room}?at={id}#m-{id}"),
+        }
+    }
+}
+
+/// One page of search results, best first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// True when a next page exists.
+    pub has_more: bool,
+}

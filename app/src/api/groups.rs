@@ -21,17 +21,22 @@ pub async fn create_group(name: String, #[server(default)] member_ids: Vec<i64>)
     Ok(created.group)
 }
 
-/// `POST /api/groups/messages`: a page of group `room_id`'s history, oldest first.
+/// `POST /api/groups/messages`: a page of group `room_id`'s history, oldest first (see
+/// `/api/messages` for `before_id` and `at`).
 #[server(prefix = "/api", endpoint = "groups/messages")]
 pub async fn group_messages(
     room_id: i64,
     before_id: Option<i64>,
     limit: Option<u32>,
+    #[server(default)] at: Option<i64>,
 ) -> Result<ConversationPage, AppError> {
     use crate::ssr::{groups, request};
     let request = request()?;
     let me = request.require_user().await?;
-    groups::history(request.db(), me.id, room_id, before_id, limit).await
+    match (at, before_id) {
+        (Some(at), None) => groups::history_at(request.db(), me.id, room_id, at).await,
+        _ => groups::history(request.db(), me.id, room_id, before_id, limit).await,
+    }
 }
 
 /// `POST /api/groups/messages/since`: what a tab missed in group `room_id` after `after_id`, and

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate, Reaction};
+use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate, Reaction, SearchPage};
 
 /// `POST /api/contacts`: your conversations, newest first, then the newest members you have not
 /// talked to; or, with `search`, the people whose name contains it. Each with unread counts.
@@ -15,13 +15,44 @@ pub async fn contacts(#[server(default)] search: Option<String>) -> Result<Conta
     conversations::contacts(request.db(), me.id, search.as_deref()).await
 }
 
-/// `POST /api/messages`: a page of the conversation with `peer_id`, oldest first.
+/// `POST /api/messages`: a page of the conversation with `peer_id`, oldest first: the newest, the
+/// one before `before_id`, or (with `at`, a search hit) the newest that reaches back to message `at`.
 #[server(prefix = "/api", endpoint = "messages")]
-pub async fn messages(peer_id: i64, before_id: Option<i64>, limit: Option<u32>) -> Result<ConversationPage, AppError> {
+pub async fn messages(
+    peer_id: i64,
+    before_id: Option<i64>,
+    limit: Option<u32>,
+    #[server(default)] at: Option<i64>,
+) -> Result<ConversationPage, AppError> {
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
-    conversations::conversation(request.db(), me.id, peer_id, before_id, limit).await
+    match (at, before_id) {
+        (Some(at), None) => conversations::conversation_at(request.db(), me.id, peer_id, at).await,
+        _ => conversations::conversation(request.db(), me.id, peer_id, before_id, limit).await,
+    }
+}
+
+/// `POST /api/search`: page `page` (from 1) of the messages I can see that match `q`, best first;
+/// in one conversation with `peer_id` or `room_id`.
+#[server(prefix = "/api", endpoint = "search")]
+pub async fn search_messages(
+    q: String,
+    #[server(default)] peer_id: Option<i64>,
+    #[server(default)] room_id: Option<i64>,
+    #[server(default)] page: Option<u32>,
+) -> Result<SearchPage, AppError> {
+    use crate::model::ConversationRef;
+    use crate::ssr::{request, search};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let scope = match (peer_id, room_id) {
+        (Some(peer), None) => Some(ConversationRef::Direct(peer)),
+        (None, Some(room)) => Some(ConversationRef::Group(room)),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err(AppError::invalid("room_id", "search one conversation or all, not two")),
+    };
+    search::search(request.db(), me.id, &q, scope, page.unwrap_or(1)).await
 }
 
 /// `POST /api/messages/since`: what changed in the conversation with `peer_id` (a tab catching up

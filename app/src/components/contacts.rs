@@ -70,6 +70,19 @@ pub fn ContactList(
                 on:input:target=move |ev| on_input(ev.target().value())
             />
         </form>
+        // Messages are searched on a page of their own, for what the box holds.
+        {move || {
+            let text = filter.get();
+            (!text.trim().is_empty())
+                .then(|| {
+                    let href = crate::pages::search::search_href(text.trim(), None, 1);
+                    view! {
+                        <a class="search-messages" href=href data-testid="search-messages">
+                            {format!("Search messages for “{}”", text.trim())}
+                        </a>
+                    }
+                })
+        }}
         <Transition fallback=ContactSkeleton>
             {move || Suspend::new(async move {
                 match contacts.await {

@@ -34,8 +34,8 @@ use leptos_router::hooks::use_query_map;
 /// A page of history older than `before_id`.
 async fn older_page(conversation: ConversationRef, before_id: i64) -> Result<ConversationPage, AppError> {
     match conversation {
-        ConversationRef::Direct(peer) => messages(peer, Some(before_id), None).await,
-        ConversationRef::Group(room) => group_messages(room, Some(before_id), None).await,
+        ConversationRef::Direct(peer) => messages(peer, Some(before_id), None, None).await,
+        ConversationRef::Group(room) => group_messages(room, Some(before_id), None, None).await,
     }
 }
 
@@ -158,13 +158,6 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     // Changes far less often than the timeline: the composer is not drawn again on every message.
     let can_write = Memo::new(move |_| timeline.with(Timeline::can_write));
 
-    // Open at the newest message.
-    Effect::new(move |_| {
-        if list.get().is_some() {
-            scroll_to_bottom(list);
-            interactive.set(true);
-        }
-    });
 
     // Read receipts: whenever unread messages from others are on screen and the tab is visible.
     on_window(window_event_listener(leptos::ev::visibilitychange, move |_| visible.set(document_visible())));
@@ -243,7 +236,10 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     let action_error = RwSignal::new(None::<AppError>);
     let editing = RwSignal::new(query_edit);
     let replying = RwSignal::new(None::<ReplyQuote>);
-    let highlighted = RwSignal::new(None::<i64>);
+    // A search hit opens the conversation at its message (`?at=`): highlighted, and the page's
+    // address scrolls to it even without JavaScript.
+    let open_at = use_query_map().with_untracked(|q| q.get("at").and_then(|id| id.parse::<i64>().ok()));
+    let highlighted = RwSignal::new(open_at);
     let picking = RwSignal::new(None::<i64>);
     let show = move |id: i64| {
         request_animation_frame(move || {
@@ -268,8 +264,14 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     };
     let jump = Callback::new(move |id: i64| {
         spawn_local(async move {
-            // Older pages until the original is loaded (or there is nothing older).
-            while timeline.try_with_untracked(|t| t.row(id).is_none()).unwrap_or(false) {
+            // Older pages until the message is loaded, or older ones are (then it is not here),
+            // or there is nothing older.
+            let missing = move || {
+                timeline
+                    .try_with_untracked(|t| t.row(id).is_none() && t.oldest_id().is_some_and(|oldest| oldest > id))
+                    .unwrap_or(false)
+            };
+            while missing() {
                 if !fetch_older().await {
                     break;
                 }
@@ -331,6 +333,16 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         if let Some(quote) = timeline.with_untracked(|t| t.quote_of(id)) {
             replying.set(Some(quote));
             focus_element("composer-body");
+        }
+    });
+    // Open at the message asked for, else at the newest.
+    Effect::new(move |_| {
+        if list.get().is_some() {
+            match open_at {
+                Some(id) => jump.run(id),
+                None => scroll_to_bottom(list),
+            }
+            interactive.set(true);
         }
     });
     provide_context(MessageActions {
@@ -527,6 +539,14 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                 <h2 class="peer-name">{title}</h2>
                 {status}
             </div>
+            <a
+                class="button button-ghost header-search"
+                href=format!("/chat/search?in={}", crate::pages::search::scope_param(conversation))
+                aria-label="Search in this conversation"
+                title="Search in this conversation"
+            >
+                "⌕"
+            </a>
             {children.map(|children| children())}
         </header>
         <div

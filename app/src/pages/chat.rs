@@ -106,14 +106,20 @@ pub fn NoConversation() -> impl IntoView {
     }
 }
 
+/// The message a conversation is opened at (`?at=`, a search hit).
+pub fn at_param(query: Memo<leptos_router::params::ParamsMap>) -> Option<i64> {
+    query.read().get("at").and_then(|id| id.parse::<i64>().ok())
+}
+
 /// `/chat/{peer_id}`: one conversation.
 #[component]
 pub fn ConversationPane() -> impl IntoView {
     let params = use_params_map();
     let peer_id = move || params.read().get("peer_id").and_then(|id| id.parse::<i64>().ok());
-    let page = Resource::new_blocking(peer_id, |peer| async move {
+    let query = use_query_map();
+    let page = Resource::new_blocking(move || (peer_id(), at_param(query)), |(peer, at)| async move {
         match peer {
-            Some(peer) => messages(peer, None, None).await,
+            Some(peer) => messages(peer, None, None, at).await,
             None => Err(AppError::not_found("no such conversation")),
         }
     });

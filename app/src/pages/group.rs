@@ -49,9 +49,10 @@ impl PeopleSearch {
 pub fn GroupPane() -> impl IntoView {
     let params = use_params_map();
     let room_id = move || params.read().get("room_id").and_then(|id| id.parse::<i64>().ok());
-    let page = Resource::new_blocking(room_id, |room| async move {
+    let query = use_query_map();
+    let page = Resource::new_blocking(move || (room_id(), super::chat::at_param(query)), |(room, at)| async move {
         match room {
-            Some(room) => group_messages(room, None, None).await,
+            Some(room) => group_messages(room, None, None, at).await,
             None => Err(AppError::not_found("no such group")),
         }
     });

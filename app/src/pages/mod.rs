@@ -4,6 +4,7 @@ pub mod auth;
 pub mod chat;
 pub mod group;
 pub mod home;
+pub mod search;
 
 use leptos::prelude::*;
 

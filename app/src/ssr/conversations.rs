@@ -179,7 +179,23 @@ pub async fn conversation(
     before_id: Option<i64>,
     limit: Option<u32>,
 ) -> Result<ConversationPage, AppError> {
-    let limit = validation::page_limit(limit)?;
+    page(db, me, peer_id, before_id, validation::page_limit(limit)?).await
+}
+
+/// The newest page of the conversation with `peer_id` that reaches back to message `at` (a search
+/// hit), with a few older ones before it (see [`messages_service::reach`]).
+pub async fn conversation_at(db: &DatabaseConnection, me: i64, peer_id: i64, at: i64) -> Result<ConversationPage, AppError> {
+    let limit = messages_service::reach(db, between(me, peer_id), at).await?;
+    page(db, me, peer_id, None, limit).await
+}
+
+async fn page(
+    db: &DatabaseConnection,
+    me: i64,
+    peer_id: i64,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<ConversationPage, AppError> {
     let peer = peer(db, me, peer_id).await?;
     // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
     let changes_up_to = messages_service::changes_now(db).await?;
@@ -298,18 +314,14 @@ pub async fn mark_as_read(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use sea_orm::PaginatorTrait;
 
     use super::*;
     use crate::ssr::rate_limit::message_sends;
-    use crate::ssr::test_support::{for_each_database, message, user};
+    use crate::ssr::test_support::{for_each_database, message, unlimited, user};
 
     /// A limiter that never gets in the way of tests about something else.
-    fn unlimited() -> SlidingWindow {
-        SlidingWindow::new(10_000, Duration::from_secs(10))
-    }
 
     fn ids(page: &ConversationPage) -> Vec<i64> {
         page.messages.iter().map(|m| m.id).collect()

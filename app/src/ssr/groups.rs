@@ -327,7 +327,23 @@ pub async fn history(
     before_id: Option<i64>,
     limit: Option<u32>,
 ) -> Result<ConversationPage, AppError> {
-    let limit = validation::page_limit(limit)?;
+    page(db, me, room_id, before_id, validation::page_limit(limit)?).await
+}
+
+/// The newest page of group `room_id` that reaches back to message `at` (a search hit), with a
+/// few older ones before it (see [`crate::ssr::messages::reach`]).
+pub async fn history_at(db: &DatabaseConnection, me: i64, room_id: i64, at: i64) -> Result<ConversationPage, AppError> {
+    let limit = crate::ssr::messages::reach(db, sea_orm::Condition::all().add(messages::Column::ChatRoomId.eq(room_id)), at).await?;
+    page(db, me, room_id, None, limit).await
+}
+
+async fn page(
+    db: &DatabaseConnection,
+    me: i64,
+    room_id: i64,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<ConversationPage, AppError> {
     let membership = membership(db, me, room_id).await?;
     // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
     let changes_up_to = crate::ssr::messages::changes_now(db).await?;
@@ -730,7 +746,7 @@ pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssr::test_support::{for_each_database, user};
+    use crate::ssr::test_support::{for_each_database, unlimited, user};
 
     #[test]
     fn names_are_listed_as_people_say_them() {
@@ -776,9 +792,6 @@ mod tests {
 
     use crate::ssr::rate_limit::message_sends;
 
-    fn unlimited() -> SlidingWindow {
-        SlidingWindow::new(10_000, std::time::Duration::from_secs(10))
-    }
 
     fn status<T: std::fmt::Debug>(result: Result<T, AppError>) -> u16 {
         result.expect_err("refused").status()

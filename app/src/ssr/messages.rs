@@ -14,7 +14,7 @@ use std::time::Instant;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
@@ -67,6 +67,18 @@ async fn next_change(tx: &impl ConnectionTrait) -> Result<i64, AppError> {
         .exec(tx)
         .await?;
     changes_now(tx).await
+}
+
+/// Messages a page opened at a message (a search hit) shows before it, for context.
+pub const AT_CONTEXT: u64 = 10;
+/// The longest page opened at a message: an older one is reached by loading older pages.
+pub const REACH_MAX: u64 = 500;
+
+/// How many of the newest messages matching `conversation` a page must hold to reach back to
+/// message `at` with [`AT_CONTEXT`] before it: at least a normal page, at most [`REACH_MAX`].
+pub async fn reach(db: &impl ConnectionTrait, conversation: Condition, at: i64) -> Result<u64, AppError> {
+    let newer = messages::Entity::find().filter(conversation).filter(messages::Column::Id.gte(at)).count(db).await?;
+    Ok((newer + AT_CONTEXT).clamp(u64::from(crate::model::PAGE_DEFAULT), REACH_MAX))
 }
 
 /// Names of `ids`, by id.

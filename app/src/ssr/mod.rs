@@ -10,6 +10,7 @@ pub mod messages;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;
+pub mod search;
 pub mod security;
 pub mod sessions;
 #[cfg(test)]

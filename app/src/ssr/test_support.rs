@@ -9,6 +9,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, Set};
 
 use crate::ssr::entities::{messages, users};
 use crate::ssr::password::PasswordHash;
+use crate::ssr::rate_limit::SlidingWindow;
 
 pub async fn memory_db() -> DatabaseConnection {
     let db = crate::ssr::connect("sqlite::memory:").await.expect("in-memory SQLite");
@@ -77,4 +78,9 @@ pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) ->
     .insert(db)
     .await
     .expect("insert message")
+}
+
+/// A send limiter that never refuses.
+pub fn unlimited() -> SlidingWindow {
+    SlidingWindow::new(10_000, std::time::Duration::from_secs(10))
 }

@@ -1,0 +1,479 @@
+//! Full-text search over the messages a person can see, in the database's own index (SQLite FTS5,
+//! PostgreSQL `tsvector`; see the `message_search` migration).
+//!
+//! What a person writes is never handed to the database's query syntax: it is read here into
+//! words and quoted phrases, and each engine's query is written from those. Every word matches as
+//! a prefix ("deploy" finds "deployment"), a quoted phrase matches those words in a row, and all of
+//! them must match. Case and accents never matter.
+//!
+//! Visibility is the scoping of history: one-to-one messages you sent or received, and a group's
+//! messages while you are a member (a former member up to the message they left at). The visible
+//! ids are read first, through the indexes that serve history, and only those are looked up in
+//! the text index, so a search costs what the person can see, not what the database holds.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement, Value};
+use sea_orm::{ColumnTrait, QuerySelect};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::AppError;
+use crate::model::{
+    ConversationRef, ExcerptPart, SEARCH_MAX_CHARS, SEARCH_PAGE, SEARCH_PAGES_MAX, SearchHit, SearchPage,
+};
+use crate::ssr::entities::{chat_rooms, messages};
+use crate::ssr::messages::names;
+
+/// The most words (in phrases or not) a search may hold.
+const TERMS_MAX: usize = 16;
+/// A long message's excerpt: about this many characters, around its first match.
+const EXCERPT_CHARS: usize = 160;
+/// Characters shown before the first match when the excerpt starts inside the message.
+const EXCERPT_LEAD: usize = 40;
+
+/// What a person searched for: words (each a prefix) and phrases (words in a row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    Prefix(String),
+    Phrase(Vec<String>),
+}
+
+/// The words of `text` as the index splits them: runs of letters and digits.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+}
+
+/// A word as both indexes compare it: lower case, accents removed.
+fn fold(word: &str) -> String {
+    word.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}
+
+impl Query {
+    /// Reads a search. `Ok(None)` when it holds no word at all (nothing to search for).
+    pub fn parse(text: &str) -> Result<Option<Self>, AppError> {
+        if text.chars().count() > SEARCH_MAX_CHARS {
+            return Err(AppError::invalid("q", format!("a search is at most {SEARCH_MAX_CHARS} characters")));
+        }
+        let mut terms = Vec::new();
+        // Between quotes is a phrase; an unclosed quote runs to the end.
+        for (i, part) in text.split('"').enumerate() {
+            let folded: Vec<String> = words(part).map(fold).filter(|w| !w.is_empty()).collect();
+            if i % 2 == 1 && folded.len() > 1 {
+                terms.push(Term::Phrase(folded));
+            } else {
+                terms.extend(folded.into_iter().map(Term::Prefix));
+            }
+        }
+        let count: usize = terms.iter().map(|t| if let Term::Phrase(w) = t { w.len() } else { 1 }).sum();
+        if count > TERMS_MAX {
+            return Err(AppError::invalid("q", format!("a search is at most {TERMS_MAX} words")));
+        }
+        Ok((!terms.is_empty()).then_some(Self { terms }))
+    }
+
+    /// The FTS5 query: each word a quoted prefix, each phrase quoted, all required. Folded words
+    /// hold letters and digits only, so quoting cannot be escaped.
+    fn fts5(&self) -> String {
+        let parts: Vec<String> = self
+            .terms
+            .iter()
+            .map(|term| match term {
+                Term::Prefix(word) => format!("\"{word}\"*"),
+                Term::Phrase(words) => format!("\"{}\"", words.join(" ")),
+            })
+            .collect();
+        parts.join(" AND ")
+    }
+
+    /// The `to_tsquery` text: `word:*` for a word, `a <-> b` for a phrase, joined by `&`.
+    fn tsquery(&self) -> String {
+        let parts: Vec<String> = self
+            .terms
+            .iter()
+            .map(|term| match term {
+                Term::Prefix(word) => format!("'{word}':*"),
+                Term::Phrase(words) => {
+                    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+                    format!("({})", quoted.join(" <-> "))
+                }
+            })
+            .collect();
+        parts.join(" & ")
+    }
+
+    /// Whether a (folded) word of a message is one this search looks for.
+    fn matches(&self, folded: &str) -> bool {
+        self.terms.iter().any(|term| match term {
+            Term::Prefix(word) => folded.starts_with(word.as_str()),
+            Term::Phrase(words) => words.iter().any(|w| w == folded),
+        })
+    }
+
+    /// `body` cut to an excerpt around its first match, split into matching and other parts.
+    pub fn excerpt(&self, body: &str) -> Vec<ExcerptPart> {
+        // Byte ranges of the words that match.
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (i, c) in body.char_indices().chain(std::iter::once((body.len(), ' '))) {
+            match (c.is_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    if self.matches(&fold(&body[s..i])) {
+                        hits.push((s, i));
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        // The window: the whole message when short; else from a little before the first match.
+        let chars: Vec<(usize, char)> = body.char_indices().collect();
+        let (from, to) = if chars.len() <= EXCERPT_CHARS {
+            (0, body.len())
+        } else {
+            let first = hits.first().map_or(0, |&(s, _)| s);
+            let first_char = chars.iter().position(|&(i, _)| i == first).unwrap_or(0);
+            let mut from_char = first_char.saturating_sub(EXCERPT_LEAD);
+            // Start at a word's beginning, not inside one.
+            while from_char > 0 && from_char < first_char && chars[from_char - 1].1.is_alphanumeric() {
+                from_char += 1;
+            }
+            let to_char = (from_char + EXCERPT_CHARS).min(chars.len());
+            let byte = |c: usize| chars.get(c).map_or(body.len(), |&(i, _)| i);
+            (byte(from_char), byte(to_char))
+        };
+        let mut parts = Vec::new();
+        let mut push = |text: &str, hit: bool| {
+            if !text.is_empty() {
+                parts.push(ExcerptPart { text: text.to_owned(), hit });
+            }
+        };
+        if from > 0 {
+            push("…", false);
+        }
+        let mut at = from;
+        for &(s, e) in hits.iter().filter(|&&(s, e)| s >= from && e <= to) {
+            push(&body[at..s], false);
+            push(&body[s..e], true);
+            at = e;
+        }
+        push(&body[at..to], false);
+        if to < body.len() {
+            push("…", false);
+        }
+        parts
+    }
+}
+
+/// The ids of the messages `me` can see, as a common table expression named `visible(id)`, for
+/// one conversation or all. `me` is the first parameter, the conversation's id the fifth.
+fn visible(scope: Option<ConversationRef>, p: fn(usize) -> String) -> String {
+    let (me, other) = (p(1), p(5));
+    let direct_all = format!(
+        "SELECT id FROM messages WHERE user_id = {me} AND recipient_id IS NOT NULL \
+         UNION ALL SELECT id FROM messages WHERE recipient_id = {me}"
+    );
+    let direct_one = format!(
+        "SELECT id FROM messages WHERE user_id = {me} AND recipient_id = {other} \
+         UNION ALL SELECT id FROM messages WHERE user_id = {other} AND recipient_id = {me}"
+    );
+    let groups = |only_room: &str| {
+        format!(
+            "SELECT m.id FROM chat_room_participants p JOIN messages m ON m.chat_room_id = p.chat_room_id \
+             WHERE p.user_id = {me}{only_room} AND (p.left_at IS NULL OR m.id <= COALESCE(p.visible_up_to, 0))"
+        )
+    };
+    let body = match scope {
+        None => format!("{direct_all} UNION ALL {}", groups("")),
+        Some(ConversationRef::Direct(_)) => direct_one,
+        Some(ConversationRef::Group(_)) => groups(&format!(" AND p.chat_room_id = {other}")),
+    };
+    format!("WITH visible(id) AS MATERIALIZED ({body})")
+}
+
+/// Page `page` (from 1) of the messages `me` can see that match `text`, best first, in one
+/// conversation or all. An empty search finds nothing.
+pub async fn search(
+    db: &DatabaseConnection,
+    me: i64,
+    text: &str,
+    scope: Option<ConversationRef>,
+    page: u32,
+) -> Result<SearchPage, AppError> {
+    if !(1..=SEARCH_PAGES_MAX).contains(&page) {
+        return Err(AppError::invalid("page", format!("page must be between 1 and {SEARCH_PAGES_MAX}")));
+    }
+    let Some(query) = Query::parse(text)? else {
+        return Ok(SearchPage { hits: Vec::new(), has_more: false });
+    };
+    let other = match scope {
+        Some(ConversationRef::Direct(id) | ConversationRef::Group(id)) => id,
+        None => 0,
+    };
+    let backend = db.get_database_backend();
+    // Parameters: me, the engine's query, how many, from where, and the conversation if one.
+    let (sql, pattern) = match backend {
+        DbBackend::Sqlite => (
+            format!(
+                "{} SELECT m.id FROM visible v CROSS JOIN messages_fts CROSS JOIN messages m \
+                 WHERE messages_fts.rowid = v.id AND messages_fts MATCH ?2 AND m.id = v.id \
+                 AND m.kind = 'text' AND m.deleted_at IS NULL \
+                 ORDER BY bm25(messages_fts), m.id DESC LIMIT ?3 OFFSET ?4",
+                visible(scope, |n| format!("?{n}"))
+            ),
+            query.fts5(),
+        ),
+        DbBackend::Postgres => (
+            format!(
+                "{} SELECT m.id FROM visible v JOIN messages m ON m.id = v.id, \
+                 to_tsquery('banter_search', $2) q \
+                 WHERE m.search @@ q AND m.kind = 'text' AND m.deleted_at IS NULL \
+                 ORDER BY ts_rank(m.search, q) DESC, m.id DESC LIMIT $3 OFFSET $4",
+                visible(scope, |n| format!("${n}"))
+            ),
+            query.tsquery(),
+        ),
+        _ => return Err(AppError::Internal),
+    };
+    let per_page = i64::from(SEARCH_PAGE);
+    let mut values: Vec<Value> =
+        vec![me.into(), pattern.into(), (per_page + 1).into(), (per_page * i64::from(page - 1)).into()];
+    // The conversation's id only when the text names it: both engines refuse an unused parameter.
+    if scope.is_some() {
+        values.push(other.into());
+    }
+    let rows = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    let mut ids: Vec<i64> = rows.iter().map(|row| row.try_get_by_index::<i64>(0)).collect::<Result<_, _>>()?;
+    let has_more = ids.len() as i64 > per_page;
+    ids.truncate(SEARCH_PAGE as usize);
+    Ok(SearchPage { hits: hits(db, me, &query, &ids).await?, has_more })
+}
+
+/// The hits for message `ids`, in that order: each with its conversation, sender and excerpt.
+async fn hits(db: &DatabaseConnection, me: i64, query: &Query, ids: &[i64]) -> Result<Vec<SearchHit>, AppError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: HashMap<i64, messages::Model> = messages::Entity::find()
+        .filter(messages::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    let peer_of = |m: &messages::Model| if m.user_id == me { m.recipient_id.unwrap_or(0) } else { m.user_id };
+    let people = names(db, rows.values().flat_map(|m| [m.user_id, peer_of(m)])).await?;
+    let room_ids: Vec<i64> = rows.values().filter_map(|m| m.chat_room_id).collect();
+    let rooms: HashMap<i64, String> = if room_ids.is_empty() {
+        HashMap::new()
+    } else {
+        chat_rooms::Entity::find()
+            .select_only()
+            .column(chat_rooms::Column::Id)
+            .column(chat_rooms::Column::Name)
+            .filter(chat_rooms::Column::Id.is_in(room_ids))
+            .into_tuple::<(i64, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let name = |map: &HashMap<i64, String>, id: i64| map.get(&id).cloned().unwrap_or_default();
+    Ok(ids
+        .iter()
+        .filter_map(|id| rows.get(id))
+        .map(|m| {
+            let (conversation, conversation_name) = match m.chat_room_id {
+                Some(room) => (ConversationRef::Group(room), name(&rooms, room)),
+                None => (ConversationRef::Direct(peer_of(m)), name(&people, peer_of(m))),
+            };
+            SearchHit {
+                message_id: m.id,
+                conversation,
+                conversation_name,
+                sender_id: m.user_id,
+                sender_name: name(&people, m.user_id),
+                created_at: m.created_at,
+                excerpt: query.excerpt(&m.body),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssr::groups;
+    use crate::ssr::test_support::{for_each_database, message, unlimited, user};
+
+    /// The message ids page 1 of a search finds, best first.
+    async fn found(db: &DatabaseConnection, me: i64, text: &str) -> Vec<i64> {
+        search(db, me, text, None, 1).await.unwrap().hits.iter().map(|h| h.message_id).collect()
+    }
+
+    fn marked(parts: &[ExcerptPart]) -> Vec<&str> {
+        parts.iter().filter(|p| p.hit).map(|p| p.text.as_str()).collect()
+    }
+
+    #[test]
+    fn searches_are_read_into_prefixes_and_phrases_never_into_query_syntax() {
+        let q = Query::parse(r#"Déploy "the new BUILD" x* OR NEAR(a) "unclosed"#).unwrap().unwrap();
+        assert_eq!(q.fts5(), r#""deploy"* AND "the new build" AND "x"* AND "or"* AND "near"* AND "a"* AND "unclosed"*"#);
+        assert_eq!(q.tsquery(), "'deploy':* & ('the' <-> 'new' <-> 'build') & 'x':* & 'or':* & 'near':* & 'a':* & 'unclosed':*");
+        assert_eq!(Query::parse("  \"\" -- ;  ").unwrap(), None);
+        assert!(Query::parse(&"a ".repeat(17)).is_err());
+        assert!(Query::parse(&"a".repeat(SEARCH_MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn an_excerpt_marks_the_matching_words_and_cuts_a_long_message_around_the_first() {
+        let q = Query::parse("cafe deploy").unwrap().unwrap();
+        let parts = q.excerpt("Meet at the Café before the deployment?");
+        assert_eq!(marked(&parts), ["Café", "deployment"]);
+        assert_eq!(parts.iter().map(|p| p.text.as_str()).collect::<String>(), "Meet at the Café before the deployment?");
+
+        let long = format!("{} then we deploy it {}", "word ".repeat(60), "tail ".repeat(60));
+        let parts = q.excerpt(&long);
+        let text: String = parts.iter().map(|p| p.text.as_str()).collect();
+        assert!(text.starts_with('…') && text.ends_with('…'), "{text}");
+        assert!(text.chars().count() <= EXCERPT_CHARS + 2);
+        assert_eq!(marked(&parts), ["deploy"]);
+        assert!(!text.starts_with("…ord"), "starts at a word: {text}");
+    }
+
+    #[tokio::test]
+    async fn words_match_as_prefixes_phrases_in_a_row_any_case_and_accent() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let deployment = message(&db, alice.id, bob.id, "The deployment went fine").await.id;
+            let cafe = message(&db, bob.id, alice.id, "Meet at the CAFÉ on Rue Süd").await.id;
+            let phrase = message(&db, alice.id, bob.id, "new build is green").await.id;
+            let scattered = message(&db, bob.id, alice.id, "build a new shed").await.id;
+
+            assert_eq!(found(&db, alice.id, "deploy").await, [deployment]);
+            assert_eq!(found(&db, alice.id, "DEPLOYMENT").await, [deployment]);
+            assert_eq!(found(&db, alice.id, "deployments").await, Vec::<i64>::new());
+            assert_eq!(found(&db, bob.id, "cafe sud").await, [cafe]);
+            assert_eq!(found(&db, bob.id, "Café").await, [cafe]);
+            assert_eq!(found(&db, alice.id, "\"new build\"").await, [phrase]);
+            let mut both = found(&db, alice.id, "new build").await;
+            both.sort_unstable();
+            assert_eq!(both, [phrase, scattered]);
+            // Every word must match.
+            assert_eq!(found(&db, alice.id, "deploy shed").await, Vec::<i64>::new());
+            // Query syntax is text: no error, no injection.
+            assert_eq!(found(&db, alice.id, "deploy* OR \" NEAR( ' ; --").await, Vec::<i64>::new());
+            assert_eq!(found(&db, alice.id, "   ").await, Vec::<i64>::new());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_best_match_comes_first_then_the_newest_and_pages_hold_twenty() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let passing = message(&db, alice.id, bob.id, "we should release the new version to all the staging and production servers tomorrow morning after the standup").await.id;
+            let focused = message(&db, bob.id, alice.id, "release release release").await.id;
+            assert_eq!(found(&db, alice.id, "release").await, [focused, passing]);
+
+            let mut ids = Vec::new();
+            for n in 0..45 {
+                ids.push(message(&db, alice.id, bob.id, &format!("ticket {n}")).await.id);
+            }
+            let first = search(&db, alice.id, "ticket", None, 1).await.unwrap();
+            assert_eq!(first.hits.len(), 20);
+            assert!(first.has_more);
+            // Equal rank: the newest first.
+            assert_eq!(first.hits[0].message_id, *ids.last().unwrap());
+            let third = search(&db, alice.id, "ticket", None, 3).await.unwrap();
+            assert_eq!(third.hits.len(), 5);
+            assert!(!third.has_more);
+            let mut seen: Vec<i64> = Vec::new();
+            for page in 1..=3 {
+                seen.extend(search(&db, alice.id, "ticket", None, page).await.unwrap().hits.iter().map(|h| h.message_id));
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, ids, "three pages hold every hit once");
+            assert!(matches!(search(&db, alice.id, "ticket", None, 0).await, Err(AppError::Invalid { .. })));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn nobody_finds_what_they_cannot_see() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let rex = user(&db, "rex").await;
+            let mine = message(&db, alice.id, bob.id, "secret plan one").await.id;
+            let theirs = message(&db, bob.id, carol.id, "secret plan two").await.id;
+
+            let room = groups::create(&db, &alice, "Plotters", &[bob.id, rex.id]).await.unwrap().group.id;
+            let in_group = groups::send(&db, &limiter, &bob, room, "secret plan three", "c-1", None).await.unwrap();
+            let in_group = in_group.message.id;
+            groups::remove(&db, &alice, room, rex.id).await.unwrap();
+            let after_removal = groups::send(&db, &limiter, &bob, room, "secret plan four", "c-2", None).await.unwrap();
+            let after_removal = after_removal.message.id;
+
+            let sorted = |mut ids: Vec<i64>| {
+                ids.sort_unstable();
+                ids
+            };
+            assert_eq!(sorted(found(&db, alice.id, "secret").await), [mine, in_group, after_removal]);
+            assert_eq!(sorted(found(&db, carol.id, "secret").await), [theirs]);
+            // Rex still reads the group up to his removal, as its history shows him; nothing after.
+            assert_eq!(found(&db, rex.id, "secret").await, [in_group]);
+            // Nobody sees a group's system lines as results ("alice added bob and rex").
+            assert_eq!(found(&db, alice.id, "added").await, Vec::<i64>::new());
+
+            // One conversation at a time.
+            let db = &db;
+            let only = |scope| async move {
+                search(db, alice.id, "secret", Some(scope), 1).await.unwrap().hits.iter().map(|h| h.message_id).collect::<Vec<_>>()
+            };
+            assert_eq!(only(ConversationRef::Direct(bob.id)).await, [mine]);
+            assert_eq!(only(ConversationRef::Direct(carol.id)).await, Vec::<i64>::new());
+            assert_eq!(sorted(only(ConversationRef::Group(room)).await), [in_group, after_removal]);
+            let rex_in_room = search(db, rex.id, "secret", Some(ConversationRef::Group(room)), 1).await.unwrap();
+            assert_eq!(rex_in_room.hits.iter().map(|h| h.message_id).collect::<Vec<_>>(), [in_group]);
+
+            // Where each hit is, and who wrote it.
+            let hit = &search(db, alice.id, "one", None, 1).await.unwrap().hits[0];
+            assert_eq!((hit.conversation, hit.conversation_name.as_str()), (ConversationRef::Direct(bob.id), "bob"));
+            assert_eq!((hit.sender_id, hit.sender_name.as_str()), (alice.id, "alice"));
+            assert_eq!(marked(&hit.excerpt), ["one"]);
+            assert_eq!(hit.href(), format!("/chat/{}?at={mine}#m-{mine}", bob.id));
+            let hit = &search(db, bob.id, "three", None, 1).await.unwrap().hits[0];
+            assert_eq!((hit.conversation, hit.conversation_name.as_str()), (ConversationRef::Group(room), "Plotters"));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_edits_and_deletions() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let id = message(&db, alice.id, bob.id, "lunch at noon").await.id;
+            assert_eq!(found(&db, bob.id, "lunch").await, [id]);
+
+            crate::ssr::messages::edit(&db, alice.id, id, "dinner at eight").await.unwrap();
+            assert_eq!(found(&db, bob.id, "lunch").await, Vec::<i64>::new());
+            assert_eq!(found(&db, bob.id, "dinner").await, [id]);
+
+            crate::ssr::messages::delete(&db, alice.id, id).await.unwrap();
+            assert_eq!(found(&db, bob.id, "dinner").await, Vec::<i64>::new());
+            assert_eq!(found(&db, alice.id, "eight").await, Vec::<i64>::new());
+        })
+        .await;
+    }
+}
