@@ -62,6 +62,19 @@ pub async fn register(http: &reqwest::Client, base: &str, tag: &str) -> Result<U
     ];
     let resp =
         http.post(format!("{base}/api/auth/register")).header("accept", "application/json").form(&form).send().await?;
+    session(resp, &format!("register {tag}")).await
+}
+
+/// Signs in an existing account (`POST /api/auth/login`).
+pub async fn sign_in(http: &reqwest::Client, base: &str, email: &str, password: &str) -> Result<User, Error> {
+    let form = [("email", email), ("password", password)];
+    let resp =
+        http.post(format!("{base}/api/auth/login")).header("accept", "application/json").form(&form).send().await?;
+    session(resp, &format!("sign in {email}")).await
+}
+
+/// The user a sign-up or sign-in answered with, and the session cookie it set.
+async fn session(resp: reqwest::Response, what: &str) -> Result<User, Error> {
     let status = resp.status();
     let cookie = resp
         .headers()
@@ -73,10 +86,10 @@ pub async fn register(http: &reqwest::Client, base: &str, tag: &str) -> Result<U
         .map(str::to_owned);
     let text = resp.text().await?;
     if !status.is_success() {
-        return Err(err(format!("register {tag}: HTTP {status}: {text}")));
+        return Err(err(format!("{what}: HTTP {status}: {text}")));
     }
-    let id: IdOnly = serde_json::from_str(&text).map_err(|e| err(format!("register {tag}: {e}: {text}")))?;
-    let cookie = cookie.ok_or_else(|| err(format!("register {tag}: no banter_session cookie")))?;
+    let id: IdOnly = serde_json::from_str(&text).map_err(|e| err(format!("{what}: {e}: {text}")))?;
+    let cookie = cookie.ok_or_else(|| err(format!("{what}: no banter_session cookie")))?;
     Ok(User { id: id.id, cookie })
 }
 
@@ -147,7 +160,7 @@ pub async fn subscribe_users(
 
 /// POSTs `form` to `path` with `user`'s session and reads the JSON answer; `Ok(None)` on 429
 /// (rate limited).
-async fn post_as<T: serde::de::DeserializeOwned>(
+pub async fn post_as<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     base: &str,
     path: &str,

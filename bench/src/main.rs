@@ -7,6 +7,7 @@ mod connections;
 mod fanout;
 mod report;
 mod room;
+mod search;
 mod ssr;
 mod stats;
 
@@ -85,6 +86,8 @@ enum Scenario {
     Connections(connections::ConnectionsArgs),
     /// The signed-in chat page under concurrent load.
     Ssr(ssr::SsrArgs),
+    /// Message search over a large corpus loaded by `server seed-corpus` (needs --spawn).
+    Search(search::SearchArgs),
     /// Sizes of the WASM, JS and CSS bundles.
     Bundle,
     /// Every scenario, with default (or --smoke) sizes.
@@ -102,6 +105,8 @@ pub struct Ctx {
     pub nonce: u64,
     /// The server encrypts its user channels (`private-encrypted-…`).
     pub encrypted: bool,
+    /// The corpus the server's database was seeded with (`search` with --spawn).
+    pub corpus: Option<search::Seeded>,
 }
 
 /// A server started by --spawn; killed on drop.
@@ -213,24 +218,14 @@ fn free_port() -> std::io::Result<u16> {
 /// The master key of `--encrypted` runs (base64 of 32 bytes; a load test has nothing to keep secret).
 const BENCH_MASTER_KEY: &str = "YmFudGVyLWJlbmNoLW1hc3Rlci1rZXktMzItYnl0ZXM=";
 
-/// Starts Banter for scenario `name` on a free port with a fresh SQLite database: with its embedded
-/// Pusher server, or publishing to the external one on `external_port`.
-async fn spawn_server(
-    cli: &Cli,
-    name: &str,
-    nonce: u64,
-    external_port: Option<u16>,
-    encrypted: bool,
-) -> Result<(Spawned, String), client::Error> {
-    let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+/// The server binary with this run's settings, listening on `port`, on `database_url`.
+fn banter_command(cli: &Cli, port: u16, database_url: &str) -> Command {
     let mut command = Command::new(&cli.server_bin);
     command
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
         .env("LEPTOS_SITE_ROOT", &cli.site_root)
         .env("LEPTOS_OUTPUT_NAME", "banter")
-        .env("DATABASE_URL", format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display()))
+        .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
         .env("PUSHER_APP_ID", &cli.app_id)
         .env("PUSHER_APP_KEY", &cli.key)
@@ -248,6 +243,24 @@ async fn spawn_server(
         .env_remove("PUSHER_APP_PORT")
         .env_remove("PUSHER_APP_SCHEME")
         .env_remove("PUSHER_APP_ENCRYPTED");
+    command
+}
+
+/// Starts Banter for scenario `name` on a free port, on `database_url` or a fresh SQLite database:
+/// with its embedded Pusher server, or publishing to the external one on `external_port`.
+async fn spawn_server(
+    cli: &Cli,
+    name: &str,
+    nonce: u64,
+    external_port: Option<u16>,
+    encrypted: bool,
+    database_url: Option<&str>,
+) -> Result<(Spawned, String), client::Error> {
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sqlite = format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display());
+    let mut command = banter_command(cli, port, database_url.unwrap_or(&sqlite));
     if encrypted {
         command.env("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", BENCH_MASTER_KEY);
     } else {
@@ -326,6 +339,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
         (Scenario::Room(a), _) if !smoke => room::run(ctx, a, &mut r).await,
         (Scenario::Connections(a), _) if !smoke => connections::run(ctx, a, &mut r).await,
         (Scenario::Ssr(a), _) if !smoke => ssr::run(ctx, a, &mut r).await,
+        (_, "search") => search::run(ctx, &search_args(cli), &mut r).await,
         (_, "chat") => {
             chat::run(ctx, &if smoke { chat::ChatArgs::smoke() } else { default_args::<chat::ChatArgs>() }, &mut r)
                 .await
@@ -359,6 +373,16 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
         r.server_cpu = server_cpu0.zip(server_cpu(&ctx.server_pids)).map(|(a, b)| b.saturating_sub(a));
     }
     r
+}
+
+/// The `search` scenario's arguments: as given, or the --smoke or default sizes.
+fn search_args(cli: &Cli) -> search::SearchArgs {
+    match &cli.scenario {
+        Scenario::Search(a) if !cli.smoke => a.clone(),
+        Scenario::Search(a) => search::SearchArgs { database_url: a.database_url.clone(), ..search::SearchArgs::smoke() },
+        _ if cli.smoke => search::SearchArgs::smoke(),
+        _ => default_args(),
+    }
 }
 
 /// A scenario's arguments with their clap defaults.
@@ -401,6 +425,7 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
         Scenario::Room(_) => ("room", vec!["room"]),
         Scenario::Connections(_) => ("connections", vec!["connections"]),
         Scenario::Ssr(_) => ("ssr", vec!["ssr"]),
+        Scenario::Search(_) => ("search", vec!["search"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
         Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "connections"]),
@@ -435,6 +460,20 @@ enum Side<'a> {
 struct Target {
     ctx: Ctx,
     processes: Vec<Spawned>,
+    /// A database made for this scenario, removed once its processes are stopped.
+    database: Option<search::Database>,
+}
+
+impl Target {
+    /// Stops the processes, then removes the scenario's own database.
+    async fn finish(mut self) {
+        for p in &mut self.processes {
+            p.stop();
+        }
+        if let Some(database) = self.database.take() {
+            database.remove().await;
+        }
+    }
 }
 
 /// With --spawn, fresh processes for one scenario, so that no scenario measures what an earlier one
@@ -447,22 +486,46 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
         server_pids: cli.server_pid.into_iter().collect(),
         nonce,
         encrypted: false,
+        corpus: None,
     };
     if !cli.spawn || name == "bundle" {
-        return Ok(Target { ctx: fixed(cli.base_url.trim_end_matches('/').to_owned()), processes: vec![] });
+        let ctx = fixed(cli.base_url.trim_end_matches('/').to_owned());
+        return Ok(Target { ctx, processes: vec![], database: None });
+    }
+    if name == "search" {
+        // The corpus goes in before the server starts; on failure the database is removed.
+        let args = search_args(cli);
+        let database = search::Database::create(args.database_url.as_deref(), nonce).await?;
+        let seeded = match search::seed(cli, &database, &args).await {
+            Ok(seeded) => seeded,
+            Err(e) => {
+                database.remove().await;
+                return Err(e);
+            }
+        };
+        let (banter, base_url) = match spawn_server(cli, name, nonce, None, false, Some(&database.url())).await {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                database.remove().await;
+                return Err(e);
+            }
+        };
+        let pid = banter.child.id();
+        let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], corpus: Some(seeded), ..fixed(base_url) };
+        return Ok(Target { ctx, processes: vec![banter], database: Some(database) });
     }
     match side {
         Side::Embedded | Side::Encrypted => {
             let encrypted = matches!(side, Side::Encrypted);
-            let (banter, base_url) = spawn_server(cli, name, nonce, None, encrypted).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, None, encrypted, None).await?;
             let pid = banter.child.id();
             let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], encrypted, ..fixed(base_url) };
-            Ok(Target { ctx, processes: vec![banter] })
+            Ok(Target { ctx, processes: vec![banter], database: None })
         }
         Side::Versus(bin) => {
             let (sockudo, port) = spawn_sockudo(cli, bin, nonce).await?;
             // On failure `sockudo` is dropped, which stops it.
-            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port), false).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port), false, None).await?;
             let ctx = Ctx {
                 pusher: pusher_target(cli, &base_url, Some(port)),
                 base_url,
@@ -471,8 +534,9 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
                 server_pids: vec![sockudo.child.id(), banter.child.id()],
                 nonce,
                 encrypted: false,
+                corpus: None,
             };
-            Ok(Target { ctx, processes: vec![sockudo, banter] })
+            Ok(Target { ctx, processes: vec![sockudo, banter], database: None })
         }
     }
 }
@@ -496,6 +560,7 @@ async fn run_side(cli: &Cli, side: Side<'_>, names: &[&str], nonce: u64) -> Vec<
                         }
                     }
                 }
+                target.finish().await;
                 r
             }
             Err(e) => {

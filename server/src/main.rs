@@ -1,4 +1,7 @@
-//! The `server` binary: `server` serves Banter; `server demo-accounts` creates the demo accounts.
+//! The `server` binary: `server` serves Banter; `server demo-accounts` creates the demo accounts;
+//! `server seed-corpus` loads a large synthetic corpus for measuring search.
+
+mod seed;
 
 use std::process::ExitCode;
 
@@ -60,7 +63,23 @@ async fn serve() -> ExitCode {
                 Err(e) => fail(&format!("demo accounts: {e}")),
             };
         }
-        Some(other) => return fail(&format!("unknown command {other:?}; use `serve` or `demo-accounts`")),
+        Some("seed-corpus") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let corpus = match seed::Corpus::from_args(&args) {
+                Ok(corpus) => corpus,
+                Err(e) => return fail(&format!("seed-corpus: {e}")),
+            };
+            return match seed::seed_corpus(&db, corpus).await {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("seed-corpus: {e}")),
+            };
+        }
+        Some(other) => {
+            return fail(&format!("unknown command {other:?}; use `serve`, `demo-accounts` or `seed-corpus`"));
+        }
     }
 
     let listener = match tokio::net::TcpListener::bind(config.site_addr).await {

@@ -158,7 +158,6 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     // Changes far less often than the timeline: the composer is not drawn again on every message.
     let can_write = Memo::new(move |_| timeline.with(Timeline::can_write));
 
-
     // Read receipts: whenever unread messages from others are on screen and the tab is visible.
     on_window(window_event_listener(leptos::ev::visibilitychange, move |_| visible.set(document_visible())));
     Effect::new(move |_| {

@@ -117,12 +117,15 @@ pub fn ConversationPane() -> impl IntoView {
     let params = use_params_map();
     let peer_id = move || params.read().get("peer_id").and_then(|id| id.parse::<i64>().ok());
     let query = use_query_map();
-    let page = Resource::new_blocking(move || (peer_id(), at_param(query)), |(peer, at)| async move {
-        match peer {
-            Some(peer) => messages(peer, None, None, at).await,
-            None => Err(AppError::not_found("no such conversation")),
-        }
-    });
+    let page = Resource::new_blocking(
+        move || (peer_id(), at_param(query)),
+        |(peer, at)| async move {
+            match peer {
+                Some(peer) => messages(peer, None, None, at).await,
+                None => Err(AppError::not_found("no such conversation")),
+            }
+        },
+    );
     view! {
         <main class="conversation" aria-label="Conversation">
             <Transition fallback=|| view! { <div class="conversation-skeleton" aria-busy="true"></div> }>

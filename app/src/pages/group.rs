@@ -50,12 +50,15 @@ pub fn GroupPane() -> impl IntoView {
     let params = use_params_map();
     let room_id = move || params.read().get("room_id").and_then(|id| id.parse::<i64>().ok());
     let query = use_query_map();
-    let page = Resource::new_blocking(move || (room_id(), super::chat::at_param(query)), |(room, at)| async move {
-        match room {
-            Some(room) => group_messages(room, None, None, at).await,
-            None => Err(AppError::not_found("no such group")),
-        }
-    });
+    let page = Resource::new_blocking(
+        move || (room_id(), super::chat::at_param(query)),
+        |(room, at)| async move {
+            match room {
+                Some(room) => group_messages(room, None, None, at).await,
+                None => Err(AppError::not_found("no such group")),
+            }
+        },
+    );
     // The member panel's first page (from `members_after` without JavaScript, where "More" is a link).
     let members_version = RwSignal::new(0u32);
     let first_after = use_query_map().with_untracked(|q| q.get("members_after"));

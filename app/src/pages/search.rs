@@ -250,7 +250,10 @@ mod tests {
 
     #[test]
     fn a_search_address_keeps_its_text_scope_and_page() {
-        assert_eq!(search_href("café \"new build\" & more", None, 1), "/chat/search?q=caf%C3%A9+%22new+build%22+%26+more");
+        assert_eq!(
+            search_href("café \"new build\" & more", None, 1),
+            "/chat/search?q=caf%C3%A9+%22new+build%22+%26+more"
+        );
         assert_eq!(search_href("x", Some(ConversationRef::Group(3)), 2), "/chat/search?q=x&in=g3&p=2");
         assert_eq!(parse_scope("u5"), Some(ConversationRef::Direct(5)));
         assert_eq!(parse_scope("g12"), Some(ConversationRef::Group(12)));

@@ -184,7 +184,12 @@ pub async fn conversation(
 
 /// The newest page of the conversation with `peer_id` that reaches back to message `at` (a search
 /// hit), with a few older ones before it (see [`messages_service::reach`]).
-pub async fn conversation_at(db: &DatabaseConnection, me: i64, peer_id: i64, at: i64) -> Result<ConversationPage, AppError> {
+pub async fn conversation_at(
+    db: &DatabaseConnection,
+    me: i64,
+    peer_id: i64,
+    at: i64,
+) -> Result<ConversationPage, AppError> {
     let limit = messages_service::reach(db, between(me, peer_id), at).await?;
     page(db, me, peer_id, None, limit).await
 }
@@ -320,8 +325,6 @@ mod tests {
     use super::*;
     use crate::ssr::rate_limit::message_sends;
     use crate::ssr::test_support::{for_each_database, message, unlimited, user};
-
-    /// A limiter that never gets in the way of tests about something else.
 
     fn ids(page: &ConversationPage) -> Vec<i64> {
         page.messages.iter().map(|m| m.id).collect()

@@ -333,7 +333,9 @@ pub async fn history(
 /// The newest page of group `room_id` that reaches back to message `at` (a search hit), with a
 /// few older ones before it (see [`crate::ssr::messages::reach`]).
 pub async fn history_at(db: &DatabaseConnection, me: i64, room_id: i64, at: i64) -> Result<ConversationPage, AppError> {
-    let limit = crate::ssr::messages::reach(db, sea_orm::Condition::all().add(messages::Column::ChatRoomId.eq(room_id)), at).await?;
+    let limit =
+        crate::ssr::messages::reach(db, sea_orm::Condition::all().add(messages::Column::ChatRoomId.eq(room_id)), at)
+            .await?;
     page(db, me, room_id, None, limit).await
 }
 
@@ -791,7 +793,6 @@ mod tests {
     }
 
     use crate::ssr::rate_limit::message_sends;
-
 
     fn status<T: std::fmt::Debug>(result: Result<T, AppError>) -> u16 {
         result.expect_err("refused").status()

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement, Value};
 use sea_orm::{ColumnTrait, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement, Value};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::AppError;
@@ -323,8 +323,14 @@ mod tests {
     #[test]
     fn searches_are_read_into_prefixes_and_phrases_never_into_query_syntax() {
         let q = Query::parse(r#"Déploy "the new BUILD" x* OR NEAR(a) "unclosed"#).unwrap().unwrap();
-        assert_eq!(q.fts5(), r#""deploy"* AND "the new build" AND "x"* AND "or"* AND "near"* AND "a"* AND "unclosed"*"#);
-        assert_eq!(q.tsquery(), "'deploy':* & ('the' <-> 'new' <-> 'build') & 'x':* & 'or':* & 'near':* & 'a':* & 'unclosed':*");
+        assert_eq!(
+            q.fts5(),
+            r#""deploy"* AND "the new build" AND "x"* AND "or"* AND "near"* AND "a"* AND "unclosed"*"#
+        );
+        assert_eq!(
+            q.tsquery(),
+            "'deploy':* & ('the' <-> 'new' <-> 'build') & 'x':* & 'or':* & 'near':* & 'a':* & 'unclosed':*"
+        );
         assert_eq!(Query::parse("  \"\" -- ;  ").unwrap(), None);
         assert!(Query::parse(&"a ".repeat(17)).is_err());
         assert!(Query::parse(&"a".repeat(SEARCH_MAX_CHARS + 1)).is_err());
@@ -335,7 +341,10 @@ mod tests {
         let q = Query::parse("cafe deploy").unwrap().unwrap();
         let parts = q.excerpt("Meet at the Café before the deployment?");
         assert_eq!(marked(&parts), ["Café", "deployment"]);
-        assert_eq!(parts.iter().map(|p| p.text.as_str()).collect::<String>(), "Meet at the Café before the deployment?");
+        assert_eq!(
+            parts.iter().map(|p| p.text.as_str()).collect::<String>(),
+            "Meet at the Café before the deployment?"
+        );
 
         let long = format!("{} then we deploy it {}", "word ".repeat(60), "tail ".repeat(60));
         let parts = q.excerpt(&long);
@@ -438,7 +447,13 @@ mod tests {
             // One conversation at a time.
             let db = &db;
             let only = |scope| async move {
-                search(db, alice.id, "secret", Some(scope), 1).await.unwrap().hits.iter().map(|h| h.message_id).collect::<Vec<_>>()
+                search(db, alice.id, "secret", Some(scope), 1)
+                    .await
+                    .unwrap()
+                    .hits
+                    .iter()
+                    .map(|h| h.message_id)
+                    .collect::<Vec<_>>()
             };
             assert_eq!(only(ConversationRef::Direct(bob.id)).await, [mine]);
             assert_eq!(only(ConversationRef::Direct(carol.id)).await, Vec::<i64>::new());
