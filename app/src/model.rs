@@ -212,6 +212,9 @@ pub struct Contact {
     /// Messages from them to you that you have not read.
     pub unread: i64,
     pub last_message_id: Option<i64>,
+    /// I muted this conversation: no notification, no sound.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// What the contact list shows: your conversations, newest first, then a few people you have not
@@ -226,9 +229,14 @@ pub struct ContactPage {
 impl Contact {
     /// Where the row leads: `/chat/{user}` or `/chat/g/{group}`.
     pub fn href(&self) -> String {
+        self.conversation().href()
+    }
+
+    /// The conversation this row opens.
+    pub fn conversation(&self) -> ConversationRef {
         match self.kind {
-            ContactKind::Person => format!("/chat/{}", self.id),
-            ContactKind::Group { .. } => format!("/chat/g/{}", self.id),
+            ContactKind::Person => ConversationRef::Direct(self.id),
+            ContactKind::Group { .. } => ConversationRef::Group(self.id),
         }
     }
 
@@ -253,6 +261,32 @@ pub enum ConversationRef {
 }
 
 impl ConversationRef {
+    /// `u{id}` for a person, `g{id}` for a group: how addresses (`?in=`) and stored choices name it.
+    pub fn key(self) -> String {
+        match self {
+            Self::Direct(id) => format!("u{id}"),
+            Self::Group(id) => format!("g{id}"),
+        }
+    }
+
+    /// The conversation a [`key`](Self::key) names.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let id = key.get(1..)?.parse().ok()?;
+        match key.as_bytes().first()? {
+            b'u' => Some(Self::Direct(id)),
+            b'g' => Some(Self::Group(id)),
+            _ => None,
+        }
+    }
+
+    /// Where it opens: `/chat/{user}` or `/chat/g/{group}`.
+    pub fn href(self) -> String {
+        match self {
+            Self::Direct(id) => format!("/chat/{id}"),
+            Self::Group(id) => format!("/chat/g/{id}"),
+        }
+    }
+
     /// Whether `message` belongs to this conversation, as seen by `me`.
     pub fn contains(self, me: i64, message: &ChatMessage) -> bool {
         match self {
@@ -283,6 +317,9 @@ pub struct GroupInfo {
     pub admin: bool,
     /// The read marks of the other members that reach this page's messages ("Seen by").
     pub read_marks: Vec<ReadMark>,
+    /// How far I have read (0: nothing yet), which places the "New messages" divider.
+    #[serde(default)]
+    pub my_read_up_to: i64,
 }
 
 /// A member of a group, as the member panel lists them.
@@ -326,6 +363,9 @@ pub struct ConversationPage {
     /// The change sequence this page is current up to: a catch-up asks for changes after it.
     #[serde(default)]
     pub changes_up_to: i64,
+    /// I muted this conversation.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 impl ConversationPage {
@@ -421,10 +461,7 @@ impl SearchHit {
     /// The conversation, opened at this message.
     pub fn href(&self) -> String {
         let id = self.message_id;
-        match self.conversation {
-            ConversationRef::Direct(peer) => format!("/chat/{peer}?at={id}#m-{id}"),
-            ConversationRef::Group(room) => format!("/chat/g/{room}?at={id}#m-{id}"),
-        }
+        format!("{}?at={id}#m-{id}", self.conversation.href())
     }
 }
 

@@ -143,6 +143,21 @@ pub struct Draft {
     pub reply_to: Option<ReplyQuote>,
 }
 
+/// A message of mine still to go out, as this browser keeps it across page loads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unsent {
+    pub client_id: String,
+    pub body: String,
+    pub reply_to: Option<ReplyQuote>,
+    pub written_at: DateTime<Utc>,
+}
+
+impl Unsent {
+    pub fn draft(&self) -> Draft {
+        Draft { client_id: self.client_id.clone(), body: self.body.clone(), reply_to: self.reply_to.clone() }
+    }
+}
+
 /// How a send ended, as the outbox needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
@@ -195,6 +210,8 @@ pub struct MessageEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Day(String),
+    /// "New messages": above the first message that was unread when the conversation opened.
+    Unread,
     Message(Box<MessageEntry>),
 }
 
@@ -211,6 +228,9 @@ pub struct Timeline {
     read_marks: BTreeMap<i64, (String, i64)>,
     /// Group: how far I have read (told by the server, another tab, or this one).
     my_read_up_to: i64,
+    /// The first message from others that was unread when the conversation opened: the "New
+    /// messages" divider stays above it while the conversation is open.
+    unread_from: Option<i64>,
     group: Option<GroupState>,
     synced_up_to: i64,
     /// The change sequence the server has confirmed: catch-ups ask for changes after it.
@@ -230,6 +250,7 @@ impl Timeline {
             peer_read: None,
             read_marks: BTreeMap::new(),
             my_read_up_to: 0,
+            unread_from: None,
             group: page.group.as_ref().map(|g| GroupState {
                 name: page.peer.name.clone(),
                 member_count: g.member_count,
@@ -248,7 +269,22 @@ impl Timeline {
             timeline.note_group_info(group);
         }
         timeline.synced_up_to = timeline.newest_id();
+        timeline.unread_from = timeline.first_unread();
         timeline
+    }
+
+    /// The oldest message from others I have not read (stored rows only).
+    fn first_unread(&self) -> Option<i64> {
+        let theirs = self.rows.iter().filter(|r| r.sender_id != self.me && !r.is_system());
+        match self.conversation {
+            ConversationRef::Direct(_) => theirs.filter(|r| r.read_at.is_none()).find_map(|r| r.id),
+            ConversationRef::Group(_) => theirs.filter_map(|r| r.id).find(|id| *id > self.my_read_up_to),
+        }
+    }
+
+    /// Where the "New messages" divider stands: above this message.
+    pub fn unread_from(&self) -> Option<i64> {
+        self.unread_from
     }
 
     pub fn me(&self) -> i64 {
@@ -406,6 +442,7 @@ impl Timeline {
 
     /// The group's read marks, member state and size as the server last said.
     fn note_group_info(&mut self, info: &GroupInfo) {
+        self.my_read_up_to = self.my_read_up_to.max(info.my_read_up_to);
         for mark in &info.read_marks {
             self.note_group_read(mark.user_id, &mark.name, mark.up_to_id);
         }
@@ -544,6 +581,22 @@ impl Timeline {
         self.row(id).and_then(Row::quote)
     }
 
+    /// My messages that still have to go out (sending or waiting; not failed ones), in order.
+    pub fn unsent(&self) -> Vec<Unsent> {
+        self.rows
+            .iter()
+            .filter(|r| {
+                r.sender_id == self.me && r.id.is_none() && matches!(r.status, Status::Sending | Status::Waiting)
+            })
+            .map(|r| Unsent {
+                client_id: r.client_id.clone(),
+                body: r.body.clone(),
+                reply_to: r.reply_to.clone(),
+                written_at: r.created_at,
+            })
+            .collect()
+    }
+
     /// The next message to send: my oldest row still to go out.
     pub fn next_to_send(&self) -> Option<Draft> {
         self.rows.iter().find(|r| r.sender_id == self.me && r.status == Status::Sending).map(|r| Draft {
@@ -658,6 +711,10 @@ impl Timeline {
             if last_day != Some(day) {
                 out.push((format!("day:{day}:{local}"), Entry::Day(time::day_label(day, today))));
                 last_day = Some(day);
+                previous = None;
+            }
+            if row.id.is_some() && row.id == self.unread_from {
+                out.push(("unread".to_owned(), Entry::Unread));
                 previous = None;
             }
             let starts_run = row.is_system() || previous.is_none_or(|p| p.is_system() || p.sender_id != row.sender_id);
@@ -796,11 +853,12 @@ mod tests {
             has_more: false,
             compose_id: "c".into(),
             changes_up_to: 0,
+            muted: false,
         }
     }
 
     fn group_info(read_marks: Vec<ReadMark>) -> GroupInfo {
-        GroupInfo { member_count: 4, member: true, admin: false, read_marks }
+        GroupInfo { member_count: 4, member: true, admin: false, read_marks, my_read_up_to: 0 }
     }
 
     fn group_page(messages: Vec<ChatMessage>, read_marks: Vec<ReadMark>) -> ConversationPage {
@@ -811,6 +869,7 @@ mod tests {
             has_more: false,
             compose_id: "c".into(),
             changes_up_to: 0,
+            muted: false,
         }
     }
 
@@ -1099,6 +1158,76 @@ mod tests {
         assert!(t.can_write());
     }
 
+    /// The keys of the log's entries that are not days: message ids, and "unread" for the divider.
+    fn divided(t: &Timeline) -> Vec<String> {
+        let today = at(0).date_naive();
+        t.entries(false, today)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Entry::Day(_) => None,
+                Entry::Unread => Some("unread".to_owned()),
+                Entry::Message(m) => Some(m.row.id.map_or("pending".to_owned(), |id| id.to_string())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_new_messages_divider_stands_above_the_first_unread_and_stays_there() {
+        let read = |m: ChatMessage| ChatMessage { read_at: Some(at(1)), ..m };
+        let mut t = Timeline::new(
+            ME,
+            &direct_page(vec![
+                read(direct(1, PEER, "a")),
+                direct(2, ME, "b"),
+                direct(3, PEER, "c"),
+                direct(4, PEER, "d"),
+            ]),
+        );
+        assert_eq!(t.unread_from(), Some(3));
+        assert_eq!(divided(&t), ["1", "2", "unread", "3", "4"]);
+        // Reading them, and new messages, leave it where it was while the conversation is open.
+        t.read_by_me(4, at(2));
+        t.merge(direct(5, PEER, "e"));
+        assert_eq!(divided(&t), ["1", "2", "unread", "3", "4", "5"]);
+        // Nothing unread: no divider.
+        let t = Timeline::new(ME, &direct_page(vec![read(direct(1, PEER, "a")), direct(2, ME, "b")]));
+        assert_eq!(t.unread_from(), None);
+        assert_eq!(divided(&t), ["1", "2"]);
+    }
+
+    #[test]
+    fn in_a_group_the_divider_follows_my_read_mark_and_skips_mine_and_system_lines() {
+        let mut page =
+            group_page(vec![in_group(1, 3, "a"), in_group(2, ME, "b"), system_line(3, 4), in_group(4, 4, "d")], vec![]);
+        page.group.as_mut().unwrap().my_read_up_to = 1;
+        let t = Timeline::new(ME, &page);
+        assert_eq!(t.unread_from(), Some(4));
+        assert_eq!(divided(&t), ["1", "2", "3", "unread", "4"]);
+        assert_eq!(t.unread_up_to(), Some(4), "my mark came with the page");
+    }
+
+    #[test]
+    fn what_still_has_to_go_out_is_listed_for_keeping_and_comes_back_single() {
+        let mut t = Timeline::new(ME, &direct_page(vec![direct(1, PEER, "a")]));
+        t.write(draft("x", "first"), at(1), true);
+        t.write(draft("y", "second"), at(2), false);
+        let unsent = t.unsent();
+        assert_eq!(unsent.iter().map(|u| u.client_id.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(unsent[0].written_at, at(1));
+        // After a reload: the page already holds "x" (it was stored), so only "y" comes back.
+        let mut stored = direct(2, ME, "x");
+        stored.body = "first".into();
+        let mut again = Timeline::new(ME, &direct_page(vec![direct(1, PEER, "a"), stored]));
+        for u in &unsent {
+            again.write(u.draft(), u.written_at, false);
+        }
+        assert_eq!(ids(&again), [Some(1), Some(2), None]);
+        assert_eq!(again.unsent().iter().map(|u| u.client_id.as_str()).collect::<Vec<_>>(), ["y"]);
+        // A failed one is not kept for later: it waits for "Retry".
+        t.on_send_result("x", SendResult::Failed("too long".into()));
+        assert_eq!(t.unsent().iter().map(|u| u.client_id.as_str()).collect::<Vec<_>>(), ["y"]);
+    }
+
     #[test]
     fn a_catch_up_can_say_i_am_no_longer_a_member() {
         let mut t = Timeline::new(ME, &group_page(vec![in_group(1, 4, "a")], vec![]));
@@ -1109,6 +1238,7 @@ mod tests {
             member: false,
             admin: false,
             read_marks: vec![mark(3, "Dana", 2), mark(ME, "Me", 1)],
+            my_read_up_to: 0,
         });
         assert!(!t.apply_update(&u));
         assert!(!t.finish_catch_up());
@@ -1250,12 +1380,16 @@ mod tests {
             in_group(7, ME, "e"),
             in_group(8, ME, "f"),
         ];
-        let t = Timeline::new(ME, &group_page(messages, vec![mark(3, "Dana", 8)]));
+        let mut page = group_page(messages, vec![mark(3, "Dana", 8)]);
+        // All read: no "New messages" divider here (see the divider's own tests).
+        page.group.as_mut().unwrap().my_read_up_to = 8;
+        let t = Timeline::new(ME, &page);
         let entries = t.entries(false, today);
         let shape: Vec<String> = entries
             .iter()
             .map(|(_, e)| match e {
                 Entry::Day(label) => label.clone(),
+                Entry::Unread => "unread".to_owned(),
                 Entry::Message(m) => format!("{}{}", m.row.client_id, if m.starts_run { "*" } else { "" }),
             })
             .collect();
@@ -1320,7 +1454,9 @@ mod tests {
 
     #[test]
     fn edits_deletions_and_reactions_change_rows_in_place_and_quotes_follow() {
-        let original = ChatMessage { body: "lunch at noon?\nor 1".into(), ..direct(1, PEER, "a") };
+        // Read already: no "New messages" divider shifts the entries.
+        let original =
+            ChatMessage { body: "lunch at noon?\nor 1".into(), read_at: Some(at(0)), ..direct(1, PEER, "a") };
         let reply = ChatMessage { reply_to: Some(ReplyQuote::of(&original)), ..direct(2, ME, "b") };
         let mut t = Timeline::new(ME, &direct_page(vec![original.clone(), reply]));
         assert_eq!(t.rows()[1].reply_to.as_ref().unwrap().excerpt, "lunch at noon?");

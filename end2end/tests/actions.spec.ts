@@ -6,7 +6,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
-import { done, live, log, openChat, person, send, type Person } from './chat-support';
+import { done, live, log, openChat, person, send, sendByApi as sendApi, type Person } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -23,21 +23,6 @@ async function menu(page: Page, text: string) {
   await message.hover();
   await message.getByLabel('Message actions').click();
   return message.locator('.actions-menu');
-}
-
-/** `from` sends `to` a message over the HTTP API; a 429 is waited out as the server says. */
-async function sendApi(from: Person, to: Person, body: string, extra: Record<string, string> = {}) {
-  const form = { recipient_id: String(to.id), body, client_id: `api-${Date.now()}-${Math.random().toString(36).slice(2)}`, ...extra };
-  for (;;) {
-    const response = await from.context.request.post('/api/messages/send', { form, headers: { accept: 'application/json' } });
-    if (response.status() === 429) {
-      const { retry_after_secs } = await response.json();
-      await new Promise((resolve) => setTimeout(resolve, retry_after_secs * 1000));
-      continue;
-    }
-    expect(response.ok(), await response.text()).toBeTruthy();
-    return response.json();
-  }
 }
 
 async function pair(browser: Parameters<typeof person>[0], info: Parameters<typeof person>[1], prefix: string) {

@@ -65,13 +65,20 @@ export async function send(p: Person, text: string) {
   await box.press('Enter');
 }
 
-/** `from` sends `to` a message over the HTTP API (no page involved). */
-export async function sendByApi(from: Person, to: Person, body: string) {
-  const response = await from.context.request.post('/api/messages/send', {
-    form: { recipient_id: String(to.id), body, client_id: `api-${Date.now()}-${Math.random().toString(36).slice(2)}` },
-    headers: { accept: 'application/json' },
-  });
-  expect(response.ok(), await response.text()).toBeTruthy();
+/** `from` sends `to` a message over the HTTP API (no page involved) and returns it; a 429 is
+ * waited out as the server says. `extra`: more form fields (`reply_to_id`). */
+export async function sendByApi(from: Person, to: Person, body: string, extra: Record<string, string> = {}) {
+  const form = { recipient_id: String(to.id), body, client_id: `api-${Date.now()}-${Math.random().toString(36).slice(2)}`, ...extra };
+  for (;;) {
+    const response = await from.context.request.post('/api/messages/send', { form, headers: { accept: 'application/json' } });
+    if (response.status() === 429) {
+      const { retry_after_secs } = await response.json();
+      await new Promise((resolve) => setTimeout(resolve, retry_after_secs * 1000));
+      continue;
+    }
+    expect(response.ok(), await response.text()).toBeTruthy();
+    return response.json();
+  }
 }
 
 export const log = (page: Page) => page.getByRole('log');

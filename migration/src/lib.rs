@@ -10,6 +10,7 @@ mod m20261126_000005_create_settings;
 mod m20261202_000006_group_membership;
 mod m20261202_000007_message_actions;
 mod m20261203_000008_message_search;
+mod m20261203_000009_conversation_mutes;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_group_membership::Migration),
             Box::new(m20261202_000007_message_actions::Migration),
             Box::new(m20261203_000008_message_search::Migration),
+            Box::new(m20261203_000009_conversation_mutes::Migration),
         ]
     }
 }

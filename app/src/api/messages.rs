@@ -33,6 +33,29 @@ pub async fn messages(
     }
 }
 
+/// `POST /api/conversations/mute`: mutes (`muted=true`) or unmutes the conversation with
+/// `peer_id` or group `room_id`, on every device; answers whether it is muted now. A plain form
+/// post is sent back to the conversation.
+#[server(prefix = "/api", endpoint = "conversations/mute")]
+pub async fn mute_conversation(
+    #[server(default)] peer_id: Option<i64>,
+    #[server(default)] room_id: Option<i64>,
+    muted: bool,
+) -> Result<bool, AppError> {
+    use crate::model::ConversationRef;
+    use crate::ssr::{mutes, request};
+    let request = request()?;
+    let me = request.require_user().await?;
+    let conversation = match (peer_id, room_id) {
+        (Some(peer), None) => ConversationRef::Direct(peer),
+        (None, Some(room)) => ConversationRef::Group(room),
+        _ => return Err(AppError::invalid("peer_id", "name one conversation: peer_id or room_id")),
+    };
+    let muted = mutes::set_muted(request.db(), me.id, conversation, muted).await?;
+    request.redirect_plain_form(&conversation.href());
+    Ok(muted)
+}
+
 /// `POST /api/search`: page `page` (from 1) of the messages I can see that match `q`, best first;
 /// in one conversation with `peer_id` or `room_id`.
 #[server(prefix = "/api", endpoint = "search")]

@@ -10,9 +10,10 @@ use leptos::task::spawn_local;
 use super::emoji_picker::{EmojiPicker, table as emoji_table};
 use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
+use crate::components::saved;
 use crate::emoji::shortcode_at;
 use crate::error::AppError;
-use crate::model::{ConversationRef, MESSAGE_MAX_CHARS, uuid_v4};
+use crate::model::{ConversationRef, CurrentUser, MESSAGE_MAX_CHARS, uuid_v4};
 use crate::text::{byte_offset_of_utf16, utf16_len};
 
 /// Show the counter from this many characters on.
@@ -104,12 +105,31 @@ pub fn Composer(
     let picker_open = RwSignal::new(false);
     let completion = RwSignal::new(None::<Completion>);
     let table_state = RwSignal::new(TableState::NotAsked);
+    // The draft of each conversation is kept in this browser as it is typed, and put back when
+    // the conversation opens again (after a reload too); sending clears it.
+    let draft_key = StoredValue::new(saved::key("draft", expect_context::<CurrentUser>().id, conversation));
     Effect::new(move |_| {
-        hydrated.set(true);
         if let Some(el) = textarea.get() {
-            // Whatever was typed before the page hydrated is kept, not lost.
-            text.set(el.value());
+            // Whatever was typed before the page hydrated is kept, not lost; else the draft.
+            let typed = el.value();
+            let draft = draft_key.with_value(|k| saved::read(k)).unwrap_or_default();
+            text.set(if typed.is_empty() { draft } else { typed });
             let _ = el.focus();
+            request_animation_frame(move || {
+                if let Some(el) = textarea.get_untracked() {
+                    let html: &web_sys::HtmlElement = el.as_ref();
+                    let style = html.style();
+                    let _ = style.set_property("height", "auto");
+                    let _ = style.set_property("height", &format!("{}px", el.scroll_height().min(200)));
+                }
+            });
+        }
+        hydrated.set(true);
+    });
+    Effect::new(move |_| {
+        let text = text.get();
+        if hydrated.get() {
+            draft_key.with_value(|k| saved::write(k, if text.trim().is_empty() { "" } else { &text }));
         }
     });
 

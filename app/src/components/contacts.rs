@@ -2,10 +2,11 @@
 //! and unread badges.
 
 use leptos::prelude::*;
-use leptos_meta::Title;
+use leptos_meta::{Link, Title};
 
 use crate::components::live::Live;
 use crate::components::{Avatar, ChatState, ErrorBanner};
+use crate::components::{notify, saved};
 use crate::error::AppError;
 use crate::model::{Contact, ContactKind, ContactPage, ConversationRef, MessageKind};
 use crate::text::{plain, preview};
@@ -90,6 +91,7 @@ pub fn ContactList(
                         let searched = search.get_untracked();
                         view! {
                             <Title text=title(page.unread) />
+                            <Link rel="icon" href=notify::favicon(page.unread) />
                             <p class="empty-state">
                                 {if searched.trim().is_empty() {
                                     "Nobody else is here yet. Invite someone to register!".to_owned()
@@ -112,12 +114,21 @@ pub fn ContactList(
                             .collect();
                         expect_context::<Live>().follow_rooms(rooms, room_changed);
                         let title = title(page.unread);
+                        let icon = notify::favicon(page.unread);
+                        // What notifications need to know of each conversation: its name, and
+                        // whether I muted it. Only the whole list knows them all.
+                        if search.get_untracked().trim().is_empty() {
+                            expect_context::<ChatState>().directory.set_value(
+                                page.people.iter().map(|c| (c.conversation(), (c.name.clone(), c.muted))).collect(),
+                            );
+                        }
                         let list = StoredValue::new(page.people);
                         // Only the unsearched list says whether you have talked to anyone.
                         let searching = !search.get_untracked().trim().is_empty();
                         let talked = searching || list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
                         view! {
                             <Title text=title />
+                            <Link rel="icon" href=icon />
                             {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
                             <ul class="contact-list">
                                 {move || {
@@ -171,6 +182,16 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> imp
         ContactKind::Group { member: false, .. } => Some("You are no longer a member".to_owned()),
         _ => None,
     };
+    // A draft kept in this browser (see the composer), for conversations not open right now.
+    let draft = RwSignal::new(None::<String>);
+    let me = expect_context::<crate::model::CurrentUser>().id;
+    Effect::new(move |_| {
+        let shown = open_peer.get() != Some(target);
+        let kept = saved::read(&saved::key("draft", me, target)).filter(|d| shown && !d.trim().is_empty());
+        draft.set(kept.map(|d| preview(&plain(&d), 60)));
+    });
+    let muted = contact.muted;
+    let preview_line = subtitle.or(preview_text).unwrap_or_else(|| "No messages yet".to_owned());
     view! {
         <li>
             <a
@@ -204,8 +225,18 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> imp
                     </span>
                     <span class="contact-bottom">
                         <span class="contact-preview">
-                            {subtitle.or(preview_text).unwrap_or_else(|| "No messages yet".to_owned())}
+                            {move || match draft.get() {
+                                Some(text) => {
+                                    view! {
+                                        <span class="draft-label">"Draft: "</span>
+                                        {text}
+                                    }
+                                        .into_any()
+                                }
+                                None => preview_line.clone().into_any(),
+                            }}
                         </span>
+                        {muted.then(|| view! { <span class="muted-mark" role="img" aria-label="muted" title="Muted">"🔕"</span> })}
                         {(unread > 0)
                             .then(|| {
                                 view! {

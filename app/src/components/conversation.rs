@@ -12,13 +12,14 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api::groups::{group_messages, group_messages_since, mark_group_read, send_to_group};
 use crate::api::messages::{
-    DeleteMessage, EditMessage, React, Unreact, delete_message, edit_message, mark_as_read, messages, messages_since,
-    react, send_message, unreact,
+    DeleteMessage, EditMessage, MuteConversation, React, Unreact, delete_message, edit_message, mark_as_read, messages,
+    messages_since, mute_conversation, react, send_message, unreact,
 };
 use crate::components::composer::Composer;
 use crate::components::emoji_picker::EmojiPicker;
 use crate::components::live::{Live, TypingChannel};
 use crate::components::message_body::MessageBody;
+use crate::components::saved;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{
@@ -27,7 +28,7 @@ use crate::model::{
 };
 use crate::realtime::{Typing, chat_channel, room_presence_channel};
 use crate::time::{self, LocalClock};
-use crate::timeline::{Applied, Draft, Entry, MessageEntry, Row, SendResult, Status, Timeline, Typers};
+use crate::timeline::{Applied, Draft, Entry, MessageEntry, Row, SendResult, Status, Timeline, Typers, Unsent};
 use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_query_map;
 
@@ -52,7 +53,7 @@ async fn changes_since(
 }
 
 /// Stores one message (idempotent per `client_id`).
-async fn send_to(
+pub(crate) async fn send_to(
     conversation: ConversationRef,
     draft: Draft,
     socket_id: Option<String>,
@@ -107,12 +108,37 @@ async fn mark_read_up_to(conversation: ConversationRef, up_to_id: i64) -> Result
     }
 }
 
+/// Opens the list at the "New messages" divider when more than a screen of messages is below it,
+/// else at the newest message.
+fn open_at_unread_or_bottom(list: NodeRef<Div>) {
+    request_animation_frame(move || {
+        let Some(el) = list.get_untracked() else { return };
+        let divider = document().get_element_by_id("unread-divider");
+        let below = divider.map(|d| {
+            let top =
+                d.get_bounding_client_rect().top() - el.get_bounding_client_rect().top() + f64::from(el.scroll_top());
+            (top, f64::from(el.scroll_height()) - top)
+        });
+        match below {
+            Some((top, below)) if below > f64::from(el.client_height()) => {
+                el.set_scroll_top((top - 8.0).max(0.0) as i32)
+            }
+            _ => el.set_scroll_top(el.scroll_height()),
+        }
+    });
+}
+
 fn scroll_to_bottom(list: NodeRef<Div>) {
     request_animation_frame(move || {
         if let Some(el) = list.get_untracked() {
             el.set_scroll_top(el.scroll_height());
         }
     });
+}
+
+/// Whether the list shows its newest message (within a line of the bottom).
+fn at_bottom(list: NodeRef<Div>) -> bool {
+    list.get_untracked().is_none_or(|el| el.scroll_height() - el.scroll_top() - el.client_height() < 48)
 }
 
 /// Keeps a window listener only as long as the calling component: the window outlives it, and a
@@ -215,7 +241,11 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     let typers = RwSignal::new(Typers::new(my_id, conversation));
 
     // Live events: messages (theirs, or mine from another tab), receipts, read marks, group changes.
+    // New messages scroll the view only when it is at the bottom already; otherwise they are
+    // counted on a "↓ N new messages" button, and your place in the history stays where it is.
+    let unseen = RwSignal::new(0usize);
     live.on_event(move |event| {
+        let was_at_bottom = at_bottom(list);
         let applied = timeline.try_maybe_update(|t| {
             let applied = t.apply_event(event);
             (applied != Applied::Ignored, applied)
@@ -223,9 +253,13 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         match applied {
             Some(Applied::Message { sender_id }) => {
                 typers.maybe_update(|t| t.stopped(sender_id));
-                scroll_to_bottom(list);
+                if was_at_bottom || sender_id == my_id {
+                    scroll_to_bottom(list);
+                } else {
+                    unseen.update(|n| *n += 1);
+                }
             }
-            Some(Applied::Group) => scroll_to_bottom(list),
+            Some(Applied::Group) if was_at_bottom => scroll_to_bottom(list),
             _ => {}
         }
     });
@@ -339,7 +373,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         if list.get().is_some() {
             match open_at {
                 Some(id) => jump.run(id),
-                None => scroll_to_bottom(list),
+                None => open_at_unread_or_bottom(list),
             }
             interactive.set(true);
         }
@@ -430,6 +464,9 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         if !timeline.try_update_untracked(Timeline::start_catch_up).unwrap_or(false) {
             return;
         }
+        // Only a view at the newest message follows what the catch-up brings; one opened at a
+        // search hit, or scrolled up into history, stays where it is.
+        let was_at_bottom = at_bottom(list);
         spawn_local(async move {
             loop {
                 loop {
@@ -447,7 +484,9 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                     break;
                 }
             }
-            scroll_to_bottom(list);
+            if was_at_bottom {
+                scroll_to_bottom(list);
+            }
         });
     };
 
@@ -498,6 +537,30 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     });
     on_window(window_event_listener(leptos::ev::online, move |_| flush_waiting()));
 
+    // The outbox outlives the page: what still has to go out is kept in this browser, sent from
+    // here when the conversation opens again (after a reload), or by the chat shell meanwhile
+    // (see `pages::chat`); `client_id` keeps every message single however often it is sent.
+    let outbox_key = saved::key("outbox", my_id, conversation);
+    let restore_key = outbox_key.clone();
+    Effect::new(move |_| {
+        let kept: Vec<Unsent> =
+            saved::read(&restore_key).and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+        if !kept.is_empty() {
+            let offline = live.is_offline();
+            timeline.update(|t| kept.into_iter().for_each(|u| t.write(u.draft(), u.written_at, offline)));
+            pump();
+        }
+    });
+    let kept = StoredValue::new(String::new());
+    Effect::new(move |_| {
+        let unsent = timeline.with(Timeline::unsent);
+        let json = if unsent.is_empty() { String::new() } else { serde_json::to_string(&unsent).unwrap_or_default() };
+        if kept.with_value(|k| *k != json) {
+            saved::write(&outbox_key, &json);
+            kept.set_value(json);
+        }
+    });
+
     let send = Callback::new(move |(client_id, body): (String, String)| {
         send_error.set(None);
         // The message ends the other side's "is typing…"; the next keystroke may say it again at once.
@@ -540,12 +603,13 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             </div>
             <a
                 class="button button-ghost header-search"
-                href=format!("/chat/search?in={}", crate::pages::search::scope_param(conversation))
+                href=format!("/chat/search?in={}", conversation.key())
                 aria-label="Search in this conversation"
                 title="Search in this conversation"
             >
                 "⌕"
             </a>
+            <MuteButton conversation muted=page.muted action_error />
             {children.map(|children| children())}
         </header>
         <div
@@ -556,6 +620,9 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             on:scroll=move |_| {
                 if list.get_untracked().is_some_and(|el| el.scroll_top() < 120) {
                     load_older();
+                }
+                if unseen.get_untracked() > 0 && at_bottom(list) {
+                    unseen.set(0);
                 }
             }
         >
@@ -581,6 +648,14 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                         children=move |(_, entry)| match entry {
                             // A list item of its own: a separator role in a list is not allowed, and would hide the day.
                             Entry::Day(label) => view! { <li class="day-separator"><span>{label}</span></li> }.into_any(),
+                            Entry::Unread => {
+                                view! {
+                                    <li class="unread-divider" id="unread-divider">
+                                        <span>"New messages"</span>
+                                    </li>
+                                }
+                                    .into_any()
+                            }
                             Entry::Message(entry) if entry.row.is_system() => view! { <SystemLine entry=*entry /> }.into_any(),
                             Entry::Message(entry) => view! { <MessageItem entry=*entry is_group send /> }.into_any(),
                         }
@@ -589,6 +664,23 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             </div>
             <Show when=move || timeline.with(Timeline::is_empty)>
                 <p class="empty-state">"No messages yet. Say hello!"</p>
+            </Show>
+            <Show when=move || { unseen.get() > 0 }>
+                <div class="new-below">
+                    <button
+                        class="button"
+                        type="button"
+                        on:click=move |_| {
+                            unseen.set(0);
+                            scroll_to_bottom(list);
+                        }
+                    >
+                        {move || match unseen.get() {
+                            1 => "↓ 1 new message".to_owned(),
+                            n => format!("↓ {n} new messages"),
+                        }}
+                    </button>
+                </div>
             </Show>
         </div>
         <p class="typing" role="status" aria-live="polite">
@@ -1044,6 +1136,48 @@ fn EditForm(id: i64, body: String) -> impl IntoView {
                     "Save"
                 </button>
             </div>
+        </form>
+    }
+}
+
+/// Mute or unmute the conversation (no notification, no sound; kept on the server for every
+/// device). A plain form without JavaScript; with it, the call is made in place.
+#[component]
+fn MuteButton(conversation: ConversationRef, muted: bool, action_error: RwSignal<Option<AppError>>) -> impl IntoView {
+    let chat = expect_context::<ChatState>();
+    let muted = RwSignal::new(muted);
+    let (field, id) = match conversation {
+        ConversationRef::Direct(id) => ("peer_id", id),
+        ConversationRef::Group(id) => ("room_id", id),
+    };
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let next = !muted.get_untracked();
+        let (peer_id, room_id) = if field == "peer_id" { (Some(id), None) } else { (None, Some(id)) };
+        spawn_local(async move {
+            match mute_conversation(peer_id, room_id, next).await {
+                Ok(now) => {
+                    muted.try_set(now);
+                    chat.contacts_changed();
+                }
+                Err(e) => {
+                    action_error.try_set(Some(e));
+                }
+            }
+        });
+    };
+    view! {
+        <form class="inline-form" method="post" action=MuteConversation::PATH on:submit=on_submit>
+            <input type="hidden" name=field value=id.to_string() />
+            <input type="hidden" name="muted" value=move || (!muted.get()).to_string() />
+            <button
+                class="button button-ghost mute-toggle"
+                type="submit"
+                aria-pressed=move || muted.get().to_string()
+                title=move || if muted.get() { "Muted: no notifications. Click to unmute." } else { "Mute notifications" }
+            >
+                {move || if muted.get() { "🔕 Muted" } else { "Mute" }}
+            </button>
         </form>
     }
 }

@@ -7,6 +7,8 @@ pub mod conversation;
 pub mod emoji_picker;
 pub mod live;
 pub mod message_body;
+pub mod notify;
+pub mod saved;
 
 use leptos::prelude::*;
 
@@ -18,11 +20,13 @@ use crate::text::initials;
 pub struct ChatState {
     /// Bumped whenever the contact list may have changed (a send, a read).
     pub contacts_version: RwSignal<u32>,
+    /// Each listed conversation's name, and whether I muted it (for notifications).
+    pub directory: StoredValue<std::collections::HashMap<crate::model::ConversationRef, (String, bool)>>,
 }
 
 impl ChatState {
     pub fn provide() -> Self {
-        let state = Self { contacts_version: RwSignal::new(0) };
+        let state = Self { contacts_version: RwSignal::new(0), directory: StoredValue::new(Default::default()) };
         provide_context(state);
         state
     }

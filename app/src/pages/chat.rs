@@ -10,9 +10,13 @@ use crate::api::messages::{contacts, messages};
 use crate::components::contacts::ContactList;
 use crate::components::conversation::Conversation;
 use crate::components::live::{self, ConnectionBanner, Live};
+use crate::components::notify::{self, Incoming, NotificationSwitch};
+use crate::components::saved;
 use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{ChatSession, ConversationRef, CurrentUser};
+use crate::realtime::LiveEvent;
+use crate::timeline::Unsent;
 
 /// The parent route: signed-in check, top bar, contact list, and an outlet for the conversation.
 #[component]
@@ -60,6 +64,62 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
         })
     });
     // Any pane but the welcome (a conversation, or the new-group form) replaces the list on a phone.
+    // Messages that arrive out of sight: a notification (when turned on), unless muted.
+    let navigate = leptos_router::hooks::use_navigate();
+    let my_id = user.id;
+    live.on_event(move |event| {
+        let LiveEvent::NewMessage(message) = event else { return };
+        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
+        let mut incoming = Incoming { message, me: my_id, open: open_peer.get_untracked(), visible, muted: false };
+        let conversation = incoming.conversation();
+        let known = chat.directory.with_value(|d| d.get(&conversation).cloned());
+        incoming.muted = known.as_ref().is_some_and(|(_, muted)| *muted);
+        if !incoming.deserves_notice() {
+            return;
+        }
+        let title = match (conversation, known) {
+            (ConversationRef::Group(_), Some((group, _))) => format!("{} · {group}", message.sender_name),
+            _ => message.sender_name.clone(),
+        };
+        let (href, navigate) = (conversation.href(), navigate.clone());
+        notify::show(&title, &notify::first_line(&message.body), &conversation.key(), move || {
+            navigate(&href, Default::default())
+        });
+    });
+    // Messages written for other conversations and still waiting (the tab was offline, then left
+    // that conversation or reloaded): sent in order once the connection is back. The open
+    // conversation sends its own.
+    Effect::new(move |_| {
+        live.resynced.get();
+        let open = open_peer.get();
+        leptos::task::spawn_local(async move {
+            for key in saved::keys(&format!("banter-outbox-{my_id}-")) {
+                let Some(conversation) = saved::conversation_of(&key, "outbox", my_id).filter(|c| Some(*c) != open)
+                else {
+                    continue;
+                };
+                let mut waiting: Vec<Unsent> =
+                    saved::read(&key).and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+                while let Some(next) = waiting.first() {
+                    match crate::components::conversation::send_to(conversation, next.draft(), None).await {
+                        Err(AppError::Transport { .. }) => return,
+                        // Refused: kept, for the conversation to show it as failed, with "Retry".
+                        Err(_) => break,
+                        Ok(_) => {
+                            waiting.remove(0);
+                            let json = if waiting.is_empty() {
+                                String::new()
+                            } else {
+                                serde_json::to_string(&waiting).unwrap_or_default()
+                            };
+                            saved::write(&key, &json);
+                        }
+                    }
+                }
+                chat.contacts_changed();
+            }
+        });
+    });
     let pane_open = Memo::new(move |_| location.pathname.with(|path| path.trim_end_matches('/').len() > "/chat".len()));
     let logout = ServerAction::<Logout>::new();
 
@@ -76,6 +136,7 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
                 <span class="whoami" data-testid="whoami">
                     {user.name.clone()}
                 </span>
+                <NotificationSwitch />
                 <ThemeToggle />
                 <ActionForm action=logout attr:class="inline-form">
                     <button class="button button-ghost" type="submit">

@@ -14,28 +14,16 @@ use crate::error::AppError;
 use crate::model::{ConversationRef, SEARCH_MAX_CHARS, SearchHit, SearchPage};
 use crate::time::{LocalClock, relative};
 
-/// `in=u5` is the conversation with person 5, `in=g3` group 3.
-pub fn scope_param(scope: ConversationRef) -> String {
-    match scope {
-        ConversationRef::Direct(id) => format!("u{id}"),
-        ConversationRef::Group(id) => format!("g{id}"),
-    }
-}
-
+/// `in=u5` is the conversation with person 5, `in=g3` group 3 ([`ConversationRef::key`]).
 fn parse_scope(param: &str) -> Option<ConversationRef> {
-    let id = param.get(1..)?.parse().ok()?;
-    match param.as_bytes().first()? {
-        b'u' => Some(ConversationRef::Direct(id)),
-        b'g' => Some(ConversationRef::Group(id)),
-        _ => None,
-    }
+    ConversationRef::from_key(param)
 }
 
 /// The address of page `page` of a search.
 pub fn search_href(text: &str, scope: Option<ConversationRef>, page: u32) -> String {
     let mut href = format!("/chat/search?q={}", encode(text));
     if let Some(scope) = scope {
-        href.push_str(&format!("&in={}", scope_param(scope)));
+        href.push_str(&format!("&in={}", scope.key()));
     }
     if page > 1 {
         href.push_str(&format!("&p={page}"));
@@ -75,11 +63,7 @@ pub fn SearchPane() -> impl IntoView {
             if text.trim().is_empty() { Ok(None) } else { find(text, scope, page).await.map(Some) }
         },
     );
-    let back = move || match scope.get() {
-        Some(ConversationRef::Direct(id)) => format!("/chat/{id}"),
-        Some(ConversationRef::Group(id)) => format!("/chat/g/{id}"),
-        None => "/chat".to_owned(),
-    };
+    let back = move || scope.get().map_or_else(|| "/chat".to_owned(), ConversationRef::href);
     view! {
         <main class="conversation search-pane" aria-label="Search messages">
             <Title text="Search · Banter" />
@@ -94,7 +78,7 @@ pub fn SearchPane() -> impl IntoView {
                 </div>
             </header>
             <div class="search-body">
-                <Form method="get" action="/chat/search" attr:class="message-search" attr:role="search">
+                <Form method="get" action="/chat/search" attr:class="message-search" attr:role="search" attr:aria-label="Messages">
                     <label class="visually-hidden" for="message-search-q">
                         "Search messages"
                     </label>
@@ -102,13 +86,13 @@ pub fn SearchPane() -> impl IntoView {
                         id="message-search-q"
                         type="search"
                         name="q"
-                        prop:value=move || text.get()
+                        value=move || text.get()
                         placeholder="Words, or \"a phrase\""
                         maxlength=SEARCH_MAX_CHARS.to_string()
                         autocomplete="off"
                         autofocus
                     />
-                    {move || scope.get().map(|s| view! { <input type="hidden" name="in" value=scope_param(s) /> })}
+                    {move || scope.get().map(|s| view! { <input type="hidden" name="in" value=s.key() /> })}
                     <button class="button" type="submit">
                         "Search"
                     </button>

@@ -130,6 +130,7 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
                 kind: ContactKind::Person,
                 name: user.name,
                 unread: unread.get(&user.id).copied().unwrap_or(0),
+                muted: false,
                 last_message_id: last.map(|m| m.id),
                 last_message: last.map(|m| LastMessage {
                     body: if m.deleted_at.is_some() { String::new() } else { m.body.clone() },
@@ -148,6 +149,10 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
     people.extend(groups);
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
+    let muted = crate::ssr::mutes::muted(db, me).await?;
+    for contact in &mut people {
+        contact.muted = muted.contains(&contact.conversation());
+    }
     Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
 }
 
@@ -220,6 +225,7 @@ async fn page(
         has_more,
         compose_id: new_client_id(),
         changes_up_to,
+        muted: crate::ssr::mutes::is_muted(db, me, crate::model::ConversationRef::Direct(peer.id)).await?,
     })
 }
 
@@ -328,6 +334,30 @@ mod tests {
 
     fn ids(page: &ConversationPage) -> Vec<i64> {
         page.messages.iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_page_opened_at_a_message_reaches_back_to_it_with_ten_before() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let mut sent = Vec::new();
+            for n in 0..80 {
+                sent.push(message(&db, alice.id, bob.id, &format!("m{n}")).await.id);
+            }
+            let elsewhere = message(&db, carol.id, alice.id, "not here").await.id;
+            // 60 messages from the hit on, and 10 before it.
+            let page = conversation_at(&db, alice.id, bob.id, sent[20]).await.unwrap();
+            assert_eq!(ids(&page), sent[10..]);
+            assert!(page.has_more);
+            // A recent hit: a normal page (50).
+            assert_eq!(ids(&conversation_at(&db, alice.id, bob.id, sent[75]).await.unwrap()), sent[30..]);
+            // Another conversation's message changes nothing; nobody else's conversation holds the hit.
+            assert_eq!(ids(&conversation_at(&db, alice.id, bob.id, elsewhere).await.unwrap()), sent[30..]);
+            assert!(matches!(conversation_at(&db, carol.id, bob.id, sent[20]).await.map(|p| p.messages.len()), Ok(0)));
+        })
+        .await;
     }
 
     fn field_of(err: &AppError) -> Option<&str> {

@@ -275,6 +275,7 @@ pub async fn create(
         last_message: Some(last_message(me.id, &line)),
         unread: 0,
         last_message_id: Some(line.id),
+        muted: false,
     };
     Ok(Created { group, change })
 }
@@ -315,6 +316,7 @@ async fn info(db: &impl ConnectionTrait, me: &Membership, from_id: i64) -> Resul
         member: me.is_current(),
         admin: me.is_current() && me.row.is_admin,
         read_marks,
+        my_read_up_to: me.row.last_read_message_id.unwrap_or(0),
     })
 }
 
@@ -367,6 +369,7 @@ async fn page(
         has_more,
         compose_id: new_client_id(),
         changes_up_to,
+        muted: crate::ssr::mutes::is_muted(db, me, crate::model::ConversationRef::Group(room_id)).await?,
     })
 }
 
@@ -740,6 +743,7 @@ pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Res
             last_message_id: last.as_ref().map(|m| m.id),
             last_message: last.as_ref().map(|m| last_message(me, m)),
             unread,
+            muted: false,
         });
     }
     Ok(out)

@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod entities;
 pub mod groups;
 pub mod messages;
+pub mod mutes;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;
@@ -244,6 +245,14 @@ impl RequestContext {
             None => format!("/chat/{}", message.sender_id),
         };
         self.redirect(&format!("{conversation}#m-{}", message.id));
+    }
+
+    /// Sends a plain form post (no JavaScript) to `path` after this call; a call from WASM is
+    /// answered in place.
+    pub fn redirect_plain_form(&self, path: &str) {
+        if self.accepts_html {
+            self.redirect(path);
+        }
     }
 
     /// Sends the browser to `path` after this call: a real 302 for a plain form post, and the

@@ -2,6 +2,7 @@
 
 pub mod chat_room_participants;
 pub mod chat_rooms;
+pub mod conversation_mutes;
 pub mod counters;
 pub mod message_reactions;
 pub mod messages;

@@ -1,0 +1,92 @@
+//! Muted conversations: no notification and no sound for them, on any device. Kept per person as
+//! `u{id}` / `g{id}` keys (see [`ConversationRef::key`]).
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
+
+use crate::error::AppError;
+use crate::model::ConversationRef;
+use crate::ssr::entities::{conversation_mutes as mutes, users};
+
+/// Mutes (or unmutes) `conversation` for `me`; the answer is whether it is muted now. Only a
+/// conversation I can open may be muted: another person, or a group I am in (404 otherwise).
+pub async fn set_muted(
+    db: &DatabaseConnection,
+    me: i64,
+    conversation: ConversationRef,
+    muted: bool,
+) -> Result<bool, AppError> {
+    let mine = match conversation {
+        ConversationRef::Direct(peer) => peer != me && users::Entity::find_by_id(peer).one(db).await?.is_some(),
+        ConversationRef::Group(room) => crate::ssr::groups::is_member(db, me, room).await?,
+    };
+    if !mine {
+        return Err(AppError::not_found("no such conversation"));
+    }
+    let key = conversation.key();
+    if muted {
+        let row = mutes::ActiveModel { user_id: Set(me), conversation: Set(key), created_at: Set(Utc::now()) };
+        // Muting twice is muting once.
+        mutes::Entity::insert(row).on_conflict_do_nothing().exec(db).await?;
+    } else {
+        mutes::Entity::delete_many()
+            .filter(mutes::Column::UserId.eq(me))
+            .filter(mutes::Column::Conversation.eq(key))
+            .exec(db)
+            .await?;
+    }
+    Ok(muted)
+}
+
+/// The conversations `me` muted.
+pub async fn muted(db: &DatabaseConnection, me: i64) -> Result<HashSet<ConversationRef>, AppError> {
+    let keys: Vec<String> = mutes::Entity::find()
+        .select_only()
+        .column(mutes::Column::Conversation)
+        .filter(mutes::Column::UserId.eq(me))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(keys.iter().filter_map(|k| ConversationRef::from_key(k)).collect())
+}
+
+/// Whether `me` muted `conversation`.
+pub async fn is_muted(db: &DatabaseConnection, me: i64, conversation: ConversationRef) -> Result<bool, AppError> {
+    Ok(mutes::Entity::find_by_id((me, conversation.key())).one(db).await?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssr::test_support::{for_each_database, user};
+
+    #[tokio::test]
+    async fn a_mute_is_kept_per_person_and_conversation_and_only_for_mine() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let room = crate::ssr::groups::create(&db, &alice, "Team", &[bob.id]).await.unwrap().group.id;
+
+            assert!(set_muted(&db, alice.id, ConversationRef::Direct(bob.id), true).await.unwrap());
+            assert!(set_muted(&db, alice.id, ConversationRef::Direct(bob.id), true).await.unwrap(), "twice is once");
+            assert!(set_muted(&db, alice.id, ConversationRef::Group(room), true).await.unwrap());
+            let expected: HashSet<_> = [ConversationRef::Direct(bob.id), ConversationRef::Group(room)].into();
+            assert_eq!(muted(&db, alice.id).await.unwrap(), expected);
+            assert!(muted(&db, bob.id).await.unwrap().is_empty(), "Bob's side is his own");
+            assert!(is_muted(&db, alice.id, ConversationRef::Group(room)).await.unwrap());
+
+            assert!(!set_muted(&db, alice.id, ConversationRef::Direct(bob.id), false).await.unwrap());
+            assert!(!is_muted(&db, alice.id, ConversationRef::Direct(bob.id)).await.unwrap());
+
+            // Not mine: a group I am not in, myself, nobody.
+            let not_found = |r: Result<bool, AppError>| matches!(r, Err(AppError::NotFound { .. }));
+            assert!(not_found(set_muted(&db, carol.id, ConversationRef::Group(room), true).await));
+            assert!(not_found(set_muted(&db, carol.id, ConversationRef::Direct(carol.id), true).await));
+            assert!(not_found(set_muted(&db, carol.id, ConversationRef::Direct(999_999), true).await));
+        })
+        .await;
+    }
+}
