@@ -1,9 +1,11 @@
 //! Full-text search over the messages people wrote, in each database's own engine, kept in step
 //! with every send, edit and deletion by the database itself:
 //!
-//! - SQLite: an FTS5 index over `messages.body` (external content, so the text is stored once),
-//!   tokenized by `unicode61` with diacritics removed, so case and accents do not matter, with
-//!   prefix indexes for 2 and 3 characters; triggers keep it in step.
+//! - SQLite: a contentless FTS5 index (the text is stored once, in `messages`) of each message's
+//!   body and its audience (`u{sender} u{recipient}`, or `g{room}`), so one query matches the
+//!   words among the conversations a person can see; tokenized by `unicode61` with diacritics
+//!   removed, so case and accents do not matter, with prefix indexes for 2 to 4 characters;
+//!   triggers keep it in step.
 //! - PostgreSQL: a generated `tsvector` column under a text search configuration that lower-cases
 //!   and strips accents (`unaccent`) without stemming, and a GIN index on it.
 //!
@@ -15,17 +17,47 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// A message's audience as FTS5 tokens: `u{sender} u{recipient}` one-to-one, `g{room}` in a group.
+macro_rules! audience {
+    ($row:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $row,
+            ".chat_room_id IS NULL THEN 'u' || ",
+            $row,
+            ".user_id || ' u' || ",
+            $row,
+            ".recipient_id ELSE 'g' || ",
+            $row,
+            ".chat_room_id END"
+        )
+    };
+}
+
 const SQLITE_UP: &[&str] = &[
-    "CREATE VIRTUAL TABLE messages_fts USING fts5(body, content = 'messages', content_rowid = 'id', \
-     tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')",
-    "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE kind = 'text'",
-    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.kind = 'text' BEGIN \
-     INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body); END",
+    // Contentless: the text stays in `messages` only; rows are deleted by id.
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(body, audience, content = '', contentless_delete = 1, \
+     tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4')",
+    concat!(
+        "INSERT INTO messages_fts (rowid, body, audience) SELECT id, body, ",
+        audience!("messages"),
+        " FROM messages WHERE kind = 'text'"
+    ),
+    concat!(
+        "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.kind = 'text' BEGIN ",
+        "INSERT INTO messages_fts (rowid, body, audience) VALUES (new.id, new.body, ",
+        audience!("new"),
+        "); END"
+    ),
     "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.kind = 'text' BEGIN \
-     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body); END",
-    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages WHEN old.kind = 'text' BEGIN \
-     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body); \
-     INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body); END",
+     DELETE FROM messages_fts WHERE rowid = old.id; END",
+    concat!(
+        "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages WHEN old.kind = 'text' BEGIN ",
+        "DELETE FROM messages_fts WHERE rowid = old.id; ",
+        "INSERT INTO messages_fts (rowid, body, audience) VALUES (new.id, new.body, ",
+        audience!("new"),
+        "); END"
+    ),
 ];
 
 const SQLITE_DOWN: &[&str] = &[
