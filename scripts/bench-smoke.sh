@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Smoke run of the load generator (issue 5): every scenario at tiny sizes (chat also with encrypted channels) against a server it spawns
-# itself (target/release/server, free port, temporary database). Builds nothing but the generator:
+# Smoke run of the load generator (issue 5): every scenario at tiny sizes (chat also with encrypted channels,
+# search over a 20,000-message corpus) against a server it spawns itself (target/release/server, free port,
+# temporary database). Builds nothing but the generator:
 # run `cargo leptos build --release` first. Exits non-zero when any scenario errors or reports lost or
 # duplicated messages; the table goes to stdout, the report to target/bench/report-all.md.
 set -euo pipefail

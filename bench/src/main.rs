@@ -379,7 +379,9 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
 fn search_args(cli: &Cli) -> search::SearchArgs {
     match &cli.scenario {
         Scenario::Search(a) if !cli.smoke => a.clone(),
-        Scenario::Search(a) => search::SearchArgs { database_url: a.database_url.clone(), ..search::SearchArgs::smoke() },
+        Scenario::Search(a) => {
+            search::SearchArgs { database_url: a.database_url.clone(), ..search::SearchArgs::smoke() }
+        }
         _ if cli.smoke => search::SearchArgs::smoke(),
         _ => default_args(),
     }
@@ -428,7 +430,7 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
         Scenario::Search(_) => ("search", vec!["search"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
-        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "connections"]),
+        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "search", "connections"]),
     }
 }
 
@@ -679,5 +681,7 @@ mod tests {
         assert_eq!((f.subscribers, f.channels), (1000, 10));
         let g: room::RoomArgs = default_args();
         assert_eq!((g.members, g.rate), (1000, 10.0));
+        let s: search::SearchArgs = default_args();
+        assert_eq!((s.messages, s.conversations, s.concurrency), (1_000_000, 10_000, 10));
     }
 }
