@@ -136,9 +136,33 @@ fn scroll_to_bottom(list: NodeRef<Div>) {
     });
 }
 
-/// Whether the list shows its newest message (within a line of the bottom).
+/// Whether the list shows its newest message (within a line of the bottom). A list not in the
+/// document yet (a page being swapped in) is not: it has no layout to be at the bottom of.
 fn at_bottom(list: NodeRef<Div>) -> bool {
-    list.get_untracked().is_none_or(|el| el.scroll_height() - el.scroll_top() - el.client_height() < 48)
+    match list.get_untracked() {
+        Some(el) if el.is_connected() => el.scroll_height() - el.scroll_top() - el.client_height() < 48,
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// Runs `then` once the list is in the document; gives up after `frames` frames.
+fn when_drawn(list: NodeRef<Div>, frames: u32, then: impl FnOnce() + 'static) {
+    request_animation_frame(move || match list.get_untracked() {
+        Some(el) if el.is_connected() => then(),
+        Some(_) if frames > 0 => when_drawn(list, frames - 1, then),
+        _ => {}
+    });
+}
+
+/// Runs `then` with element `id` once it is in the document: a page being swapped in is drawn a
+/// few frames after its effects run. Gives up after `frames` frames.
+fn when_in_document(id: String, frames: u32, then: impl FnOnce(web_sys::Element) + 'static) {
+    request_animation_frame(move || match document().get_element_by_id(&id) {
+        Some(el) => then(el),
+        None if frames > 0 => when_in_document(id, frames - 1, then),
+        None => {}
+    });
 }
 
 /// Keeps a window listener only as long as the calling component: the window outlives it, and a
@@ -275,12 +299,10 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     let highlighted = RwSignal::new(open_at);
     let picking = RwSignal::new(None::<i64>);
     let show = move |id: i64| {
-        request_animation_frame(move || {
-            if let Some(el) = document().get_element_by_id(&format!("m-{id}")) {
-                let options = web_sys::ScrollIntoViewOptions::new();
-                options.set_block(web_sys::ScrollLogicalPosition::Center);
-                el.scroll_into_view_with_scroll_into_view_options(&options);
-            }
+        when_in_document(format!("m-{id}"), 120, move |el| {
+            let options = web_sys::ScrollIntoViewOptions::new();
+            options.set_block(web_sys::ScrollLogicalPosition::Center);
+            el.scroll_into_view_with_scroll_into_view_options(&options);
             focus_element(&format!("m-{id}"));
         });
         highlighted.set(Some(id));
@@ -368,13 +390,14 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             focus_element("composer-body");
         }
     });
-    // Open at the message asked for, else at the newest.
+    // Open at the message asked for, else at the "New messages" divider or the newest, once the
+    // list is in the document (after a client-side navigation it is drawn a few frames later).
     Effect::new(move |_| {
         if list.get().is_some() {
-            match open_at {
+            when_drawn(list, 120, move || match open_at {
                 Some(id) => jump.run(id),
                 None => open_at_unread_or_bottom(list),
-            }
+            });
             interactive.set(true);
         }
     });
@@ -465,8 +488,9 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             return;
         }
         // Only a view at the newest message follows what the catch-up brings; one opened at a
-        // search hit, or scrolled up into history, stays where it is.
-        let was_at_bottom = at_bottom(list);
+        // search hit or at the "New messages" divider, or scrolled up into history, stays where
+        // it is. Before the list is drawn, where it opens is the opening's business (below).
+        let was_at_bottom = list.get_untracked().is_some() && at_bottom(list);
         spawn_local(async move {
             loop {
                 loop {

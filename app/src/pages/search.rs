@@ -178,7 +178,11 @@ fn Results(found: SearchPage, first: u32, text: String, scope: Option<Conversati
         let count = hits.with(Vec::len) as u32;
         let to = from + count - 1;
         let more = if has_more.get() { " (more below)" } else { "" };
-        if from == 1 { format!("{count} messages{more}") } else { format!("Messages {from}–{to}{more}") }
+        match (from, count) {
+            (1, 1) => format!("1 message{more}"),
+            (1, _) => format!("{count} messages{more}"),
+            _ => format!("Messages {from}–{to}{more}"),
+        }
     };
     view! {
         <p class="search-summary" role="status">
@@ -202,6 +206,14 @@ fn Results(found: SearchPage, first: u32, text: String, scope: Option<Conversati
 fn HitRow(hit: SearchHit, clock: LocalClock) -> impl IntoView {
     let at = hit.created_at;
     let href = hit.href();
+    // Who wrote it: "You", the person (a group's member), or nothing when the conversation's
+    // name already says it (the other person, one-to-one).
+    let me = use_context::<crate::model::CurrentUser>().map(|u| u.id);
+    let who = match hit.conversation {
+        _ if Some(hit.sender_id) == me => Some("You".to_owned()),
+        ConversationRef::Direct(peer) if peer == hit.sender_id => None,
+        _ => Some(hit.sender_name.clone()),
+    };
     view! {
         <li class="search-hit">
             <a href=href data-testid="search-hit">
@@ -213,7 +225,7 @@ fn HitRow(hit: SearchHit, clock: LocalClock) -> impl IntoView {
                         }}
                     </time>
                 </span>
-                <span class="hit-who">{hit.sender_name.clone()}</span>
+                {who.map(|who| view! { <span class="hit-who">{who}</span> })}
                 <span class="hit-text">
                     {hit
                         .excerpt

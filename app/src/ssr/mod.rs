@@ -92,11 +92,22 @@ pub fn is_foreign_key_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
 }
 
+/// Connections to a SQLite file: readers side by side (WAL), one writer at a time.
+const SQLITE_CONNECTIONS: u32 = 8;
+
 /// Opens the pool. SQLite files use WAL (readers never wait for the writer) and enforce foreign keys.
 /// They do not checkpoint the WAL on commit (that would put a file sync in some request's path):
 /// a server calls [`checkpoint_sqlite`] from the background instead.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
+    // sea-orm gives SQLite one connection unless told otherwise, which made every query of the
+    // server wait for the one before it (searches at 10 at a time: 60 % more per second with 8).
+    // WAL lets readers run beside the writer, and writes take turns anyway
+    // ([`sqlite_write_turn`]). An in-memory database is one per connection: it keeps one.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if url.starts_with("sqlite:") && !in_memory {
+        options.max_connections(SQLITE_CONNECTIONS);
+    }
     options.sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
         opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
