@@ -82,7 +82,9 @@ export async function sendByApi(from: Person, to: Person, body: string, extra: R
 }
 
 export const log = (page: Page) => page.getByRole('log');
-export const contactRow = (page: Page, name: string) => page.getByRole('complementary', { name: 'Contacts' }).getByRole('link', { name });
+/** A row of the contact list (not the "Search messages for …" link above it, which may name the same text). */
+export const contactRow = (page: Page, name: string) =>
+  page.getByRole('complementary', { name: 'Contacts' }).locator('.contact-list').getByRole('link', { name });
 
 
 /** Waits until the tab's realtime connection is up and subscribed to the user's channel. */
