@@ -365,7 +365,10 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
     if let (Some(a), Some(b)) = (rss0, ctx.server_pid.and_then(stats::rss_bytes))
         && name != "bundle"
     {
-        r.figure("server RSS at start / end of scenario", format!("{} / {}", stats::bytes(a), stats::bytes(b)));
+        r.figure(
+            "server RSS at start / end of scenario (without file mappings)",
+            format!("{} / {}", stats::bytes(a), stats::bytes(b)),
+        );
     }
     r.wall = wall0.elapsed();
     r.cpu = stats::cpu_time().saturating_sub(cpu0);

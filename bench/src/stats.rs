@@ -141,12 +141,18 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
-/// VmRSS of a process in bytes, from `/proc/{pid}/status`.
+/// The memory a process holds of its own, in bytes: its resident set without file mappings
+/// (`RssAnon` + `RssShmem` in `/proc/{pid}/status`). Pages of a mapped file (the executable, a
+/// SQLite database read through `mmap`) are the kernel's page cache, there with or without the
+/// mapping, and counted once per mapping in `VmRSS`: eight connections mapping one database file
+/// would count it eight times.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field("RssAnon:")? + field("RssShmem:").unwrap_or(0)) * 1024)
 }
 
 #[cfg(test)]

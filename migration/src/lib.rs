@@ -11,6 +11,8 @@ mod m20261202_000006_group_membership;
 mod m20261202_000007_message_actions;
 mod m20261203_000008_message_search;
 mod m20261203_000009_conversation_mutes;
+mod m20261203_000010_scoped_search;
+pub mod search_index;
 
 pub struct Migrator;
 
@@ -27,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_message_actions::Migration),
             Box::new(m20261203_000008_message_search::Migration),
             Box::new(m20261203_000009_conversation_mutes::Migration),
+            Box::new(m20261203_000010_scoped_search::Migration),
         ]
     }
 }

@@ -34,7 +34,7 @@ macro_rules! audience {
     };
 }
 
-const SQLITE_UP: &[&str] = &[
+pub(crate) const SQLITE_UP: &[&str] = &[
     // Contentless: the text stays in `messages` only; rows are deleted by id.
     "CREATE VIRTUAL TABLE messages_fts USING fts5(body, audience, content = '', contentless_delete = 1, \
      tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3 4')",

@@ -225,6 +225,12 @@ async fn create_demo_history(db: &DatabaseConnection, alice: i64, bob: i64) -> R
     match messages::Entity::insert_many(rows).exec(db).await {
         // Another `demo-accounts` run inserted the same history first.
         Err(e) if app::ssr::is_unique_violation(&e) => Ok(()),
-        result => result.map(|_| ()).map_err(AppError::from),
+        // Inserted directly, so put in the search index here (SQLite; PostgreSQL's follows).
+        Ok(inserted) => {
+            migration::search_index::index_after(db, inserted.last_insert_id.map_or(0, |last| last - DEMO_HISTORY))
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -222,7 +222,10 @@ pub async fn seed_corpus(db: &DatabaseConnection, corpus: Corpus) -> Result<serd
             ..Default::default()
         }
     });
+    let before = last_message_id(db).await.map_err(db_err)?;
     insert_in_batches(db, rows).await?;
+    // Inserted directly, so put in the search index here (SQLite; PostgreSQL's follows the rows).
+    migration::search_index::index_after(db, before).await.map_err(db_err)?;
     let messages_seconds = messages_started.elapsed().as_secs_f64();
 
     // The planner's statistics, as PostgreSQL's autovacuum would gather them after such a load.
@@ -283,6 +286,13 @@ fn sentence(words: &[String], ranks: &[usize], ending: usize) -> String {
 /// Inserts `rows` with multi-row INSERTs of [`ROWS_PER_STATEMENT`], [`ROWS_PER_TRANSACTION`] a
 /// transaction, checkpointing SQLite's write-ahead log after each (the server does that, not
 /// SQLite, so a long load would otherwise grow it without bound).
+/// The newest message's id (0 without any).
+async fn last_message_id(db: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
+    let last: Option<Option<i64>> =
+        messages::Entity::find().select_only().column_as(messages::Column::Id.max(), "id").into_tuple().one(db).await?;
+    Ok(last.flatten().unwrap_or(0))
+}
+
 async fn insert_in_batches<A>(db: &DatabaseConnection, rows: impl Iterator<Item = A>) -> Result<(), String>
 where
     A: ActiveModelTrait + Send,

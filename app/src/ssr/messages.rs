@@ -14,9 +14,11 @@ use std::time::Instant;
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+
+use migration::search_index;
 
 use crate::error::AppError;
 use crate::model::{
@@ -256,6 +258,8 @@ pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Resu
     active.updated_at = Set(now);
     active.change_seq = Set(seq);
     let row = active.update(&tx).await?;
+    // The database took the old words out of the search index with the old body.
+    search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
     tx.commit().await?;
     Ok((present_one(db, row).await?, true))
 }
@@ -526,22 +530,24 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     };
     let turn = crate::ssr::sqlite_write_turn(db).await;
     let at = Utc::now();
-    let inserted = messages::ActiveModel {
-        body: Set(body),
-        user_id: Set(new.me),
-        recipient_id: Set(recipient_id),
-        chat_room_id: Set(room_id),
-        client_id: Set(new.client_id.to_owned()),
-        kind: Set(MessageKind::Text.as_str().to_owned()),
-        read_at: Set(None),
-        edited_at: Set(None),
-        deleted_at: Set(None),
-        created_at: Set(at),
-        updated_at: Set(at),
-        reply_to_id: Set(reply_to_id),
-        ..Default::default()
-    }
-    .insert(db)
+    let inserted = insert_searchable(
+        db,
+        messages::ActiveModel {
+            body: Set(body),
+            user_id: Set(new.me),
+            recipient_id: Set(recipient_id),
+            chat_room_id: Set(room_id),
+            client_id: Set(new.client_id.to_owned()),
+            kind: Set(MessageKind::Text.as_str().to_owned()),
+            read_at: Set(None),
+            edited_at: Set(None),
+            deleted_at: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+            reply_to_id: Set(reply_to_id),
+            ..Default::default()
+        },
+    )
     .await;
     drop(turn);
     if inserted.is_err() {
@@ -559,6 +565,19 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         Err(e) => return Err(e.into()),
     };
     Ok(Sent { message: present_one(db, row).await?, created })
+}
+
+/// Inserts a message people wrote and, on SQLite, puts it in the search index in the same
+/// transaction (PostgreSQL's index follows the row by itself: one statement, no transaction).
+pub async fn insert_searchable(db: &DatabaseConnection, row: messages::ActiveModel) -> Result<messages::Model, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return row.insert(db).await;
+    }
+    let tx = db.begin().await?;
+    let row = row.insert(&tx).await?;
+    search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// A conversation's messages up to `up_to_id` that changed after change `after` (at most

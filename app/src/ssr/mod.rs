@@ -95,6 +95,9 @@ pub fn is_foreign_key_violation(err: &DbErr) -> bool {
 /// Connections to a SQLite file: readers side by side (WAL), one writer at a time.
 const SQLITE_CONNECTIONS: u32 = 8;
 
+/// How much of a SQLite file is read through memory mapping.
+const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+
 /// Opens the pool. SQLite files use WAL (readers never wait for the writer) and enforce foreign keys.
 /// They do not checkpoint the WAL on commit (that would put a file sync in some request's path):
 /// a server calls [`checkpoint_sqlite`] from the background instead.
@@ -114,6 +117,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("wal_autocheckpoint", "0")
+            // Pages read through memory mapping, not one `pread` and copy each (searches read
+            // many pages of the full-text index): up to 1 GiB of the file, shared by the
+            // connections and the kernel's page cache.
+            .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
     });
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DbBackend::Sqlite {

@@ -61,7 +61,7 @@ pub async fn user(db: &DatabaseConnection, name: &str) -> users::Model {
 /// Ids grow with every insert, so the order of calls is the order of the conversation.
 pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) -> messages::Model {
     let now = Utc::now();
-    messages::ActiveModel {
+    let row = messages::ActiveModel {
         body: Set(body.to_owned()),
         user_id: Set(from),
         recipient_id: Set(Some(to)),
@@ -74,10 +74,8 @@ pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) ->
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("insert message")
+    };
+    crate::ssr::messages::insert_searchable(db, row).await.expect("insert message")
 }
 
 /// A send limiter that never refuses.
