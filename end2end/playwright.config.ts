@@ -28,6 +28,7 @@ function server(port: number, dir: string, extra: Record<string, string> = {}) {
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_OUTPUT_NAME: 'banter',
       DATABASE_URL: `sqlite://${dir}/banter.sqlite?mode=rwc`,
+      UPLOADS_DIR: path.join(dir, 'uploads'),
       RUST_LOG: 'warn',
       // ID/KEY/SECRET without HOST/CLUSTER: the embedded Pusher server, with credentials the sdk tests know.
       PUSHER_APP_ID: 'banter-e2e',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command 2: install test dependencies, then run every test: the toolchain script's own test,
 # rustfmt, clippy (server and browser feature sets), the WASM dependency check, the Rust unit and
-# integration tests (SQLite, and PostgreSQL when reachable), the release build, command 1
+# integration tests (SQLite, and PostgreSQL when reachable; attachments on the local disk and on
+# S3 through moto, installed from PyPI and started here), the release build, command 1
 # (scripts/serve.sh) until it answers /healthz, Playwright against the release build, and a smoke
 # run of the load generator (bench/).
 # Exits non-zero on any failure; ends with one "TOTAL: N passed, N failed" line.
@@ -85,8 +86,45 @@ postgres_url() {
   fi
 }
 
+# An S3-compatible server for the attachment store's tests: moto (PyPI) in server mode, in a
+# virtualenv of its own under ~/.cache/banter, installed once; started on a free port by
+# rust_tests and stopped after them.
+MOTO_VENV="$HOME/.cache/banter/moto-venv"
+ensure_moto() {
+  if [ -x "$MOTO_VENV/bin/moto_server" ]; then return 0; fi
+  echo "installing moto (an S3-compatible test server, from PyPI) into $MOTO_VENV"
+  command -v python3 >/dev/null || { echo "python3 is needed for moto (the S3 test server)"; return 1; }
+  rm -rf "$MOTO_VENV"
+  if ! python3 -m venv "$MOTO_VENV" 2>/dev/null; then
+    # Debian's own python3 keeps venv in a package of its own.
+    [ "$(id -u)" = 0 ] || { echo "python3 -m venv failed: install Debian's python3-venv"; return 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$MOTO_VENV" || return 1
+  fi
+  "$MOTO_VENV/bin/pip" install -q 'moto[server]>=5,<6'
+}
+
+# start_moto: starts moto on a free port, exports BANTER_TEST_S3_ENDPOINT; MOTO_PID is its pid.
+MOTO_PID=""
+start_moto() {
+  local port deadline=$((SECONDS + 60))
+  port=$(free_port) || return 1
+  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG_DIR/moto.log" 2>&1 &
+  MOTO_PID=$!
+  until [ "$(http_status "http://127.0.0.1:$port/moto-api/")" = 200 ]; do
+    if ! kill -0 "$MOTO_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "moto did not start; its log:"; tail -n 20 "$LOG_DIR/moto.log"
+      return 1
+    fi
+    sleep 0.3
+  done
+  curl -s -f -X PUT "http://127.0.0.1:$port/banter-test" >/dev/null || { echo "cannot create the test bucket"; return 1; }
+  export BANTER_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  echo "moto (S3) on $BANTER_TEST_S3_ENDPOINT: the attachment tests run on the local disk and on S3"
+}
+
 rust_tests() {
-  local pg
+  local pg status
+  ensure_moto && start_moto || return 1
   pg=$(postgres_url)
   if [ -n "$pg" ]; then
     echo "PostgreSQL reachable: the database suite runs on SQLite and on PostgreSQL"
@@ -96,6 +134,9 @@ rust_tests() {
   fi
   # Release profile: it shares every dependency build with the release server below.
   cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p bench
+  status=$?
+  kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null
+  return $status
 }
 
 free_port() {

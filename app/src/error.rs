@@ -28,6 +28,9 @@ pub enum AppError {
     NotFound { message: String },
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
+    /// A file or request over a stated size limit.
+    #[error("{message}")]
+    TooLarge { message: String },
     /// Something broke on our side. The details are logged, never sent.
     #[error("something went wrong on our side; please try again")]
     Internal,
@@ -58,6 +61,7 @@ impl AppError {
             Self::Unauthorized => 401,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
+            Self::TooLarge { .. } => 413,
             Self::RateLimited { .. } => 429,
             Self::Internal => 500,
             Self::Transport { .. } => 502,

@@ -1,6 +1,9 @@
 //! Banter's shared crate: routes, pages, components, server functions and wire types.
 //! `ssr` builds the server half, `hydrate` the browser half; never both at once.
 
+// Leptos view types nest deeply (the composer's, hydrating, passes the default 128).
+#![recursion_limit = "256"]
+
 #[cfg(all(feature = "ssr", feature = "hydrate"))]
 compile_error!("`ssr` and `hydrate` are separate builds: enable one of them, not both");
 

@@ -81,7 +81,49 @@ pub struct ChatMessage {
     /// Reactions, in the order each emoji was first added.
     #[serde(default)]
     pub reactions: Vec<Reaction>,
+    /// Files sent with it, in the order they were attached.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
+
+/// A file sent with a message, as the browser shows it: an image preview or a file chip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: i64,
+    /// The name it was uploaded with, made safe to show and to save under.
+    pub name: String,
+    /// What its bytes are (sniffed on upload, never the browser's claim).
+    pub content_type: String,
+    pub size: i64,
+    /// Pixel size of an image that decoded as one; `None` for other files.
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    /// Whether a smaller preview exists (`url` + `/preview`).
+    #[serde(default)]
+    pub preview: bool,
+}
+
+impl Attachment {
+    /// Where it is downloaded (or shown full size), through Banter's checks.
+    pub fn url(&self) -> String {
+        format!("/files/{}", self.id)
+    }
+
+    /// Where its preview is, when it has one.
+    pub fn preview_url(&self) -> Option<String> {
+        self.preview.then(|| format!("/files/{}/preview", self.id))
+    }
+
+    /// An image shown inline (it decoded as one of the types served inline).
+    pub fn is_image(&self) -> bool {
+        self.width.is_some() && self.height.is_some()
+    }
+}
+
+/// The most files one message may carry.
+pub const ATTACHMENTS_PER_MESSAGE: usize = 10;
+/// The largest file Banter accepts, in bytes (25 MB).
+pub const ATTACHMENT_MAX_BYTES: u64 = 25 * 1000 * 1000;
 
 impl ChatMessage {
     /// Whether `user_id` may still edit this message at `now`: their own text, not deleted, sent

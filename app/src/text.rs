@@ -617,6 +617,16 @@ pub fn preview(body: &str, max_chars: usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
+/// `text` as a URL query value: everything but unreserved characters percent-encoded (UTF-8).
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Segment::{Link, Text};
@@ -916,6 +926,11 @@ mod tests {
         assert_eq!(byte_offset_of_utf16(text, 3), 5);
         assert_eq!(byte_offset_of_utf16(text, 4), 7);
         assert_eq!(byte_offset_of_utf16(text, 99), 7);
+    }
+
+    #[test]
+    fn query_values_escape_everything_but_unreserved_characters() {
+        assert_eq!(query_value("a b&c=d/é.png"), "a%20b%26c%3Dd%2F%C3%A9.png");
     }
 
     #[test]

@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::model::{
-    ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, GroupInfo, MessageKind, Reaction, ReplyQuote,
+    Attachment, ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, GroupInfo, MessageKind, Reaction,
+    ReplyQuote,
 };
 use crate::realtime::{GroupChanged, LiveEvent};
 use crate::time;
@@ -56,6 +57,7 @@ pub struct Row {
     pub deleted: bool,
     pub reply_to: Option<ReplyQuote>,
     pub reactions: Vec<Reaction>,
+    pub attachments: Vec<Attachment>,
 }
 
 impl Row {
@@ -74,6 +76,7 @@ impl Row {
             deleted: m.deleted,
             reply_to: m.reply_to,
             reactions: m.reactions,
+            attachments: m.attachments,
         }
     }
 
@@ -92,6 +95,7 @@ impl Row {
             deleted: false,
             reply_to: draft.reply_to,
             reactions: Vec::new(),
+            attachments: draft.attachments,
         }
     }
 
@@ -141,6 +145,8 @@ pub struct Draft {
     pub client_id: String,
     pub body: String,
     pub reply_to: Option<ReplyQuote>,
+    /// Files already uploaded, sent with it.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A message of mine still to go out, as this browser keeps it across page loads.
@@ -150,11 +156,18 @@ pub struct Unsent {
     pub body: String,
     pub reply_to: Option<ReplyQuote>,
     pub written_at: DateTime<Utc>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 impl Unsent {
     pub fn draft(&self) -> Draft {
-        Draft { client_id: self.client_id.clone(), body: self.body.clone(), reply_to: self.reply_to.clone() }
+        Draft {
+            client_id: self.client_id.clone(),
+            body: self.body.clone(),
+            reply_to: self.reply_to.clone(),
+            attachments: self.attachments.clone(),
+        }
     }
 }
 
@@ -378,6 +391,7 @@ impl Timeline {
         row.deleted = true;
         row.body.clear();
         row.reactions.clear();
+        row.attachments.clear();
         let quote = row.quote();
         self.requote(quote);
         true
@@ -593,6 +607,7 @@ impl Timeline {
                 body: r.body.clone(),
                 reply_to: r.reply_to.clone(),
                 written_at: r.created_at,
+                attachments: r.attachments.clone(),
             })
             .collect()
     }
@@ -603,6 +618,7 @@ impl Timeline {
             client_id: r.client_id.clone(),
             body: r.body.clone(),
             reply_to: r.reply_to.clone(),
+            attachments: r.attachments.clone(),
         })
     }
 
@@ -832,6 +848,7 @@ mod tests {
             deleted: false,
             reply_to: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -878,7 +895,7 @@ mod tests {
     }
 
     fn draft(client_id: &str, body: &str) -> Draft {
-        Draft { client_id: client_id.into(), body: body.into(), reply_to: None }
+        Draft { client_id: client_id.into(), body: body.into(), reply_to: None, attachments: Vec::new() }
     }
 
     /// What the outbox would send next, as `(client_id, body)`.
@@ -1528,7 +1545,9 @@ mod tests {
         let mut t = Timeline::new(ME, &direct_page(vec![direct(1, PEER, "a")]));
         let quote = t.quote_of(1).unwrap();
         assert_eq!(quote.sender_name, format!("user{PEER}"));
-        t.write(Draft { client_id: "r".into(), body: "yes".into(), reply_to: Some(quote.clone()) }, at(1), true);
+        let draft =
+            Draft { client_id: "r".into(), body: "yes".into(), reply_to: Some(quote.clone()), attachments: Vec::new() };
+        t.write(draft, at(1), true);
         assert_eq!(t.rows()[1].reply_to.as_ref(), Some(&quote), "shown at once, quoted");
         assert!(t.flush_waiting());
         assert_eq!(t.next_to_send().unwrap().reply_to.map(|q| q.id), Some(1), "sent as a reply");

@@ -238,7 +238,7 @@ test('without JavaScript, edit, delete and quick reactions are plain forms', { t
   await openChat(alice, info, bob);
   for (const text of ['form typo', 'form delete me']) {
     await alice.page.getByLabel('Message', { exact: true }).fill(text);
-    await alice.page.getByRole('button', { name: 'Send' }).click();
+    await alice.page.getByRole('button', { name: 'Send', exact: true }).click();
     await expect(item(alice.page, text)).toBeVisible();
   }
 

@@ -14,7 +14,7 @@ test('message text is text: markup shows literally and runs nothing', async ({ b
 
   await openChat(alice, info, bob);
   await alice.page.getByLabel('Message', { exact: true }).fill(evil);
-  await alice.page.getByRole('button', { name: 'Send' }).click();
+  await alice.page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(log(alice.page)).toContainText(evil);
 
   await openChat(bob, info, alice);
@@ -55,14 +55,14 @@ test('without JavaScript the composer is a plain form that posts', { tag: '@no-j
   const bob = await person(browser, info, 'form-b');
   await openChat(alice, info, bob);
   await alice.page.getByLabel('Message', { exact: true }).fill('Sent by a plain form\nwith two lines');
-  await alice.page.getByRole('button', { name: 'Send' }).click();
+  await alice.page.getByRole('button', { name: 'Send', exact: true }).click();
   // The form posts, and the server sends the browser back to the conversation.
   await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}\\??$`));
   await expect(log(alice.page)).toContainText('Sent by a plain form\nwith two lines');
 
   // An empty message is refused with a specific error, and nothing is stored.
   await alice.page.getByLabel('Message', { exact: true }).fill('   ');
-  await alice.page.getByRole('button', { name: 'Send' }).click();
+  await alice.page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(alice.page.getByRole('alert')).toHaveText('a message cannot be empty');
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
   await alice.context.close();

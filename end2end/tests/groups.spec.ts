@@ -131,7 +131,7 @@ test('without JavaScript a group is created and used with plain forms', { tag: '
   await expect(ann.page.locator('.conversation-header .peer-name')).toHaveText('Plain forms');
   await expectAccessible(ann.page, 'group conversation without JavaScript');
   await ann.page.getByLabel('Message', { exact: true }).fill('Hello from a form');
-  await ann.page.getByRole('button', { name: 'Send' }).click();
+  await ann.page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(ann.page).toHaveURL(new RegExp(`/chat/g/${room}\\??$`));
   await expect(item(ann.page, 'Hello from a form')).toBeVisible();
   await ben.page.goto(`/chat/g/${room}`);

@@ -1,7 +1,7 @@
 // Keeping your place: messages that arrive while you read history do not move the view (a
 // "↓ N new messages" button counts them); a "New messages" divider above what you had not read,
 // where the view starts when it is more than a screen; drafts kept per conversation; and an
-// outbox that survives a reload and sends each message once.
+// outbox that survives a reload and a conversation switch and sends each message once.
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
@@ -147,4 +147,44 @@ test('a message written while sends fail survives a reload and is sent once when
   await expect(waiting).toHaveCount(1);
   expect((await stored(bob, alice)).filter((b) => b === 'kept through a reload')).toHaveLength(1);
   await done(alice, bob);
+});
+
+test('a message waiting in the outbox is sent once, to the right person, after switching conversations and reloading', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'switch-a');
+  const bob = await person(browser, info, 'switch-b');
+  const carol = await person(browser, info, 'switch-c');
+  await sendByApi(bob, alice, 'are you there?');
+  await sendByApi(carol, alice, 'hi from carol');
+  await openChat(alice, info, bob);
+  await live(alice);
+  await alice.page.route('**/api/messages/send', (route) => route.abort());
+  await send(alice, 'for bob, written while sends fail');
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'for bob, written while sends fail' }).locator('.ticks.waiting')).toBeVisible();
+
+  // Alice leaves for Carol's conversation (Bob's message is not in this log) and reloads there.
+  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
+  await contacts.getByRole('link', { name: new RegExp(carol.name) }).click();
+  await expect(log(alice.page).getByText('hi from carol')).toBeVisible();
+  await expect(log(alice.page).getByText('for bob, written while sends fail')).toHaveCount(0);
+  await alice.page.reload();
+  await expect(alice.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  expect(await stored(bob, alice)).not.toContain('for bob, written while sends fail');
+
+  // The connection is back while Carol's conversation is open: Bob gets it once, Carol never.
+  await alice.page.unroute('**/api/messages/send');
+  await alice.context.setOffline(true);
+  await alice.context.setOffline(false);
+  await expect.poll(async () => (await stored(bob, alice)).filter((b) => b === 'for bob, written while sends fail').length).toBe(1);
+  expect(await stored(carol, alice)).not.toContain('for bob, written while sends fail');
+  await expect(log(alice.page).getByText('for bob, written while sends fail')).toHaveCount(0);
+
+  // Back in Bob's conversation it shows once, sent, and nothing more goes out.
+  await contacts.getByRole('link', { name: new RegExp(bob.name) }).click();
+  const sent = log(alice.page).getByRole('listitem').filter({ hasText: 'for bob, written while sends fail' });
+  await expect(sent).toHaveCount(1);
+  await expect(sent.locator('.ticks.waiting')).toHaveCount(0);
+  await alice.page.reload();
+  await expect(sent).toHaveCount(1);
+  expect((await stored(bob, alice)).filter((b) => b === 'for bob, written while sends fail')).toHaveLength(1);
+  await done(alice, bob, carol);
 });

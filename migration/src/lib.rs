@@ -12,6 +12,7 @@ mod m20261202_000007_message_actions;
 mod m20261203_000008_message_search;
 mod m20261203_000009_conversation_mutes;
 mod m20261203_000010_scoped_search;
+mod m20261203_000011_attachments;
 pub mod search_index;
 
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_message_search::Migration),
             Box::new(m20261203_000009_conversation_mutes::Migration),
             Box::new(m20261203_000010_scoped_search::Migration),
+            Box::new(m20261203_000011_attachments::Migration),
         ]
     }
 }

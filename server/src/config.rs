@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use app::ssr::security::{CookieSecure, IpBlock, Limit, Limits, SecurityPolicy};
+use app::ssr::storage::S3Settings;
 use pusher_protocol::encryption::MasterKey;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +40,16 @@ pub struct Config {
     /// credentials were configured (something outside may publish with them), not when generated.
     pub pusher_http_api: Option<bool>,
     pub http: HttpLimits,
+    /// Where attachments are kept.
+    pub storage: StorageConfig,
+}
+
+/// Where attachments are kept: a folder (`UPLOADS_DIR`, `data/uploads` by default) or an
+/// S3-compatible bucket (`S3_BUCKET` and the other `S3_*` variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    Local(PathBuf),
+    S3(S3Settings),
 }
 
 /// The embedded Pusher server's caps (0 means no limit).
@@ -180,8 +191,38 @@ impl Config {
             sockets: sockets_from(&get)?,
             pusher_http_api: get("PUSHER_HTTP_API").map(|v| boolean("PUSHER_HTTP_API", &v)).transpose()?,
             http: http_from(&get)?,
+            storage: storage_from(&get)?,
         })
     }
+}
+
+/// `S3_BUCKET` chooses S3; `S3_ENDPOINT` (or `AWS_ENDPOINT_URL`) a non-AWS server, which is then
+/// addressed path-style unless `S3_PATH_STYLE=false`; `S3_REGION` (or `AWS_REGION`,
+/// `AWS_DEFAULT_REGION`); keys from `S3_ACCESS_KEY_ID`/`S3_SECRET_ACCESS_KEY` or the usual `AWS_*`.
+fn storage_from(get: &impl Fn(&str) -> Option<String>) -> Result<StorageConfig, ConfigError> {
+    let Some(bucket) = get("S3_BUCKET") else {
+        return Ok(StorageConfig::Local(PathBuf::from(
+            get("UPLOADS_DIR").unwrap_or_else(|| "data/uploads".to_owned()),
+        )));
+    };
+    let endpoint = get("S3_ENDPOINT").or_else(|| get("AWS_ENDPOINT_URL"));
+    if let Some(url) = &endpoint
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid("S3_ENDPOINT", format!("{url:?} must start with http:// or https://")));
+    }
+    let path_style = match get("S3_PATH_STYLE") {
+        Some(v) => boolean("S3_PATH_STYLE", &v)?,
+        None => endpoint.is_some(),
+    };
+    Ok(StorageConfig::S3(S3Settings {
+        bucket: bucket.trim().to_owned(),
+        region: get("S3_REGION").or_else(|| get("AWS_REGION")).or_else(|| get("AWS_DEFAULT_REGION")),
+        access_key_id: get("S3_ACCESS_KEY_ID"),
+        secret_access_key: get("S3_SECRET_ACCESS_KEY"),
+        endpoint,
+        path_style,
+    }))
 }
 
 fn boolean(var: &'static str, value: &str) -> Result<bool, ConfigError> {

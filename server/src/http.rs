@@ -24,6 +24,9 @@ use crate::config::HttpLimits;
 /// How long open requests get to finish after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a file upload may take: 25 MB over a slow uplink (about 0.35 Mbit/s) still makes it.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Serves `app` on `listener` until `shutdown` resolves, within `limits`. Every request carries
 /// the peer's address as `ConnectInfo<SocketAddr>`. The listener may be bound to port 0 (tests).
 pub async fn serve(
@@ -93,6 +96,8 @@ async fn answer(
     timeout: Duration,
 ) -> Result<Response, Infallible> {
     request.extensions_mut().insert(ConnectInfo(peer));
+    // An upload's time is mostly spent receiving its body, which the handler reads as it comes.
+    let timeout = if request.uri().path() == "/api/uploads" { timeout.max(UPLOAD_TIMEOUT) } else { timeout };
     let request = request.map(Body::new);
     let respond = async move {
         let Ok(_turn) = in_flight.acquire_owned().await else { return busy() };

@@ -2,6 +2,7 @@
 //! does lives in `app`; this crate wires it to the network.
 
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod publisher;
 pub mod pusher;
@@ -89,6 +90,8 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     // Every request body, `/api/*` forms and the Pusher HTTP API alike, is small: a message is
     // at most 5,000 characters. Larger bodies get 413 before they are read.
     let app = app.layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+    // Files have their own, larger limit (and stream to storage as they arrive).
+    let app = if state.storage.is_some() { app.merge(files::router(state.clone())) } else { app };
     security::protect(app, &state)
 }
 
@@ -126,6 +129,31 @@ async fn api_error_status(request: Request, next: Next) -> Response {
         parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The attachment store the configuration names, opened (the local folder is created).
+pub fn open_storage(config: &Config) -> Result<app::ssr::storage::Storage, String> {
+    let storage = match &config.storage {
+        config::StorageConfig::Local(dir) => app::ssr::storage::Storage::local(dir)?,
+        config::StorageConfig::S3(settings) => app::ssr::storage::Storage::s3(settings)?,
+    };
+    tracing::info!(backend = storage.backend(), "attachments: store opened");
+    Ok(storage)
+}
+
+/// Removes uploads that were never sent, once they are a day old; checks every hour.
+pub fn spawn_upload_sweeper(db: DatabaseConnection, storage: app::ssr::storage::Storage) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match app::ssr::attachments::sweep_unsent(&db, &storage, app::ssr::attachments::ORPHAN_AGE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "attachments: removed uploads never sent"),
+                Err(e) => tracing::warn!(error = %e, "attachments: the sweep of unsent uploads failed"),
+            }
+        }
+    });
 }
 
 /// Deletes expired sessions once an hour, for as long as the server runs.

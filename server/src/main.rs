@@ -95,7 +95,13 @@ async fn serve() -> ExitCode {
     let hub = realtime.hub.clone();
     let http_api = realtime.http_api;
     let encrypted = realtime.settings.encryption.is_some();
-    let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone());
+    let storage = match server::open_storage(&config) {
+        Ok(storage) => storage,
+        Err(e) => return fail(&e),
+    };
+    server::spawn_upload_sweeper(db.clone(), storage.clone());
+    let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
+        .with_storage(storage);
     let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref(), http_api);
     match &hub {
         Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),

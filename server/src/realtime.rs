@@ -193,7 +193,8 @@ async fn authorize(
     Ok(auth)
 }
 
-fn error_response(error: &AppError) -> Response {
+/// `error` as a JSON answer with its status.
+pub(crate) fn error_response(error: &AppError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(error)).into_response()
 }

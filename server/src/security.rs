@@ -68,7 +68,7 @@ impl Guard {
              script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
              style-src 'self'; \
              style-src-attr 'unsafe-inline'; \
-             img-src 'self' data:; \
+             img-src 'self' data: blob:; \
              connect-src 'self'{}{extra}; \
              frame-ancestors 'none'; \
              base-uri 'self'; \

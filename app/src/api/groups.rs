@@ -62,13 +62,15 @@ pub async fn send_to_group(
     client_id: String,
     #[server(default)] socket_id: Option<String>,
     #[server(default)] reply_to_id: Option<i64>,
+    #[server(default)] attachments: Vec<i64>,
 ) -> Result<ChatMessage, AppError> {
+    use crate::ssr::messages::Draft;
     use crate::ssr::{groups, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
     let exclude = realtime::sending_socket(socket_id.as_deref())?;
-    let sent =
-        groups::send(request.db(), &request.state.send_limiter, &me, room_id, &body, &client_id, reply_to_id).await?;
+    let draft = Draft { body: &body, client_id: &client_id, reply_to_id, attachments: &attachments };
+    let sent = groups::send_draft(request.db(), &request.state.send_limiter, &me, room_id, draft).await?;
     realtime::announce_message(request.state.broadcaster.as_ref(), &sent.message, exclude);
     Ok(sent.message)
 }

@@ -104,21 +104,15 @@ pub async fn send_message(
     client_id: String,
     #[server(default)] socket_id: Option<String>,
     #[server(default)] reply_to_id: Option<i64>,
+    #[server(default)] attachments: Vec<i64>,
 ) -> Result<ChatMessage, AppError> {
+    use crate::ssr::messages::Draft;
     use crate::ssr::{conversations, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
     let exclude = realtime::sending_socket(socket_id.as_deref())?;
-    let sent = conversations::send(
-        request.db(),
-        &request.state.send_limiter,
-        me.id,
-        recipient_id,
-        &body,
-        &client_id,
-        reply_to_id,
-    )
-    .await?;
+    let draft = Draft { body: &body, client_id: &client_id, reply_to_id, attachments: &attachments };
+    let sent = conversations::send_draft(request.db(), &request.state.send_limiter, me.id, recipient_id, draft).await?;
     // Stored: now, and only now, it is announced. A retry announces again; clients drop duplicates by id.
     realtime::announce_message(request.state.broadcaster.as_ref(), &sent.message, exclude);
     Ok(sent.message)
@@ -163,6 +157,9 @@ pub async fn delete_message(message_id: i64) -> Result<ChatMessage, AppError> {
     let request = request()?;
     let me = request.require_user().await?;
     let (tombstone, event) = messages::delete(request.db(), me.id, message_id).await?;
+    if let Some(storage) = &request.state.storage {
+        crate::ssr::attachments::remove_for_message(request.db(), storage, tombstone.id).await?;
+    }
     realtime::announce_delete(request.state.broadcaster.as_ref(), &event);
     request.back_to_message(me.id, &tombstone);
     Ok(tombstone)

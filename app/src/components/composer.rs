@@ -2,7 +2,7 @@
 //! the limit, an emoji picker, and `:shortcode` suggestions. Without JavaScript it is a plain form
 //! that posts to `/api/messages/send` (to a person) or `/api/groups/send` (to a group).
 
-use leptos::html::{Button, Textarea};
+use leptos::html::{Button, Input, Textarea};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
@@ -11,9 +11,12 @@ use super::emoji_picker::{EmojiPicker, table as emoji_table};
 use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
 use crate::components::saved;
+use crate::components::uploads::{UploadTray, Uploads, files_of};
 use crate::emoji::shortcode_at;
 use crate::error::AppError;
-use crate::model::{ConversationRef, CurrentUser, MESSAGE_MAX_CHARS, uuid_v4};
+use crate::model::{
+    ATTACHMENT_MAX_BYTES, ATTACHMENTS_PER_MESSAGE, Attachment, ConversationRef, CurrentUser, MESSAGE_MAX_CHARS, uuid_v4,
+};
 use crate::text::{byte_offset_of_utf16, utf16_len};
 
 /// Show the counter from this many characters on.
@@ -80,10 +83,12 @@ pub fn Composer(
     conversation: ConversationRef,
     /// The `client_id` a plain-form (no JavaScript) post uses.
     compose_id: String,
-    send: Callback<(String, String)>,
+    send: Callback<(String, String, Vec<Attachment>)>,
     send_error: RwSignal<Option<AppError>>,
     /// Called on every keystroke that leaves text in the box (the caller throttles whispers).
     on_typing: Callback<()>,
+    /// Files chosen for the next message (also dropped on the conversation).
+    uploads: Uploads,
 ) -> impl IntoView {
     // A plain-form send that failed comes back in the URL; the action of its endpoint picks it up.
     let (action, field, to, form_error): (_, _, _, Signal<Option<AppError>>) = match conversation {
@@ -102,6 +107,7 @@ pub fn Composer(
     let hydrated = RwSignal::new(false);
     let textarea = NodeRef::<Textarea>::new();
     let emoji_button = NodeRef::<Button>::new();
+    let file_input = NodeRef::<Input>::new();
     let picker_open = RwSignal::new(false);
     let completion = RwSignal::new(None::<Completion>);
     let table_state = RwSignal::new(TableState::NotAsked);
@@ -150,10 +156,15 @@ pub fn Composer(
         if let Some(el) = textarea.get_untracked() {
             text.set(el.value());
         }
-        if blank() || too_long() {
+        let Some(files) = uploads.ready() else {
+            uploads.refusal.set(Some("wait until every file is up, or remove the ones that failed".into()));
+            return;
+        };
+        if (blank() && files.is_empty()) || too_long() {
             return;
         }
-        send.run((new_client_id(), text.get_untracked()));
+        send.run((new_client_id(), text.get_untracked(), files));
+        uploads.clear();
         text.set(String::new());
         completion.set(None);
         request_animation_frame(grow);
@@ -240,12 +251,18 @@ pub fn Composer(
         }
     });
 
+    // A refused plain-form send with files (no JavaScript) comes back as `?files_error=…`.
+    let query = leptos_router::hooks::use_query_map();
+    let files_error = move || query.with(|q| q.get("files_error"));
     let error = move || {
         send_error
             .get()
-            .or_else(|| form_error.get())
-            .map(|e| view! { <p class="composer-error" role="alert">{e.to_string()}</p> })
+            .map(|e| e.to_string())
+            .or_else(|| form_error.get().map(|e| e.to_string()))
+            .or_else(files_error)
+            .map(|e| view! { <p class="composer-error" role="alert">{e}</p> })
     };
+    let files_client_id = format!("{compose_id}-files");
     let option_id = |index: usize| format!("{SUGGESTIONS_ID}-{index}");
     let suggestion_list = move || {
         completion.get().map(|Completion { suggestions, active }| {
@@ -365,6 +382,14 @@ pub fn Composer(
                     on:click=move |_| refresh_completion()
                     on:focus=move |_| picker_open.set(false)
                     on:blur=move |_| completion.set(None)
+                    // A pasted image (or file) is attached; pasted text is typed as usual.
+                    on:paste=move |ev| {
+                        let files = files_of(ev.clipboard_data().and_then(|data| data.files()));
+                        if !files.is_empty() {
+                            ev.prevent_default();
+                            uploads.add(files);
+                        }
+                    }
                 ></textarea>
                 {move || {
                     (chars() >= COUNTER_FROM)
@@ -390,14 +415,65 @@ pub fn Composer(
                         <span aria-hidden="true">"☺"</span>
                     </button>
                 </Show>
-                <button class="button send" type="submit" disabled=move || hydrated.get() && (blank() || too_long())>
+                <Show when=move || hydrated.get()>
+                    <input
+                        class="visually-hidden"
+                        type="file"
+                        multiple
+                        tabindex="-1"
+                        aria-hidden="true"
+                        node_ref=file_input
+                        on:change:target=move |ev| {
+                            let input = ev.target();
+                            uploads.add(files_of(input.files()));
+                            input.set_value("");
+                        }
+                    />
+                    <button
+                        class="button button-ghost attach-button"
+                        type="button"
+                        aria-label="Attach files"
+                        title=format!("Attach files (up to {ATTACHMENTS_PER_MESSAGE}, {} MB each)", ATTACHMENT_MAX_BYTES / 1_000_000)
+                        on:click=move |_| {
+                            if let Some(input) = file_input.get_untracked() {
+                                input.click();
+                            }
+                        }
+                    >
+                        <span aria-hidden="true">"📎"</span>
+                    </button>
+                </Show>
+                <button
+                    class="button send"
+                    type="submit"
+                    disabled=move || hydrated.get() && ((blank() && uploads.is_empty()) || too_long())
+                >
                     "Send"
                 </button>
             </form>
+            <UploadTray uploads />
+            // Without JavaScript: files go by a form of their own (multipart), with an optional caption.
+            <Show when=move || !hydrated.get()>
+                <form class="attach-form" method="post" action="/files/send" enctype="multipart/form-data">
+                    <input type="hidden" name="to" value=conversation.key() />
+                    <input type="hidden" name="client_id" value=files_client_id.clone() />
+                    <label class="attach-label">
+                        {format!("Attach files (up to {ATTACHMENTS_PER_MESSAGE}, {} MB each)", ATTACHMENT_MAX_BYTES / 1_000_000)}
+                        <input type="file" name="file" multiple required />
+                    </label>
+                    <label class="attach-label">
+                        "Caption (optional)"
+                        <input type="text" name="body" maxlength=MESSAGE_MAX_CHARS />
+                    </label>
+                    <button class="button" type="submit">"Send files"</button>
+                </form>
+            </Show>
             {suggestion_list}
             <Show when=move || picker_open.get()>
                 <EmojiPicker on_pick=pick_emoji on_close=close_picker label="Choose an emoji" />
             </Show>
         </div>
     }
+    // Erased: the page's view type nests too deeply for the compiler otherwise.
+    .into_any()
 }

@@ -167,7 +167,12 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> imp
     let when = last.as_ref().map(|m| m.created_at);
     // "You: …" for mine, "Dana: …" in a group, and a group's own lines ("Dana added Erin") as they are.
     let preview_text = last.as_ref().map(|m| {
-        let text = if m.deleted { crate::model::TOMBSTONE.to_owned() } else { preview(&plain(&m.body), 60) };
+        let text = match () {
+            _ if m.deleted => crate::model::TOMBSTONE.to_owned(),
+            // Files without text: say so rather than show nothing.
+            _ if m.body.is_empty() && m.kind != MessageKind::System => "📎 Files".to_owned(),
+            _ => preview(&plain(&m.body), 60),
+        };
         match (&m.sender_name, m.kind) {
             (_, MessageKind::System) => text,
             _ if m.from_me => format!("You: {text}"),

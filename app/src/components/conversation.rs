@@ -15,6 +15,7 @@ use crate::api::messages::{
     DeleteMessage, EditMessage, MuteConversation, React, Unreact, delete_message, edit_message, mark_as_read, messages,
     messages_since, mute_conversation, react, send_message, unreact,
 };
+use crate::components::attachments::AttachmentList;
 use crate::components::composer::Composer;
 use crate::components::emoji_picker::EmojiPicker;
 use crate::components::live::{Live, TypingChannel};
@@ -23,7 +24,7 @@ use crate::components::saved;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
 use crate::model::{
-    ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, CurrentUser, EDIT_WINDOW_MINUTES,
+    Attachment, ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, CurrentUser, EDIT_WINDOW_MINUTES,
     MESSAGE_MAX_CHARS, Reaction, ReplyQuote, TOMBSTONE,
 };
 use crate::realtime::{Typing, chat_channel, room_presence_channel};
@@ -59,9 +60,14 @@ pub(crate) async fn send_to(
     socket_id: Option<String>,
 ) -> Result<ChatMessage, AppError> {
     let reply_to_id = draft.reply_to.map(|q| q.id);
+    let files: Vec<i64> = draft.attachments.iter().map(|a| a.id).collect();
     match conversation {
-        ConversationRef::Direct(peer) => send_message(peer, draft.body, draft.client_id, socket_id, reply_to_id).await,
-        ConversationRef::Group(room) => send_to_group(room, draft.body, draft.client_id, socket_id, reply_to_id).await,
+        ConversationRef::Direct(peer) => {
+            send_message(peer, draft.body, draft.client_id, socket_id, reply_to_id, files).await
+        }
+        ConversationRef::Group(room) => {
+            send_to_group(room, draft.body, draft.client_id, socket_id, reply_to_id, files).await
+        }
     }
 }
 
@@ -585,7 +591,8 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         }
     });
 
-    let send = Callback::new(move |(client_id, body): (String, String)| {
+    let uploads = crate::components::uploads::Uploads::new();
+    let send = Callback::new(move |(client_id, body, attachments): (String, String, Vec<Attachment>)| {
         send_error.set(None);
         // The message ends the other side's "is typing…"; the next keystroke may say it again at once.
         last_whisper.set_value(None);
@@ -593,7 +600,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         // A retry keeps what it answered (its row has it); a new message answers the quoted one.
         let reply_to = replying.get_untracked();
         replying.set(None);
-        timeline.update(|t| t.write(Draft { client_id, body, reply_to }, Utc::now(), offline));
+        timeline.update(|t| t.write(Draft { client_id, body, reply_to, attachments }, Utc::now(), offline));
         scroll_to_bottom(list);
         pump();
     });
@@ -641,6 +648,19 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
             data-interactive=move || interactive.get().to_string()
             data-whispers=move || if typing.ready.get() { "ready" } else { "waiting" }
             node_ref=list
+            // Files dropped on the conversation are attached to the next message.
+            on:dragover=move |ev| {
+                if ev.data_transfer().is_some_and(|data| data.types().includes(&"Files".into(), 0)) {
+                    ev.prevent_default();
+                }
+            }
+            on:drop=move |ev| {
+                let files = crate::components::uploads::files_of(ev.data_transfer().and_then(|data| data.files()));
+                if !files.is_empty() {
+                    ev.prevent_default();
+                    uploads.add(files);
+                }
+            }
             on:scroll=move |_| {
                 if list.get_untracked().is_some_and(|el| el.scroll_top() < 120) {
                     load_older();
@@ -747,7 +767,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                 }
             }
         >
-            <Composer conversation compose_id=compose_id.clone() send send_error on_typing />
+            <Composer conversation compose_id=compose_id.clone() send send_error on_typing uploads />
         </Show>
     }
 }
@@ -766,7 +786,11 @@ fn SystemLine(entry: MessageEntry) -> impl IntoView {
 }
 
 #[component]
-fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, String)>) -> impl IntoView {
+fn MessageItem(
+    entry: MessageEntry,
+    is_group: bool,
+    send: Callback<(String, String, Vec<Attachment>)>,
+) -> impl IntoView {
     let clock = LocalClock::new();
     let actions = expect_context::<MessageActions>();
     let MessageEntry { row, mine, starts_run, seen_by } = entry;
@@ -803,16 +827,22 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
     });
     let retry = match status {
         Status::Failed(reason) => {
-            let (client_id, body) = (row.client_id.clone(), row.body.clone());
-            Some(view! {
-                <p class="not-sent" role="status">
-                    <span title=reason>"Not sent."</span>
-                    <button class="link-button" type="button" on:click=move |_| send.run((client_id.clone(), body.clone()))>
-                        "Retry"
-                    </button>
-                </p>
-            }
-            .into_any())
+            let (client_id, body, files) = (row.client_id.clone(), row.body.clone(), row.attachments.clone());
+            Some(
+                view! {
+                    <p class="not-sent" role="status">
+                        <span title=reason>"Not sent."</span>
+                        <button
+                            class="link-button"
+                            type="button"
+                            on:click=move |_| send.run((client_id.clone(), body.clone(), files.clone()))
+                        >
+                            "Retry"
+                        </button>
+                    </p>
+                }
+                .into_any(),
+            )
         }
         _ => None,
     };
@@ -845,10 +875,14 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
             }
             match id.filter(|id| actions.editing.get() == Some(*id) && mine) {
                 Some(id) => view! { <EditForm id body=row.body.clone() /> }.into_any(),
+                // Files without text: nothing but the files.
+                None if row.body.is_empty() && !row.attachments.is_empty() => ().into_any(),
                 None => view! { <MessageBody body=row.body.clone() /> }.into_any(),
             }
         }
     };
+    let files = (!row.deleted && !row.attachments.is_empty())
+        .then(|| view! { <AttachmentList files=row.attachments.clone() /> }.into_any());
     let reactions = id.filter(|_| !row.deleted && !row.reactions.is_empty()).map(|id| {
         let chips = row.reactions.iter().cloned().map(|reaction| view! { <ReactionChip id reaction /> }).collect_view();
         view! { <div class="reactions" role="group" aria-label="Reactions">{chips}</div> }.into_any()
@@ -877,6 +911,7 @@ fn MessageItem(entry: MessageEntry, is_group: bool, send: Callback<(String, Stri
             <div class="bubble">
                 {quote}
                 {body}
+                {files}
                 <span class="meta">
                     {edited}
                     <time datetime=created_at.to_rfc3339()>{move || time::clock(created_at, clock.is_local())}</time>

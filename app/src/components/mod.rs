@@ -1,6 +1,8 @@
 //! The chat's building blocks: the contact list, the conversation, the composer, and the small
 //! pieces they share.
 
+pub mod attachment_view;
+pub mod attachments;
 pub mod composer;
 pub mod contacts;
 pub mod conversation;
@@ -9,6 +11,7 @@ pub mod live;
 pub mod message_body;
 pub mod notify;
 pub mod saved;
+pub mod uploads;
 
 use leptos::prelude::*;
 

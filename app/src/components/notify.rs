@@ -248,6 +248,7 @@ mod tests {
             deleted: false,
             reply_to: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -82,9 +82,12 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
             _ => message.sender_name.clone(),
         };
         let (href, navigate) = (conversation.href(), navigate.clone());
-        notify::show(&title, &notify::first_line(&message.body), &conversation.key(), move || {
-            navigate(&href, Default::default())
-        });
+        let line = match message.attachments.len() {
+            _ if !message.body.trim().is_empty() => notify::first_line(&message.body),
+            1 => "📎 1 file".to_owned(),
+            n => format!("📎 {n} files"),
+        };
+        notify::show(&title, &line, &conversation.key(), move || navigate(&href, Default::default()));
     });
     // Messages written for other conversations and still waiting (the tab was offline, then left
     // that conversation or reloaded): sent in order once the connection is back. The open

@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::ssr::entities::{messages, users};
 pub use crate::ssr::messages::Sent;
-use crate::ssr::messages::{self as messages_service, Destination, NewMessage};
+use crate::ssr::messages::{self as messages_service, Destination, Draft, NewMessage};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
 
@@ -290,16 +290,29 @@ pub async fn send(
     client_id: &str,
     reply_to_id: Option<i64>,
 ) -> Result<Sent, AppError> {
-    let client_id = validation::client_id(client_id)?;
+    send_draft(db, limiter, me, recipient_id, Draft { body, client_id, reply_to_id, attachments: &[] }).await
+}
+
+/// As [`send`], with files: `draft.attachments` are `me`'s uploads, and the text may then be empty.
+pub async fn send_draft(
+    db: &DatabaseConnection,
+    limiter: &SlidingWindow,
+    me: i64,
+    recipient_id: i64,
+    draft: Draft<'_>,
+) -> Result<Sent, AppError> {
+    let client_id = validation::client_id(draft.client_id)?;
     let to = Destination::Person(recipient_id);
     if let Some(sent) = messages_service::already_sent(db, me, to, &client_id).await? {
         return Ok(sent);
     }
-    validation::message_body(body)?;
+    messages_service::checked_body(draft.body, draft.attachments)?;
     if recipient_id == me {
         return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
     }
-    messages_service::store(db, limiter, NewMessage { me, to, body, client_id: &client_id, reply_to_id }).await
+    let Draft { body, reply_to_id, attachments, .. } = draft;
+    messages_service::store(db, limiter, NewMessage { me, to, body, client_id: &client_id, reply_to_id, attachments })
+        .await
 }
 
 /// Marks as read, at `at`, the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns

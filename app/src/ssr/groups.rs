@@ -21,7 +21,7 @@ use crate::model::{
 use crate::realtime::{GroupChanged, GroupRead};
 use crate::ssr::conversations::new_client_id;
 use crate::ssr::entities::{chat_room_participants as participants, chat_rooms, messages, users};
-use crate::ssr::messages::{Destination, NewMessage, Sent, names};
+use crate::ssr::messages::{Destination, Draft, NewMessage, Sent, names};
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::validation;
 
@@ -426,16 +426,28 @@ pub async fn send(
     client_id: &str,
     reply_to_id: Option<i64>,
 ) -> Result<Sent, AppError> {
-    let client_id = validation::client_id(client_id)?;
+    send_draft(db, limiter, me, room_id, Draft { body, client_id, reply_to_id, attachments: &[] }).await
+}
+
+/// As [`send`], with files: `draft.attachments` are `me`'s uploads, and the text may then be empty.
+pub async fn send_draft(
+    db: &DatabaseConnection,
+    limiter: &SlidingWindow,
+    me: &users::Model,
+    room_id: i64,
+    draft: Draft<'_>,
+) -> Result<Sent, AppError> {
+    let client_id = validation::client_id(draft.client_id)?;
     let to = Destination::Group(room_id);
     // A retry is answered with what the first attempt stored, whatever changed since.
     if let Some(sent) = crate::ssr::messages::already_sent(db, me.id, to, &client_id).await? {
         return Ok(sent);
     }
-    validation::message_body(body)?;
+    crate::ssr::messages::checked_body(draft.body, draft.attachments)?;
     membership(db, me.id, room_id).await?.require_current()?;
-    crate::ssr::messages::store(db, limiter, NewMessage { me: me.id, to, body, client_id: &client_id, reply_to_id })
-        .await
+    let Draft { body, reply_to_id, attachments, .. } = draft;
+    let new = NewMessage { me: me.id, to, body, client_id: &client_id, reply_to_id, attachments };
+    crate::ssr::messages::store(db, limiter, new).await
 }
 
 /// Moves my read mark in group `room_id` forward to `up_to_id` (never past the group's newest

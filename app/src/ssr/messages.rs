@@ -48,6 +48,7 @@ impl From<messages::Model> for ChatMessage {
             deleted,
             reply_to: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -114,6 +115,7 @@ pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> R
         messages::Entity::find().filter(messages::Column::Id.is_in(reply_ids)).all(db).await?
     };
     let reactions = reactions_of(db, &ids).await?;
+    let mut files = crate::ssr::attachments::of_messages(db, &ids).await?;
     let names = names(
         db,
         rows.iter().map(|m| m.user_id).chain(originals.iter().map(|m| m.user_id)).chain(
@@ -148,6 +150,9 @@ pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> R
                     user_ids,
                 })
                 .collect();
+            if !message.deleted {
+                message.attachments = files.remove(&message.id).unwrap_or_default();
+            }
             message
         })
         .collect())
@@ -185,7 +190,7 @@ async fn reactions_of(
 
 /// Which conversation a message is in, as the asking user stands in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
+pub(crate) enum Standing {
     /// One of the two people of a one-to-one conversation.
     Direct,
     /// A group member now (`true`), or a former member who may still read it (`false`).
@@ -193,7 +198,11 @@ enum Standing {
 }
 
 /// The message `id` if `me` may see it, with how they stand in its conversation; 404 otherwise.
-async fn locate(db: &impl ConnectionTrait, me: i64, id: i64) -> Result<(messages::Model, Standing), AppError> {
+pub(crate) async fn locate(
+    db: &impl ConnectionTrait,
+    me: i64,
+    id: i64,
+) -> Result<(messages::Model, Standing), AppError> {
     let not_found = || AppError::not_found("no such message");
     let row = messages::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
     match row.chat_room_id {
@@ -453,6 +462,27 @@ pub struct NewMessage<'a> {
     pub body: &'a str,
     pub client_id: &'a str,
     pub reply_to_id: Option<i64>,
+    /// `me`'s uploads sent with it (see [`crate::ssr::attachments`]), in order.
+    pub attachments: &'a [i64],
+}
+
+/// What a person sends, before its conversation is checked: text (optional when files go with
+/// it), the idempotency key, the message it answers, and uploads to attach.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    pub body: &'a str,
+    pub client_id: &'a str,
+    pub reply_to_id: Option<i64>,
+    pub attachments: &'a [i64],
+}
+
+/// A send's body, checked: it may be empty only when files go with it.
+pub fn checked_body(body: &str, attachments: &[i64]) -> Result<String, AppError> {
+    crate::ssr::attachments::check_count(attachments)?;
+    if !attachments.is_empty() && body.trim().is_empty() {
+        return Ok(String::new());
+    }
+    validation::message_body(body)
 }
 
 impl Destination {
@@ -514,7 +544,7 @@ pub async fn already_sent(
 /// `limiter` (refunded when nothing is stored), and answers a concurrent identical send with the
 /// row that won. `client_id` must already be validated.
 pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMessage<'_>) -> Result<Sent, AppError> {
-    let body = validation::message_body(new.body)?;
+    let body = checked_body(new.body, new.attachments)?;
     let reply_to_id = match new.reply_to_id {
         Some(id) => Some(reply_target(db, new.me, new.to, id).await?),
         None => None,
@@ -530,8 +560,10 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     };
     let turn = crate::ssr::sqlite_write_turn(db).await;
     let at = Utc::now();
-    let inserted = insert_searchable(
+    let inserted = insert_sent(
         db,
+        new.me,
+        new.attachments,
         messages::ActiveModel {
             body: Set(body),
             user_id: Set(new.me),
@@ -550,6 +582,13 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     )
     .await;
     drop(turn);
+    let inserted = match inserted {
+        Ok(inserted) => inserted,
+        Err(refused) => {
+            limiter.refund(ticket);
+            return Err(refused);
+        }
+    };
     if inserted.is_err() {
         // Nothing new was stored: the attempt does not use up the allowance.
         limiter.refund(ticket);
@@ -578,6 +617,31 @@ pub async fn insert_searchable(db: &DatabaseConnection, row: messages::ActiveMod
     search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// As [`insert_searchable`], and gives `me`'s uploads `files` to the new message in the same
+/// transaction: a refused file stores nothing. The outer error is that refusal (or the
+/// transaction failing); the inner one the insert's own (a duplicate `client_id`, no recipient).
+async fn insert_sent(
+    db: &DatabaseConnection,
+    me: i64,
+    files: &[i64],
+    row: messages::ActiveModel,
+) -> Result<Result<messages::Model, DbErr>, AppError> {
+    if files.is_empty() {
+        return Ok(insert_searchable(db, row).await);
+    }
+    let tx = db.begin().await?;
+    let row = match row.insert(&tx).await {
+        Ok(row) => row,
+        Err(e) => return Ok(Err(e)),
+    };
+    if db.get_database_backend() == DbBackend::Sqlite {
+        search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
+    }
+    crate::ssr::attachments::attach(&tx, me, row.id, files).await?;
+    tx.commit().await?;
+    Ok(Ok(row))
 }
 
 /// A conversation's messages up to `up_to_id` that changed after change `after` (at most

@@ -2,6 +2,7 @@
 //! server functions read. Compiled only with the `ssr` feature.
 
 pub mod accounts;
+pub mod attachments;
 pub mod broadcast;
 pub mod conversations;
 pub mod entities;
@@ -14,6 +15,7 @@ pub mod realtime;
 pub mod search;
 pub mod security;
 pub mod sessions;
+pub mod storage;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -39,6 +41,9 @@ pub struct AppState {
     pub realtime: Arc<realtime::RealtimeSettings>,
     pub broadcaster: Arc<dyn broadcast::Broadcaster>,
     pub security: Arc<security::SecurityPolicy>,
+    /// Where attachments are kept; `None`: this server takes no files (see [`AppState::with_storage`]).
+    pub storage: Option<storage::Storage>,
+    pub upload_limiter: Arc<rate_limit::SlidingWindow>,
 }
 
 impl AppState {
@@ -64,7 +69,15 @@ impl AppState {
             realtime: Arc::new(realtime),
             broadcaster,
             security: Arc::new(security),
+            storage: None,
+            upload_limiter: Arc::new(attachments::upload_limiter()),
         }
+    }
+
+    /// Takes files, kept in `storage`.
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = Some(storage);
+        self
     }
 }
 

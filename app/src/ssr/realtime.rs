@@ -459,6 +459,7 @@ mod tests {
             deleted: false,
             reply_to: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         };
         announce_message(&recorder, &message, Some(SocketId::parse("3.4").unwrap()));
         let sent = recorder.0.lock().unwrap();

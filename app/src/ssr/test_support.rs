@@ -82,3 +82,27 @@ pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) ->
 pub fn unlimited() -> SlidingWindow {
     SlidingWindow::new(10_000, std::time::Duration::from_secs(10))
 }
+
+/// Runs `test` with an attachment store on the local disk (a fresh folder), then on S3 when
+/// `BANTER_TEST_S3_ENDPOINT` names an S3-compatible server with a `banter-test` bucket (the
+/// test command starts moto and makes the bucket).
+pub async fn for_each_storage<F, Fut>(test: F)
+where
+    F: Fn(crate::ssr::storage::Storage) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = std::env::temp_dir().join(format!("banter-files-{}", hex::encode(rand::random::<[u8; 8]>())));
+    test(crate::ssr::storage::Storage::local(&dir).expect("a local store")).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Ok(endpoint) = std::env::var("BANTER_TEST_S3_ENDPOINT") {
+        let settings = crate::ssr::storage::S3Settings {
+            bucket: "banter-test".into(),
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            path_style: true,
+        };
+        test(crate::ssr::storage::Storage::s3(&settings).expect("an S3 store")).await;
+    }
+}

@@ -40,13 +40,17 @@ impl TestServer {
         config.site_addr = addr;
         config.database_url = database_url.to_owned();
         config.data_dir = None;
+        let uploads = std::env::temp_dir().join(format!("banter-uploads-{}", rand::random::<u64>()));
+        config.storage = server::config::StorageConfig::Local(uploads);
         configure(&mut config);
+        let storage = server::open_storage(&config).unwrap();
         let db = server::open_database(&config).await.unwrap();
         let realtime = Realtime::start(&config, &db).await.unwrap();
         let hub = realtime.hub.clone();
         let http_api = realtime.http_api;
         let (app_id, credentials) = (realtime.settings.app_id.clone(), realtime.settings.credentials.clone());
-        let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone());
+        let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
+            .with_storage(storage);
         let app = server::router(state, server::leptos_options(addr), hub.as_ref(), http_api);
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = config.http;

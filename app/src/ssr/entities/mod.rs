@@ -1,5 +1,6 @@
 //! SeaORM entities, one module per table created by `migration/`.
 
+pub mod attachments;
 pub mod chat_room_participants;
 pub mod chat_rooms;
 pub mod conversation_mutes;
