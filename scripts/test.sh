@@ -118,7 +118,7 @@ start_moto() {
     sleep 0.3
   done
   curl -s -f -X PUT "http://127.0.0.1:$port/banter-test" >/dev/null || { echo "cannot create the test bucket"; return 1; }
-  export BANTER_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+  export BANTER_TEST_S3_ENDPOINT="http://127.0.0.1:$port" BANTER_TEST_REQUIRE_S3=1
   echo "moto (S3) on $BANTER_TEST_S3_ENDPOINT: the attachment tests run on the local disk and on S3"
 }
 

@@ -124,6 +124,17 @@ impl Attachment {
 pub const ATTACHMENTS_PER_MESSAGE: usize = 10;
 /// The largest file Banter accepts, in bytes (25 MB).
 pub const ATTACHMENT_MAX_BYTES: u64 = 25 * 1000 * 1000;
+/// Uploads one person may make in any [`UPLOAD_WINDOW_MINUTES`].
+pub const UPLOADS_PER_WINDOW: usize = 60;
+pub const UPLOAD_WINDOW_MINUTES: u64 = 10;
+
+/// The limits on files, as the composer states them.
+pub fn attachment_limits() -> String {
+    format!(
+        "up to {ATTACHMENTS_PER_MESSAGE} per message, {} MB each, {UPLOADS_PER_WINDOW} in {UPLOAD_WINDOW_MINUTES} minutes",
+        ATTACHMENT_MAX_BYTES / 1_000_000
+    )
+}
 
 impl ChatMessage {
     /// Whether `user_id` may still edit this message at `now`: their own text, not deleted, sent

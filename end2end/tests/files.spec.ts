@@ -124,6 +124,83 @@ test('files go up with a progress bar, arrive live as a preview and a chip, and 
   await done(alice, bob);
 });
 
+test('in a group, files dropped on the conversation arrive live; images open in a lightbox moved by the arrow keys and closed by Esc', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'drop-a');
+  const bob = await person(browser, info, 'drop-b');
+  const created = await alice.context.request.post('/api/groups/create', {
+    data: `name=Photos&member_ids[]=${bob.id}`,
+    headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  expect(created.ok(), await created.text()).toBeTruthy();
+  const room = (await created.json()).id;
+  for (const p of [alice, bob]) {
+    await p.page.goto(`/chat/g/${room}`);
+    await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+    await live(p);
+  }
+
+  // Three files dragged from the desktop and dropped on the conversation go into the composer.
+  await alice.page.evaluate(async (files) => {
+    const data = new DataTransfer();
+    for (const f of files) data.items.add(new File([new Uint8Array(f.bytes)], f.name, { type: f.type }));
+    const target = document.querySelector('.message-scroller')!;
+    const over = new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true });
+    target.dispatchEvent(over);
+    if (!over.defaultPrevented) throw new Error('the conversation does not accept dropped files');
+    target.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, [
+    { name: 'wide.png', type: 'image/png', bytes: [...png(900, 300)] },
+    { name: 'tall.png', type: 'image/png', bytes: [...png(200, 500)] },
+    { name: 'list.txt', type: 'text/plain', bytes: [...Buffer.from('tent\nstove\n')] },
+  ]);
+  await expect(tray(alice.page).locator('[data-state="done"]')).toHaveCount(3);
+  await composer(alice.page).fill('from the summit');
+  await composer(alice.page).press('Enter');
+
+  // Bob sees both images and the chip live; the first image opens by keyboard.
+  const message = log(bob.page).getByRole('listitem').filter({ hasText: 'from the summit' });
+  await expect(message.locator('.attachment-image img')).toHaveCount(2);
+  await expect(message.getByRole('link', { name: /Download list\.txt/ })).toBeVisible();
+  const first = message.locator('.attachment-image').first();
+  await first.focus();
+  await bob.page.keyboard.press('Enter');
+  const lightbox = bob.page.getByRole('dialog', { name: 'wide.png, image 1 of 2' });
+  await expect(lightbox).toBeVisible();
+  const full = lightbox.locator('img.lightbox-image');
+  await expect.poll(() => full.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBe(900);
+  await expect(lightbox.getByRole('button', { name: 'Close' })).toBeFocused();
+  await expectAccessible(bob.page, 'lightbox');
+  await bob.page.screenshot({ path: shot('files-lightbox.png') });
+
+  // The arrows move between the message's images and go around the ends; the file is not one of them.
+  await bob.page.keyboard.press('ArrowRight');
+  await expect(bob.page.getByRole('dialog', { name: 'tall.png, image 2 of 2' })).toBeVisible();
+  await expect.poll(() => bob.page.locator('img.lightbox-image').evaluate((img: HTMLImageElement) => img.complete && img.naturalHeight)).toBe(500);
+  await bob.page.keyboard.press('ArrowRight');
+  await expect(bob.page.getByRole('dialog', { name: 'wide.png, image 1 of 2' })).toBeVisible();
+  await bob.page.keyboard.press('ArrowLeft');
+  await expect(bob.page.getByRole('dialog', { name: 'tall.png, image 2 of 2' })).toBeVisible();
+  // The buttons do the same, and keep the focus.
+  await bob.page.getByRole('button', { name: 'Previous image' }).click();
+  await expect(bob.page.getByRole('dialog', { name: 'wide.png, image 1 of 2' })).toBeVisible();
+  await expect(bob.page.getByRole('button', { name: 'Previous image' })).toBeFocused();
+
+  // Esc closes it and gives the focus back to the image that opened it.
+  await bob.page.keyboard.press('Escape');
+  await expect(bob.page.getByRole('dialog')).toHaveCount(0);
+  await expect(first).toBeFocused();
+  // A click opens it too; a click on the dim area around the picture closes it.
+  await message.locator('.attachment-image').nth(1).click();
+  await expect(bob.page.getByRole('dialog', { name: 'tall.png, image 2 of 2' })).toBeVisible();
+  await bob.page.mouse.click(5, 5);
+  await expect(bob.page.getByRole('dialog')).toHaveCount(0);
+
+  // After a reload the files are still there, for both.
+  await alice.page.reload();
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'from the summit' }).locator('.attachment-image img')).toHaveCount(2);
+  await done(alice, bob);
+});
+
 test('a file over 25 MB is refused before it goes up', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'big-a');
   const bob = await person(browser, info, 'big-b');

@@ -8,6 +8,7 @@ use app::error::AppError;
 use app::model::{ATTACHMENT_MAX_BYTES, ConversationRef};
 use app::ssr::AppState;
 use app::ssr::attachments;
+use app::ssr::entities::users;
 use app::ssr::messages::Draft;
 use app::ssr::sessions::{self, SessionToken};
 use app::ssr::storage::Storage;
@@ -19,7 +20,6 @@ use axum::extract::{Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use sea_orm::EntityTrait;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::realtime::error_response;
@@ -43,12 +43,12 @@ struct UploadQuery {
     name: String,
 }
 
-/// The signed-in user's id, and the store.
-async fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<(i64, &'a Storage), AppError> {
+/// The signed-in user, and the store.
+async fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<(users::Model, &'a Storage), AppError> {
     let storage = state.storage.as_ref().ok_or_else(|| AppError::not_found("this server takes no files"))?;
     let token = SessionToken::from_headers(headers).ok_or(AppError::Unauthorized)?;
     let user = sessions::user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
-    Ok((user.id, storage))
+    Ok((user, storage))
 }
 
 /// `POST /api/uploads?name=photo.jpg`, the file as the body: 201 with the stored attachment
@@ -56,6 +56,7 @@ async fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<(i64, &'
 async fn upload(State(state): State<AppState>, Query(query): Query<UploadQuery>, request: Request) -> Response {
     let answer = async {
         let (me, storage) = caller(&state, request.headers()).await?;
+        let me = me.id;
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -74,7 +75,7 @@ async fn upload(State(state): State<AppState>, Query(query): Query<UploadQuery>,
 async fn discard(State(state): State<AppState>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
     let answer = async {
         let (me, storage) = caller(&state, &headers).await?;
-        attachments::discard(&state.db, storage, me, id).await
+        attachments::discard(&state.db, storage, me.id, id).await
     };
     match answer.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -96,7 +97,7 @@ async fn preview(State(state): State<AppState>, Path(id): Path<i64>, headers: He
 async fn send_file(state: &AppState, id: i64, headers: &HeaderMap, preview: bool) -> Response {
     let opened = async {
         let (me, storage) = caller(state, headers).await?;
-        attachments::open(&state.db, storage, me, id, preview).await
+        attachments::open(&state.db, storage, me.id, id, preview).await
     };
     let file = match opened.await {
         Ok(file) => file,
@@ -142,10 +143,11 @@ async fn send_file(state: &AppState, id: i64, headers: &HeaderMap, preview: bool
 /// transaction, and the browser goes back to the conversation (303); a refusal goes back with
 /// `?files_error=…`, which the composer shows. Files stored before a refusal are removed.
 async fn send_with_files(State(state): State<AppState>, headers: HeaderMap, mut form: Multipart) -> Response {
-    let (me, storage) = match caller(&state, &headers).await {
+    let (user, storage) = match caller(&state, &headers).await {
         Ok(caller) => caller,
         Err(error) => return error_response(&error),
     };
+    let me = user.id;
     let mut to = None;
     let (mut client_id, mut body, mut files) = (String::new(), String::new(), Vec::<i64>::new());
     let outcome = async {
@@ -183,10 +185,6 @@ async fn send_with_files(State(state): State<AppState>, headers: HeaderMap, mut 
                 conversations::send_draft(&state.db, &state.send_limiter, me, peer, draft).await?
             }
             ConversationRef::Group(room) => {
-                let user = app::ssr::entities::users::Entity::find_by_id(me)
-                    .one(&state.db)
-                    .await?
-                    .ok_or(AppError::Unauthorized)?;
                 groups::send_draft(&state.db, &state.send_limiter, &user, room, draft).await?
             }
         };

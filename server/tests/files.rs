@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Person, TestServer, post, sign_up, temp_sqlite_url};
+use common::{Person, TestServer, post, sign_up, storages, temp_sqlite_url};
 use reqwest::StatusCode;
 use reqwest::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
@@ -52,9 +52,19 @@ impl Person {
     }
 }
 
+/// A server keeping its files in `storage`.
+async fn server_on(storage: server::config::StorageConfig) -> TestServer {
+    TestServer::start_configured(&temp_sqlite_url(), |config| config.storage = storage).await
+}
+
 #[tokio::test]
 async fn a_file_goes_up_as_a_stream_and_down_only_to_the_conversation() {
-    let server = TestServer::start(&temp_sqlite_url()).await;
+    for storage in storages() {
+        conversation_files(server_on(storage).await).await;
+    }
+}
+
+async fn conversation_files(server: TestServer) {
     let (ann, ben, eve) = (sign_up(&server, "Ann").await, sign_up(&server, "Ben").await, sign_up(&server, "Eve").await);
 
     let (status, image) = ann.upload(&server, "red.png", png()).await;
@@ -104,12 +114,80 @@ async fn a_file_goes_up_as_a_stream_and_down_only_to_the_conversation() {
     // Nobody else may send Ann's upload, even knowing its id.
     let (status, json) = eve.send_files(&server, ben.id, "mine now", "files-2", &ids[..1]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+
+    // Deleting the message takes its files: Ben's links answer 404 from then on.
+    let (status, json, _) =
+        post(&ann.client, server.url("/api/messages/delete"), &[("message_id", &sent["id"].to_string())]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert!(json["attachments"].as_array().is_none_or(Vec::is_empty), "{json}");
+    for id in ids {
+        let gone = ben.client.get(server.url(&format!("/files/{id}"))).send().await.unwrap();
+        assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_file_is_for_its_members_and_not_after_removal() {
+    for storage in storages() {
+        group_files(server_on(storage).await).await;
+    }
+}
+
+async fn group_files(server: TestServer) {
+    let (ann, ben, eve) = (sign_up(&server, "Ann").await, sign_up(&server, "Ben").await, sign_up(&server, "Eve").await);
+    let (ben_id, eve_id) = (ben.id.to_string(), eve.id.to_string());
+    let form = [("name", "Trip"), ("member_ids[0]", ben_id.as_str()), ("member_ids[1]", eve_id.as_str())];
+    let (status, group, _) = post(&ann.client, server.url("/api/groups/create"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{group}");
+    let room = group["id"].to_string();
+
+    let (status, image) = ann.upload(&server, "map.png", png()).await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    let file = image["id"].as_i64().unwrap();
+    let form = [
+        ("room_id", room.as_str()),
+        ("body", "the route"),
+        ("client_id", "g-1"),
+        ("attachments[0]", &file.to_string()),
+    ];
+    let (status, sent, _) = post(&ann.client, server.url("/api/groups/send"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(sent["attachments"][0]["width"], 8);
+
+    let url = server.url(&format!("/files/{file}"));
+    for member in [&ben, &eve] {
+        let response = member.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.bytes().await.unwrap().to_vec(), png());
+    }
+    let (status, json, _) =
+        post(&ann.client, server.url("/api/groups/remove"), &[("room_id", room.as_str()), ("user_id", &eve_id)]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+
+    // What Eve could read while a member stays as readable as its message; what comes after is not hers.
+    let (status, later) = ann.upload(&server, "after.png", png()).await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    let later = later["id"].as_i64().unwrap();
+    let form = [("room_id", room.as_str()), ("body", ""), ("client_id", "g-2"), ("attachments[0]", &later.to_string())];
+    let (status, sent, _) = post(&ann.client, server.url("/api/groups/send"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let later_url = server.url(&format!("/files/{later}"));
+    assert_eq!(eve.client.get(&later_url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(eve.client.get(format!("{later_url}/preview")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(eve.client.get(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ben.client.get(&later_url).send().await.unwrap().status(), StatusCode::OK);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn an_oversized_upload_is_413_before_it_is_stored_and_signed_out_is_401() {
-    let server = TestServer::start(&temp_sqlite_url()).await;
+    for storage in storages() {
+        refusals(server_on(storage).await).await;
+    }
+}
+
+async fn refusals(server: TestServer) {
     let ann = sign_up(&server, "Ann").await;
     let too_big = vec![0u8; app::model::ATTACHMENT_MAX_BYTES as usize + 1];
     let response = ann.client.post(server.url("/api/uploads?name=big.bin")).body(too_big).send().await.unwrap();

@@ -156,10 +156,7 @@ pub async fn delete_message(message_id: i64) -> Result<ChatMessage, AppError> {
     use crate::ssr::{messages, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
-    let (tombstone, event) = messages::delete(request.db(), me.id, message_id).await?;
-    if let Some(storage) = &request.state.storage {
-        crate::ssr::attachments::remove_for_message(request.db(), storage, tombstone.id).await?;
-    }
+    let (tombstone, event) = messages::delete(request.db(), request.state.storage.as_ref(), me.id, message_id).await?;
     realtime::announce_delete(request.state.broadcaster.as_ref(), &event);
     request.back_to_message(me.id, &tombstone);
     Ok(tombstone)

@@ -14,9 +14,7 @@ use crate::components::saved;
 use crate::components::uploads::{UploadTray, Uploads, files_of};
 use crate::emoji::shortcode_at;
 use crate::error::AppError;
-use crate::model::{
-    ATTACHMENT_MAX_BYTES, ATTACHMENTS_PER_MESSAGE, Attachment, ConversationRef, CurrentUser, MESSAGE_MAX_CHARS, uuid_v4,
-};
+use crate::model::{Attachment, ConversationRef, CurrentUser, MESSAGE_MAX_CHARS, attachment_limits, uuid_v4};
 use crate::text::{byte_offset_of_utf16, utf16_len};
 
 /// Show the counter from this many characters on.
@@ -433,7 +431,7 @@ pub fn Composer(
                         class="button button-ghost attach-button"
                         type="button"
                         aria-label="Attach files"
-                        title=format!("Attach files (up to {ATTACHMENTS_PER_MESSAGE}, {} MB each)", ATTACHMENT_MAX_BYTES / 1_000_000)
+                        title=format!("Attach files ({})", attachment_limits())
                         on:click=move |_| {
                             if let Some(input) = file_input.get_untracked() {
                                 input.click();
@@ -458,7 +456,7 @@ pub fn Composer(
                     <input type="hidden" name="to" value=conversation.key() />
                     <input type="hidden" name="client_id" value=files_client_id.clone() />
                     <label class="attach-label">
-                        {format!("Attach files (up to {ATTACHMENTS_PER_MESSAGE}, {} MB each)", ATTACHMENT_MAX_BYTES / 1_000_000)}
+                        {format!("Attach files ({})", attachment_limits())}
                         <input type="file" name="file" multiple required />
                     </label>
                     <label class="attach-label">

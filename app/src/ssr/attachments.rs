@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
-use crate::model::{ATTACHMENT_MAX_BYTES, ATTACHMENTS_PER_MESSAGE, Attachment};
+use crate::model::{
+    ATTACHMENT_MAX_BYTES, ATTACHMENTS_PER_MESSAGE, Attachment, UPLOAD_WINDOW_MINUTES, UPLOADS_PER_WINDOW,
+};
 use crate::ssr::entities::attachments;
 use crate::ssr::rate_limit::SlidingWindow;
 use crate::ssr::storage::{self, Storage};
@@ -42,9 +44,9 @@ const NAME_MAX_CHARS: usize = 200;
 /// Previews made at once: each holds a decoded image in memory, and takes a core.
 static PREVIEWS: Semaphore = Semaphore::const_new(1);
 
-/// Uploads per person: 60 files in any 10 minutes.
+/// Uploads per person: [`UPLOADS_PER_WINDOW`] files in any [`UPLOAD_WINDOW_MINUTES`].
 pub fn upload_limiter() -> SlidingWindow {
-    SlidingWindow::new(60, Duration::from_secs(600))
+    SlidingWindow::new(UPLOADS_PER_WINDOW, Duration::from_secs(UPLOAD_WINDOW_MINUTES * 60))
 }
 
 /// The content types served inline, after the bytes decoded as such an image.
@@ -196,9 +198,12 @@ where
             60,
         ));
     }
-    let ticket = limiter
-        .acquire(&me.to_string(), Instant::now())
-        .map_err(|refusal| AppError::rate_limited("too many uploads", refusal.retry_after_secs()))?;
+    let ticket = limiter.acquire(&me.to_string(), Instant::now()).map_err(|refusal| {
+        AppError::rate_limited(
+            &format!("at most {UPLOADS_PER_WINDOW} uploads in {UPLOAD_WINDOW_MINUTES} minutes"),
+            refusal.retry_after_secs(),
+        )
+    })?;
 
     let key = storage::new_key();
     let mut upload = storage.upload(&key).await?;
@@ -728,8 +733,10 @@ mod tests {
                     assert!(key_of(unsent.id).await.is_none());
                     assert!(storage.exists(&sent_key).await.unwrap());
 
-                    crate::ssr::messages::delete(&db, ann.id, message.id).await.unwrap();
-                    assert_eq!(remove_for_message(&db, &storage, message.id).await.unwrap(), 1);
+                    let (tombstone, _) =
+                        crate::ssr::messages::delete(&db, Some(&storage), ann.id, message.id).await.unwrap();
+                    assert!(tombstone.attachments.is_empty());
+                    assert_eq!(remove_for_message(&db, &storage, message.id).await.unwrap(), 0);
                     assert!(!storage.exists(&sent_key).await.unwrap());
                     assert!(!storage.exists(&storage::preview_key(&sent_key)).await.unwrap());
                     assert_eq!(fetch(&db, &storage, ben.id, sent_file.id, false).await.unwrap_err().status(), 404);

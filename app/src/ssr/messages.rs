@@ -273,9 +273,14 @@ pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Resu
     Ok((present_one(db, row).await?, true))
 }
 
-/// Deletes `me`'s message `id`: its body is erased and its reactions removed; the row stays as a
-/// tombstone so the ids around it, and replies to it, stay coherent. Deleting again is a no-op.
-pub async fn delete(db: &DatabaseConnection, me: i64, id: i64) -> Result<(ChatMessage, MessageDeleted), AppError> {
+/// Deletes `me`'s message `id`: its body is erased, its reactions removed and its files taken out
+/// of `storage` (with their rows); the row stays as a tombstone so the ids around it, and replies to it, stay coherent. Deleting again is a no-op.
+pub async fn delete(
+    db: &DatabaseConnection,
+    storage: Option<&crate::ssr::storage::Storage>,
+    me: i64,
+    id: i64,
+) -> Result<(ChatMessage, MessageDeleted), AppError> {
     let row = locate_for_action(db, me, id).await?;
     require_author(&row, me, "delete")?;
     let row = if row.deleted_at.is_some() {
@@ -298,6 +303,10 @@ pub async fn delete(db: &DatabaseConnection, me: i64, id: i64) -> Result<(ChatMe
         tx.commit().await?;
         row
     };
+    // Its files go with it (again on a repeated delete, in case the store failed the first time).
+    if let Some(storage) = storage {
+        crate::ssr::attachments::remove_for_message(db, storage, row.id).await?;
+    }
     let tombstone = present_one(db, row).await?;
     let event = MessageDeleted {
         id: tombstone.id,
@@ -763,10 +772,10 @@ mod tests {
             let m = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
             react(&db, bob.id, m.id, "😮").await.unwrap();
 
-            assert_eq!(status(delete(&db, bob.id, m.id).await), 403, "only the author");
+            assert_eq!(status(delete(&db, None, bob.id, m.id).await), 403, "only the author");
             // Long after the edit window, the author still deletes.
             age(&db, m.id, 60 * 24).await;
-            let (tombstone, event) = delete(&db, alice.id, m.id).await.unwrap();
+            let (tombstone, event) = delete(&db, None, alice.id, m.id).await.unwrap();
             assert!(tombstone.deleted);
             assert_eq!(tombstone.body, "");
             assert!(tombstone.reactions.is_empty());
@@ -795,7 +804,7 @@ mod tests {
             // Nothing more can be done to it; deleting again is harmless.
             assert_eq!(status(edit(&db, alice.id, m.id, "undo").await), 400);
             assert_eq!(status(react(&db, bob.id, m.id, "👍").await), 400);
-            assert!(delete(&db, alice.id, m.id).await.unwrap().0.deleted);
+            assert!(delete(&db, None, alice.id, m.id).await.unwrap().0.deleted);
             // The retried send of a deleted message answers the tombstone, never the old body.
             let retry = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap();
             assert!(!retry.created && retry.message.deleted && retry.message.body.is_empty());
@@ -863,7 +872,7 @@ mod tests {
             edit(&db, alice.id, original.message.id, "lunch at 1?").await.unwrap();
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
             assert_eq!(page.messages.last().unwrap().reply_to.as_ref().unwrap().excerpt, "lunch at 1?");
-            delete(&db, alice.id, original.message.id).await.unwrap();
+            delete(&db, None, alice.id, original.message.id).await.unwrap();
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
             let quote = page.messages.last().unwrap().reply_to.clone().unwrap();
             assert!(quote.deleted && quote.excerpt.is_empty());
@@ -891,7 +900,7 @@ mod tests {
             // Meanwhile: an edit, a reaction, a deletion, and a change in another conversation.
             edit(&db, alice.id, ms[0].id, "one (fixed)").await.unwrap();
             react(&db, alice.id, ms[1].id, "👍").await.unwrap();
-            delete(&db, alice.id, ms[2].id).await.unwrap();
+            delete(&db, None, alice.id, ms[2].id).await.unwrap();
             let other = message(&db, carol.id, alice.id, "hi").await;
             react(&db, alice.id, other.id, "👋").await.unwrap();
 
@@ -954,7 +963,7 @@ mod tests {
 
             // The system line cannot be changed or reacted to.
             assert_eq!(status(react(&db, ada.id, created.change.line.id, "👍").await), 400);
-            assert_eq!(status(delete(&db, ada.id, created.change.line.id).await), 400);
+            assert_eq!(status(delete(&db, None, ada.id, created.change.line.id).await), 400);
             // Members react and reply; the author edits; an admin cannot edit someone else's.
             react(&db, ada.id, hello.id, "👋").await.unwrap();
             react(&db, rex.id, hello.id, "👋").await.unwrap();
@@ -975,7 +984,7 @@ mod tests {
             assert_eq!(hello_now.body, "hello, team");
             assert_eq!(hello_now.reactions[0].count(), 2);
             // The list follows the last message's deletion.
-            delete(&db, bob.id, later.id).await.unwrap();
+            delete(&db, None, bob.id, later.id).await.unwrap();
             let list = contacts(&db, ada.id, None).await.unwrap();
             let group = list.people.iter().find(|c| c.kind != ContactKind::Person).unwrap();
             assert!(group.last_message.as_ref().unwrap().deleted);

@@ -594,7 +594,7 @@ mod tests {
             assert_eq!(found(&db, bob.id, "lunch").await, Vec::<i64>::new());
             assert_eq!(found(&db, bob.id, "dinner").await, [id]);
 
-            crate::ssr::messages::delete(&db, alice.id, id).await.unwrap();
+            crate::ssr::messages::delete(&db, None, alice.id, id).await.unwrap();
             assert_eq!(found(&db, bob.id, "dinner").await, Vec::<i64>::new());
             assert_eq!(found(&db, alice.id, "eight").await, Vec::<i64>::new());
         })

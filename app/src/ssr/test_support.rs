@@ -104,5 +104,7 @@ where
             path_style: true,
         };
         test(crate::ssr::storage::Storage::s3(&settings).expect("an S3 store")).await;
+    } else if std::env::var_os("BANTER_TEST_REQUIRE_S3").is_some() {
+        panic!("BANTER_TEST_REQUIRE_S3 is set but BANTER_TEST_S3_ENDPOINT is not");
     }
 }

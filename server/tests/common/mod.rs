@@ -81,6 +81,29 @@ impl TestServer {
     }
 }
 
+/// The attachment stores tests run on: a fresh folder, and an S3 bucket when
+/// `BANTER_TEST_S3_ENDPOINT` names an S3-compatible server (scripts/test.sh starts moto and sets
+/// it; with `BANTER_TEST_REQUIRE_S3` set, as there, a missing endpoint fails the test).
+pub fn storages() -> Vec<server::config::StorageConfig> {
+    let local = std::env::temp_dir().join(format!("banter-uploads-{}", rand::random::<u64>()));
+    let mut all = vec![server::config::StorageConfig::Local(local)];
+    match std::env::var("BANTER_TEST_S3_ENDPOINT") {
+        Ok(endpoint) => all.push(server::config::StorageConfig::S3(app::ssr::storage::S3Settings {
+            bucket: "banter-test".into(),
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            path_style: true,
+        })),
+        Err(_) if std::env::var_os("BANTER_TEST_REQUIRE_S3").is_some() => {
+            panic!("BANTER_TEST_REQUIRE_S3 is set but BANTER_TEST_S3_ENDPOINT is not")
+        }
+        Err(_) => {}
+    }
+    all
+}
+
 /// A throw-away SQLite file that outlives one server instance (for restart tests).
 pub fn temp_sqlite_url() -> String {
     let dir = std::env::temp_dir().join(format!("banter-http-{}", rand::random::<u64>()));
