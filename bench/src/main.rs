@@ -10,6 +10,7 @@ mod room;
 mod search;
 mod ssr;
 mod stats;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -88,6 +89,8 @@ enum Scenario {
     Ssr(ssr::SsrArgs),
     /// Message search over a large corpus loaded by `server seed-corpus` (needs --spawn).
     Search(search::SearchArgs),
+    /// People uploading large files at once, then one downloading them: MB/s and the server's memory.
+    Upload(upload::UploadArgs),
     /// Sizes of the WASM, JS and CSS bundles.
     Bundle,
     /// Every scenario, with default (or --smoke) sizes.
@@ -237,6 +240,8 @@ fn banter_command(cli: &Cli, port: u16, database_url: &str) -> Command {
         .env("PUSHER_PUBLIC_CHANNELS", "true")
         .env("PUSHER_MAX_CONNECTIONS_PER_ADDRESS", "0")
         .env("PUSHER_MAX_FRAMES_PER_SECOND", "0")
+        // Files go to the local disk in the run's own directory (see spawn_server).
+        .env_remove("S3_BUCKET")
         .env_remove("PUSHER_CLUSTER")
         .env_remove("PUSHER_APP_CLUSTER")
         .env_remove("PUSHER_APP_HOST")
@@ -261,6 +266,7 @@ async fn spawn_server(
     std::fs::create_dir_all(&dir)?;
     let sqlite = format!("sqlite://{}/banter.sqlite?mode=rwc", dir.display());
     let mut command = banter_command(cli, port, database_url.unwrap_or(&sqlite));
+    command.env("UPLOADS_DIR", dir.join("uploads"));
     if encrypted {
         command.env("PUSHER_ENCRYPTION_MASTER_KEY_BASE64", BENCH_MASTER_KEY);
     } else {
@@ -339,6 +345,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
         (Scenario::Room(a), _) if !smoke => room::run(ctx, a, &mut r).await,
         (Scenario::Connections(a), _) if !smoke => connections::run(ctx, a, &mut r).await,
         (Scenario::Ssr(a), _) if !smoke => ssr::run(ctx, a, &mut r).await,
+        (Scenario::Upload(a), _) if !smoke => upload::run(ctx, a, &mut r).await,
         (_, "search") => search::run(ctx, &search_args(cli), &mut r).await,
         (_, "chat") => {
             chat::run(ctx, &if smoke { chat::ChatArgs::smoke() } else { default_args::<chat::ChatArgs>() }, &mut r)
@@ -354,6 +361,9 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
             connections::run(ctx, &a, &mut r).await
         }
         (_, "ssr") => ssr::run(ctx, &if smoke { ssr::SsrArgs::smoke() } else { default_args() }, &mut r).await,
+        (_, "upload") => {
+            upload::run(ctx, &if smoke { upload::UploadArgs::smoke() } else { default_args() }, &mut r).await
+        }
         _ => {
             bundle::run(&cli.site_root, "banter", &mut r);
             Ok(())
@@ -431,9 +441,10 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
         Scenario::Connections(_) => ("connections", vec!["connections"]),
         Scenario::Ssr(_) => ("ssr", vec!["ssr"]),
         Scenario::Search(_) => ("search", vec!["search"]),
+        Scenario::Upload(_) => ("upload", vec!["upload"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
-        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "search", "connections"]),
+        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "search", "upload", "connections"]),
     }
 }
 
@@ -684,6 +695,8 @@ mod tests {
         assert_eq!((f.subscribers, f.channels), (1000, 10));
         let g: room::RoomArgs = default_args();
         assert_eq!((g.members, g.rate), (1000, 10.0));
+        let u: upload::UploadArgs = default_args();
+        assert_eq!((u.users, u.size), (20, 25_000_000));
         let s: search::SearchArgs = default_args();
         assert_eq!((s.messages, s.conversations, s.concurrency), (1_000_000, 10_000, 10));
     }
