@@ -4,6 +4,7 @@
 pub mod config;
 pub mod files;
 pub mod http;
+pub mod observe;
 pub mod publisher;
 pub mod pusher;
 pub mod realtime;
@@ -69,7 +70,14 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     let auth_hub = hub.cloned();
     let db = state.db.clone();
     let app = Router::new()
-        .route("/healthz", get(move || healthz(db.clone())))
+        .route(
+            "/healthz",
+            get({
+                let db = db.clone();
+                move || healthz(db.clone())
+            }),
+        )
+        .route("/readyz", get(move || readyz(db.clone())))
         .route(
             "/broadcasting/auth",
             post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), auth_hub.clone(), headers, form)),
@@ -92,7 +100,9 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     let app = app.layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
     // Files have their own, larger limit (and stream to storage as they arrive).
     let app = if state.storage.is_some() { app.merge(files::router(state.clone())) } else { app };
-    security::protect(app, &state)
+    // Outermost: every answer, refusals included, carries its request id, and every log line
+    // written while answering it.
+    security::protect(app, &state).layer(middleware::from_fn(observe::request_id))
 }
 
 /// Every request starts knowing nothing about who is signed in (see `SignedInCache`).
@@ -107,6 +117,19 @@ async fn healthz(db: DatabaseConnection) -> Response {
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+/// Ready for traffic: the database answers (a load balancer sends requests elsewhere otherwise).
+/// `/healthz` says the process is alive.
+async fn readyz(db: DatabaseConnection) -> Response {
+    match db.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({ "ready": true, "database": "ok" }))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            let body = serde_json::json!({ "ready": false, "database": "unreachable" });
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
         }
     }
 }

@@ -36,9 +36,12 @@ async fn serve() -> ExitCode {
         eprintln!("banter: .env: {e}");
         return ExitCode::from(2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .init();
+    let format = match server::observe::LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {
+        Ok(format) => format,
+        Err(e) => return fail(&e),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    server::observe::init_logging(format, filter);
 
     let config = match Config::from_env() {
         Ok(config) => config,
