@@ -103,6 +103,33 @@ impl Peaks {
     }
 }
 
+/// One line of the table: files moved in one phase, how fast, and the server's peaks meanwhile.
+struct Phase {
+    files: usize,
+    bytes: usize,
+    secs: f64,
+    /// Anon RSS, VmRSS, threads.
+    peaks: (u64, u64, u64),
+}
+
+impl Phase {
+    fn row(&self, name: String, latency: &Samples) -> Vec<String> {
+        let mb = self.bytes as f64 / 1_000_000.0;
+        let mut row = vec![
+            name,
+            self.files.to_string(),
+            format!("{mb:.0}"),
+            format!("{:.2}", self.secs),
+            format!("{:.0}", mb / self.secs.max(1e-9)),
+            stats::bytes(self.peaks.0),
+            stats::bytes(self.peaks.1),
+            self.peaks.2.to_string(),
+        ];
+        row.extend(latency.summary().latency_cells());
+        row
+    }
+}
+
 async fn upload_one(
     http: &reqwest::Client,
     base: &str,
@@ -240,18 +267,8 @@ pub async fn run(ctx: &Ctx, args: &UploadArgs, r: &mut ScenarioReport) -> Result
         }
         up_bytes += files * args.size;
         up_secs += secs;
-        let mut row = vec![
-            format!("upload, round {}", round + 1),
-            files.to_string(),
-            format!("{:.0}", mb((files * args.size) as f64)),
-            format!("{secs:.2}"),
-            format!("{:.0}", mb((files * args.size) as f64) / secs),
-            stats::bytes(anon),
-            stats::bytes(total),
-            threads.to_string(),
-        ];
-        row.extend(round_latency.summary().latency_cells());
-        table.rows.push(row);
+        let phase = Phase { files, bytes: files * args.size, secs, peaks: (anon, total, threads) };
+        table.rows.push(phase.row(format!("upload, round {}", round + 1), &round_latency));
     }
 
     // Each person sends their files in one message per ten (the per-message limit).
@@ -298,18 +315,8 @@ pub async fn run(ctx: &Ctx, args: &UploadArgs, r: &mut ScenarioReport) -> Result
     let (anon, total, threads) = peaks.take();
     peaks.stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
-    let mut row = vec![
-        format!("download, {} at once", args.users.min(stored.len().max(1))),
-        fetched.to_string(),
-        format!("{:.0}", mb((fetched * args.size) as f64)),
-        format!("{down_secs:.2}"),
-        format!("{:.0}", mb((fetched * args.size) as f64) / down_secs),
-        stats::bytes(anon),
-        stats::bytes(total),
-        threads.to_string(),
-    ];
-    row.extend(down_latency.summary().latency_cells());
-    table.rows.push(row);
+    let phase = Phase { files: fetched, bytes: fetched * args.size, secs: down_secs, peaks: (anon, total, threads) };
+    table.rows.push(phase.row(format!("download, {} at once", args.users.min(stored.len().max(1))), &down_latency));
     r.table = Some(table);
     r.notes.push("latency columns: the time of each file's request, from its first byte sent to the answer".into());
 

@@ -6,7 +6,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
-import { done, live, log, openChat, person, send, sendByApi as sendApi, type Person } from './chat-support';
+import { createGroupByApi, done, live, log, openChat, person, send, sendByApi as sendApi, type Person } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -269,12 +269,7 @@ test('without JavaScript, edit, delete and quick reactions are plain forms', { t
 
 test('in a group: a reply, a reaction, an edit and a deletion reach the other member live', { tag: '@js-only' }, async ({ browser }, info) => {
   const { alice, bob } = await pair(browser, info, 'act-grp');
-  const created = await alice.context.request.post('/api/groups/create', {
-    data: `name=Actions&member_ids[]=${bob.id}`,
-    headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
-  });
-  expect(created.ok(), await created.text()).toBeTruthy();
-  const room = (await created.json()).id;
+  const room = await createGroupByApi(alice, 'Actions', [bob]);
   for (const p of [alice, bob]) {
     await p.page.goto(`/chat/g/${room}`);
     await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');

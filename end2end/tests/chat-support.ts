@@ -99,3 +99,14 @@ export async function done(...people: Person[]) {
     await p.context.close();
   }
 }
+
+/** `owner` makes a group of themselves and `members` over the HTTP API; returns its room id. */
+export async function createGroupByApi(owner: Person, name: string, members: Person[]): Promise<number> {
+  const ids = members.map((m) => `member_ids[]=${m.id}`).join('&');
+  const created = await owner.context.request.post('/api/groups/create', {
+    data: `name=${encodeURIComponent(name)}&${ids}`,
+    headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  expect(created.ok(), await created.text()).toBeTruthy();
+  return (await created.json()).id;
+}

@@ -6,7 +6,7 @@ import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { expectAccessible } from './a11y';
-import { done, live, log, openChat, person, sendByApi } from './chat-support';
+import { createGroupByApi, done, live, log, openChat, person, sendByApi } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -127,12 +127,7 @@ test('files go up with a progress bar, arrive live as a preview and a chip, and 
 test('in a group, files dropped on the conversation arrive live; images open in a lightbox moved by the arrow keys and closed by Esc', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'drop-a');
   const bob = await person(browser, info, 'drop-b');
-  const created = await alice.context.request.post('/api/groups/create', {
-    data: `name=Photos&member_ids[]=${bob.id}`,
-    headers: { accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
-  });
-  expect(created.ok(), await created.text()).toBeTruthy();
-  const room = (await created.json()).id;
+  const room = await createGroupByApi(alice, 'Photos', [bob]);
   for (const p of [alice, bob]) {
     await p.page.goto(`/chat/g/${room}`);
     await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
