@@ -10,6 +10,14 @@ test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { 
   const bob = await person(browser, info, 'bob');
 
   await openChat(alice, info, bob);
+  // The app's WASM came compressed (Chromium asks for gzip over plain http, brotli over https):
+  // fewer than half its bytes went over the wire.
+  const wasm = await alice.page.evaluate(() => {
+    const entry = performance.getEntriesByType('resource').find((e) => e.name.endsWith('.wasm')) as PerformanceResourceTiming;
+    return { encoded: entry.encodedBodySize, decoded: entry.decodedBodySize };
+  });
+  expect(wasm.decoded).toBeGreaterThan(500_000);
+  expect(wasm.encoded).toBeLessThan(wasm.decoded / 2);
   await expect(alice.page.getByLabel('Message', { exact: true })).toBeFocused();
   await send(alice, 'Hello Bob!\nHow are you?');
   const sent = log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' });

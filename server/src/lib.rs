@@ -27,6 +27,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -95,6 +96,7 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
         Some(hub) => app.merge(hub.router(pusher_http_api)),
         None => app,
     };
+    let app = app.layer(compression());
     // Every request body, `/api/*` forms and the Pusher HTTP API alike, is small: a message is
     // at most 5,000 characters. Larger bodies get 413 before they are read.
     let app = app.layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
@@ -103,6 +105,20 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     // Outermost: every answer, refusals included, carries its request id, and every log line
     // written while answering it.
     security::protect(app, &state).layer(middleware::from_fn(observe::request_id))
+}
+
+/// Pages, JSON, JS, CSS and WASM go brotli- or gzip-compressed to clients that accept it
+/// (`Vary: Accept-Encoding`): the WASM is about a quarter of its size on the wire. Not images (already
+/// compressed), not bodies under 32 bytes, not WebSocket upgrades. Files people send are served by
+/// `files::router`, outside this layer: they go as they were stored.
+fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::Predicate as _;
+    use tower_http::compression::predicate::DefaultPredicate;
+    let not_upgrades =
+        |status: StatusCode, _: axum::http::Version, _: &axum::http::HeaderMap, _: &axum::http::Extensions| {
+            status != StatusCode::SWITCHING_PROTOCOLS
+        };
+    CompressionLayer::new().br(true).gzip(true).compress_when(DefaultPredicate::new().and(not_upgrades))
 }
 
 /// Every request starts knowing nothing about who is signed in (see `SignedInCache`).

@@ -90,3 +90,61 @@ async fn the_binary_logs_json_lines_with_the_request_id() {
     // The query (search words, names) is not logged; the probes are not either.
     assert!(!out.contains("secret=1") && !out.contains("/readyz"), "{out}");
 }
+
+#[tokio::test]
+async fn pages_and_json_go_compressed_and_sent_files_as_stored() {
+    use std::io::Read as _;
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let client = reqwest::Client::new();
+
+    let page = client.get(server.url("/login")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-encoding"], "gzip");
+    assert!(page.headers()["vary"].to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"));
+    let zipped = page.bytes().await.unwrap();
+    let mut html = String::new();
+    flate2::read::GzDecoder::new(&zipped[..]).read_to_string(&mut html).unwrap();
+    assert!(html.contains("<html") && html.len() > zipped.len() * 2, "{} -> {}", zipped.len(), html.len());
+
+    // Without Accept-Encoding, as it was.
+    let plain = client.get(server.url("/login")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+
+    let ann = common::sign_up(&server, "Ann").await;
+    let ben = common::sign_up(&server, "Ben").await;
+    let json = ann.client.post(server.url("/api/me")).header("accept-encoding", "br").send().await.unwrap();
+    assert_eq!(json.status(), StatusCode::OK);
+    assert_eq!(json.headers()["content-encoding"], "br");
+    let mut me = Vec::new();
+    brotli::Decompressor::new(&json.bytes().await.unwrap()[..], 4096).read_to_end(&mut me).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&me).unwrap()["name"], "Ann");
+
+    // A sent file goes exactly as stored, whatever the client accepts.
+    let text = "a plain text file that would compress well. ".repeat(50);
+    let up = ann
+        .client
+        .post(server.url("/api/uploads"))
+        .query(&[("name", "notes.txt")])
+        .header("accept", "application/json")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), StatusCode::CREATED);
+    let id = up.json::<Value>().await.unwrap()["id"].to_string();
+    let form = [
+        ("recipient_id", ben.id.to_string()),
+        ("body", String::new()),
+        ("client_id", "c-1".into()),
+        ("attachments[0]", id.clone()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, sent, _) = common::post(&ann.client, server.url("/api/messages/send"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let file =
+        ben.client.get(server.url(&format!("/files/{id}"))).header("accept-encoding", "gzip, br").send().await.unwrap();
+    assert_eq!(file.status(), StatusCode::OK);
+    assert!(file.headers().get("content-encoding").is_none());
+    assert_eq!(file.text().await.unwrap(), text);
+    server.stop().await;
+}
