@@ -3,7 +3,7 @@
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { contactRow, log, openChat, person, send } from './chat-support';
+import { contactRow, done, log, openChat, person, send } from './chat-support';
 
 test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'alice');
@@ -39,6 +39,42 @@ test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { 
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' }).getByLabel('Read')).toBeVisible();
   await alice.context.close();
   await bob.context.close();
+});
+
+test('the bundle: named by content, compressed, immutable; a second visit fetches none of it again', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'alice');
+  const bob = await person(browser, info, 'bob');
+  const bundle: { path: string; cache: string; encoding: string }[] = [];
+  alice.page.on('response', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith('/pkg/')) bundle.push({ path, cache: r.headers()['cache-control'] ?? '', encoding: r.headers()['content-encoding'] ?? '' });
+  });
+  await openChat(alice, info, bob);
+  const first = [...bundle];
+  expect(first.map((b) => b.path.split('.').pop()).sort()).toEqual(['css', 'js', 'wasm']);
+  for (const b of first) {
+    // cargo-leptos' names: the output name, then the file's MD5 in URL-safe base64 (22 characters).
+    expect(b.path).toMatch(/^\/pkg\/banter\.[A-Za-z0-9_-]{22}\.(css|js|wasm)$/);
+    expect(b.cache, b.path).toBe('public, max-age=31536000, immutable');
+    expect(['br', 'gzip'], b.path).toContain(b.encoding);
+  }
+
+  // A later visit in the same browser: every bundle file comes from its cache (no bytes moved,
+  // not even a revalidation).
+  await openChat(alice, info, bob);
+  const second = await alice.page.evaluate(() =>
+    performance
+      .getEntriesByType('resource')
+      .map((e) => e as PerformanceResourceTiming)
+      .filter((e) => new URL(e.name).pathname.startsWith('/pkg/'))
+      .map((e) => ({ path: new URL(e.name).pathname, transferred: e.transferSize, size: e.decodedBodySize })),
+  );
+  expect(second.map((e) => e.path).sort()).toEqual(first.map((b) => b.path).sort());
+  for (const e of second) {
+    expect(e.size, e.path).toBeGreaterThan(0);
+    expect(e.transferred, `${e.path} came over the network`).toBe(0);
+  }
+  await done(alice, bob);
 });
 
 test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {

@@ -1,6 +1,7 @@
 //! Banter's server: start-up, the axum router, and the database it runs on. Everything a request
 //! does lives in `app`; this crate wires it to the network.
 
+pub mod assets;
 pub mod config;
 pub mod files;
 pub mod http;
@@ -18,6 +19,7 @@ use app::{App, shell};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
+use axum::handler::Handler as _;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -56,6 +58,9 @@ pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
     if options.output_name.is_empty() {
         options.output_name = "banter".into();
     }
+    // However the binary was started (cargo-leptos, scripts, tests, the bench), the page names the
+    // bundle files the last build wrote.
+    options.hash_files = assets::hashed_build(&options);
     options.site_addr = site_addr;
     options
 }
@@ -87,7 +92,14 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
             let options = options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .merge(assets::pkg_router(
+            &format!("/{}", options.site_pkg_dir),
+            assets::pkg_dir(&options),
+            assets::build_hashes(&options),
+        ))
+        .fallback(leptos_axum::file_and_error_handler(shell).layer(middleware::from_fn(
+            |request: Request, next: Next| assets::cache_found(request, next, assets::PUBLIC_FILE),
+        )))
         .layer(middleware::from_fn(api_error_status))
         .layer(middleware::map_request(fresh_signed_in_cache))
         .layer(TraceLayer::new_for_http())
@@ -111,7 +123,7 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
 /// (`Vary: Accept-Encoding`): the WASM is about a quarter of its size on the wire. Not images (already
 /// compressed), not bodies under 32 bytes, not WebSocket upgrades. Files people send are served by
 /// `files::router`, outside this layer: they go as they were stored.
-fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
+pub fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::Predicate as _;
     use tower_http::compression::predicate::DefaultPredicate;
     let not_upgrades =

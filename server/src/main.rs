@@ -105,7 +105,9 @@ async fn serve() -> ExitCode {
     server::spawn_upload_sweeper(db.clone(), storage.clone());
     let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
         .with_storage(storage);
-    let app = server::router(state, server::leptos_options(config.site_addr), hub.as_ref(), http_api);
+    let options = server::leptos_options(config.site_addr);
+    server::assets::spawn_precompress(&options);
+    let app = server::router(state, options, hub.as_ref(), http_api);
     match &hub {
         Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),
         None => tracing::info!("realtime: publishing to an external Pusher-compatible server"),

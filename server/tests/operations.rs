@@ -148,3 +148,67 @@ async fn pages_and_json_go_compressed_and_sent_files_as_stored() {
     assert_eq!(file.text().await.unwrap(), text);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_bundle_goes_precompressed_with_the_caching_its_names_allow() {
+    use std::io::Read as _;
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    let dir = std::env::temp_dir().join(format!("banter-pkg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("snippets")).unwrap();
+    let wasm: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    std::fs::write(dir.join("banter.Hash_1.wasm"), &wasm).unwrap();
+    let snippet = "export function a() { return 1; }\n".repeat(100);
+    std::fs::write(dir.join("snippets").join("inline0.js"), &snippet).unwrap();
+    let done = server::assets::precompress(&dir).unwrap();
+    assert_eq!(done.written, 4);
+
+    let hashed = server::assets::hashed_names("js: Other\nwasm: Hash_1\ncss: Css\n", "banter");
+    let app: axum::Router = server::assets::pkg_router("/pkg", dir.clone(), hashed).layer(server::compression());
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut request = Request::get(path);
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+
+    // Brotli from the file written beside it (not compressed again on the way), immutable.
+    let br = get("/pkg/banter.Hash_1.wasm", Some("gzip, deflate, br")).await.unwrap();
+    assert_eq!(br.status(), StatusCode::OK);
+    assert_eq!(br.headers()["content-encoding"], "br");
+    assert_eq!(br.headers()["content-type"], "application/wasm");
+    assert_eq!(br.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(br.headers()["vary"].to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"));
+    let body = to_bytes(br.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(body, std::fs::read(dir.join("banter.Hash_1.wasm.br")).unwrap());
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut decoded).unwrap();
+    assert_eq!(decoded, wasm);
+
+    // Gzip for clients without brotli (Chromium over plain http), the file as it is for the rest.
+    let gz = get("/pkg/banter.Hash_1.wasm", Some("gzip")).await.unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&to_bytes(gz.into_body(), usize::MAX).await.unwrap()[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, wasm);
+    let plain = get("/pkg/banter.Hash_1.wasm", None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(to_bytes(plain.into_body(), usize::MAX).await.unwrap(), wasm);
+
+    // A file whose name does not change with its content is revalidated instead, and a missing
+    // one is not cached at all.
+    let kept = get("/pkg/snippets/inline0.js", Some("br")).await.unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(kept.headers()["cache-control"], "no-cache");
+    let missing = get("/pkg/banter.Gone.wasm", Some("br")).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing.headers().get("cache-control").is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
