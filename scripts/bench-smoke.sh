@@ -3,13 +3,14 @@
 # search over a 20,000-message corpus) against a server it spawns itself (target/release/server, free port,
 # temporary database). Builds nothing but the generator:
 # run `cargo leptos build --release` first. Exits non-zero when any scenario errors or reports lost or
-# duplicated messages; the table goes to stdout, the report to target/bench/report-all.md.
+# duplicated messages, or when a size budget of bench/budgets.toml is broken; the table goes to stdout, the
+# report to target/bench/report-all.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [[ ! -x target/release/server || ! -f target/site/pkg/banter.wasm ]]; then
-  echo "bench-smoke: target/release/server or target/site/pkg is missing; run cargo leptos build --release first" >&2
+if [[ ! -x target/release/server || ! -f target/release/hash.txt ]]; then
+  echo "bench-smoke: target/release/server or its bundle (target/release/hash.txt) is missing; run cargo leptos build --release first" >&2
   exit 1
 fi
 
-cargo run --quiet --release -p bench -- all --smoke --spawn --encrypted "$@"
+cargo run --quiet --release -p bench -- all --smoke --spawn --encrypted --check bench/budgets.toml "$@"

@@ -1,5 +1,6 @@
 //! `banter-bench`: Banter's load generator (issue 5). See `banter-bench --help` and `scripts/bench-smoke.sh`.
 
+mod budgets;
 mod bundle;
 mod chat;
 mod client;
@@ -68,6 +69,10 @@ struct Cli {
     /// Tiny sizes: every scenario in a few seconds.
     #[arg(long, global = true)]
     smoke: bool,
+    /// Hold the run to the budgets in this TOML file (`bench/budgets.toml`): exit non-zero when one
+    /// is broken. Size budgets apply to every run, the others to full-size runs only.
+    #[arg(long, global = true, value_name = "BUDGETS")]
+    check: Option<PathBuf>,
     /// Where the Markdown reports go.
     #[arg(long, global = true, default_value = "target/bench")]
     out_dir: PathBuf,
@@ -365,7 +370,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
             upload::run(ctx, &if smoke { upload::UploadArgs::smoke() } else { default_args() }, &mut r).await
         }
         _ => {
-            bundle::run(&cli.site_root, "banter", &mut r);
+            bundle::run(&cli.site_root, &cli.server_bin, "banter", &mut r);
             Ok(())
         }
     };
@@ -425,8 +430,15 @@ fn main() -> std::process::ExitCode {
         eprintln!("banter-bench: --versus and --encrypted need --spawn");
         return std::process::ExitCode::FAILURE;
     }
+    let budgets = match cli.check.as_deref().map(budgets::load).transpose() {
+        Ok(budgets) => budgets,
+        Err(e) => {
+            eprintln!("banter-bench: --check: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let ok = rt.block_on(run(cli, nofile));
+    let ok = rt.block_on(run(cli, nofile, budgets.as_deref()));
     // Reader tasks of held sockets must not keep the process alive.
     rt.shutdown_timeout(Duration::from_secs(1));
     if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
@@ -591,7 +603,7 @@ async fn run_side(cli: &Cli, side: Side<'_>, names: &[&str], nonce: u64) -> Vec<
     reports
 }
 
-async fn run(cli: Cli, nofile: u64) -> bool {
+async fn run(cli: Cli, nofile: u64, budgets: Option<&[budgets::Budget]>) -> bool {
     let nonce =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
             % 1_000_000_000;
@@ -650,13 +662,19 @@ async fn run(cli: Cli, nofile: u64) -> bool {
     if cli.encrypted {
         context.push(("encrypted".to_owned(), "chat also run with end-to-end encrypted channels".to_owned()));
     }
-    let md = report::render_markdown(title, &context, &runs, comparison.as_deref());
+    let mut md = report::render_markdown(title, &context, &runs, comparison.as_deref());
+    let verdicts = budgets.map(|b| budgets::check(b, &runs[0].1, cli.smoke));
+    if let Some(verdicts) = &verdicts {
+        print!("{}", budgets::render(verdicts, false));
+        md.push_str(&budgets::render(verdicts, true));
+    }
     let path = cli.out_dir.join(format!("report-{title}.md"));
     if let Err(e) = std::fs::write(&path, md) {
         eprintln!("banter-bench: cannot write {}: {e}", path.display());
         return false;
     }
-    let ok = runs.iter().all(|(_, reports)| reports.iter().all(ScenarioReport::ok));
+    let ok = runs.iter().all(|(_, reports)| reports.iter().all(ScenarioReport::ok))
+        && verdicts.iter().flatten().all(|v| !v.broken);
     eprintln!("banter-bench: report written to {} ({})", path.display(), if ok { "ok" } else { "FAILED" });
     ok
 }

@@ -142,6 +142,20 @@ fn pad_table(headers: &[String], rows: &[Vec<String>], out: &mut String) {
     }
 }
 
+/// A table as padded plain text.
+pub fn render_table_text(table: &Table) -> String {
+    let mut out = String::new();
+    pad_table(&table.headers, &table.rows, &mut out);
+    out
+}
+
+/// A table as Markdown.
+pub fn render_table_markdown(table: &Table) -> String {
+    let mut out = String::new();
+    md_table(&table.headers, &table.rows, &mut out);
+    out
+}
+
 /// Plain text for the terminal.
 pub fn render_text(reports: &[ScenarioReport]) -> String {
     let mut out = String::new();
