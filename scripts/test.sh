@@ -75,7 +75,40 @@ install_test_deps() {
       || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji >/dev/null; } \
       || return 1
   fi
+  # Redis for the cluster tests (several instances on one Redis; one test starts its own server).
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "installing Debian's redis-server for the cluster tests"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+        || return 1
+    else
+      echo "the cluster tests need redis-server: run 'sudo apt-get install redis-server' (Debian's package) and try again"
+      return 1
+    fi
+  fi
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error) || return 1
+}
+
+# start_redis: the machine's Redis on 6379 when it answers, else one of our own on a free port
+# (REDIS_PID is then its pid); exports BANTER_TEST_REDIS_URL.
+REDIS_PID=""
+start_redis() {
+  local port
+  if [ -n "${BANTER_TEST_REDIS_URL:-}" ]; then return 0; fi
+  if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    export BANTER_TEST_REDIS_URL="redis://127.0.0.1:6379"
+  else
+    port=$(free_port) || return 1
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$LOG_DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+      kill -0 "$REDIS_PID" 2>/dev/null || { echo "redis-server did not start; its log:"; tail -n 20 "$LOG_DIR/redis.log"; return 1; }
+      sleep 0.1
+    done
+    export BANTER_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  fi
+  echo "Redis on $BANTER_TEST_REDIS_URL: the cluster tests run several instances on it"
 }
 
 postgres_url() {
@@ -125,6 +158,7 @@ start_moto() {
 rust_tests() {
   local pg status
   ensure_moto && start_moto || return 1
+  start_redis || return 1
   pg=$(postgres_url)
   if [ -n "$pg" ]; then
     echo "PostgreSQL reachable: the database suite runs on SQLite and on PostgreSQL"
@@ -136,6 +170,7 @@ rust_tests() {
   cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p bench
   status=$?
   kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
   return $status
 }
 

@@ -42,6 +42,34 @@ pub struct Config {
     pub http: HttpLimits,
     /// Where attachments are kept.
     pub storage: StorageConfig,
+    /// `REDIS_URL`: the Redis that several instances share (cluster mode of the embedded Pusher
+    /// server); unset, one process is all there is.
+    pub redis_url: Option<RedisUrl>,
+}
+
+/// A `redis://` URL; it may carry a password, so it is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let url = url.trim();
+        if !url.starts_with("redis://") {
+            return Err(invalid("REDIS_URL", "must start with redis:// (like redis://127.0.0.1:6379/0)"));
+        }
+        redis::Client::open(url).map_err(|e| invalid("REDIS_URL", format!("is not a Redis URL: {e}")))?;
+        Ok(Self(url.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
 }
 
 /// Where attachments are kept: a folder (`UPLOADS_DIR`, `data/uploads` by default) or an
@@ -192,6 +220,7 @@ impl Config {
             pusher_http_api: get("PUSHER_HTTP_API").map(|v| boolean("PUSHER_HTTP_API", &v)).transpose()?,
             http: http_from(&get)?,
             storage: storage_from(&get)?,
+            redis_url: get("REDIS_URL").map(|url| RedisUrl::parse(&url)).transpose()?,
         })
     }
 }
@@ -492,6 +521,18 @@ mod tests {
         assert!(hosted.is_external() && hosted.tls());
         assert_eq!(config(&[("PUSHER_HOST", "x")]).unwrap_err().var, "PUSHER_HOST");
         assert!(!format!("{ok:?}").contains("\"s\""), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn redis_url_turns_on_the_cluster_and_its_password_stays_secret() {
+        assert_eq!(config(&[]).unwrap().redis_url, None, "unset: one process, nothing to install");
+        let c = config(&[("REDIS_URL", "redis://:hunter2@10.0.0.5:6379/2")]).unwrap();
+        assert_eq!(c.redis_url.as_ref().map(RedisUrl::as_str), Some("redis://:hunter2@10.0.0.5:6379/2"));
+        assert!(!format!("{c:?}").contains("hunter2"), "the password never reaches Debug output");
+        let refused = config(&[("REDIS_URL", "http://10.0.0.5:6379")]).unwrap_err();
+        assert_eq!(refused.var, "REDIS_URL");
+        assert!(refused.problem.contains("redis://"), "{}", refused.problem);
+        assert_eq!(config(&[("REDIS_URL", "redis://[::1")]).unwrap_err().var, "REDIS_URL");
     }
 
     #[test]

@@ -83,7 +83,10 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
                 move || healthz(db.clone())
             }),
         )
-        .route("/readyz", get(move || readyz(db.clone())))
+        .route("/readyz", {
+            let hub = hub.cloned();
+            get(move || readyz(db.clone(), hub.clone()))
+        })
         .route(
             "/broadcasting/auth",
             post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), auth_hub.clone(), headers, form)),
@@ -149,17 +152,26 @@ async fn healthz(db: DatabaseConnection) -> Response {
     }
 }
 
-/// Ready for traffic: the database answers (a load balancer sends requests elsewhere otherwise).
-/// `/healthz` says the process is alive.
-async fn readyz(db: DatabaseConnection) -> Response {
-    match db.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({ "ready": true, "database": "ok" }))).into_response(),
+/// Ready for traffic: the database answers and, in cluster mode, this instance is on the Redis bus
+/// (a load balancer sends requests elsewhere otherwise). `/healthz` says the process is alive.
+async fn readyz(db: DatabaseConnection, hub: Option<pusher::Hub>) -> Response {
+    let database = match db.ping().await {
+        Ok(()) => "ok",
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
-            let body = serde_json::json!({ "ready": false, "database": "unreachable" });
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+            "unreachable"
         }
+    };
+    let mut body = serde_json::json!({ "database": database });
+    let mut ready = database == "ok";
+    if let Some(stats) = hub.as_ref().and_then(pusher::Hub::cluster_stats) {
+        let connected = stats.connected.load(std::sync::atomic::Ordering::Relaxed);
+        body["redis"] = (if connected { "ok" } else { "unreachable" }).into();
+        ready &= connected;
     }
+    body["ready"] = ready.into();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Server functions answer every error with 500; this gives each `AppError` its own status

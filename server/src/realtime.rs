@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, Encryption, PusherConfig};
 use crate::publisher::HttpBroadcaster;
-use crate::pusher::{BindError, Hub, HubSettings};
+use crate::pusher::{BindError, ClusterSettings, Hub, HubSettings};
 
 /// What start-up builds: the settings every request reads, the broadcaster the server functions
 /// publish through, and the embedded hub when this server is its own Pusher server.
@@ -46,6 +46,19 @@ impl Realtime {
                     .map_err(|e| format!("cannot read or store the generated encryption master key: {e}"))?,
             ),
         };
+        let realtime = Self::configured(config, db, hub_settings, key).await?;
+        if let (Some(hub), Some(url)) = (&realtime.hub, &config.redis_url) {
+            hub.join_cluster(ClusterSettings::new(url.as_str())).map_err(|e| e.to_string())?;
+        }
+        Ok(realtime)
+    }
+
+    async fn configured(
+        config: &Config,
+        db: &DatabaseConnection,
+        hub_settings: HubSettings,
+        key: Option<MasterKey>,
+    ) -> Result<Self, String> {
         let Some(pusher) = config.pusher.as_ref() else {
             let (app_id, key_id, secret) = generated_credentials(db)
                 .await

@@ -36,6 +36,39 @@ async fn readiness_and_request_ids() {
     server.stop().await;
 }
 
+/// In cluster mode an instance is ready only while it is on the Redis bus; it still starts, and
+/// serves, without Redis.
+#[tokio::test]
+async fn readiness_includes_redis_in_cluster_mode() {
+    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let with_redis = |url: String| {
+        move |config: &mut server::config::Config| {
+            config.redis_url = Some(server::config::RedisUrl::parse(&url).unwrap());
+        }
+    };
+    let on = TestServer::start_configured(&temp_sqlite_url(), with_redis(redis)).await;
+    on.until_on_the_bus().await;
+    let ready = reqwest::get(on.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        serde_json::json!({ "ready": true, "database": "ok", "redis": "ok" })
+    );
+    on.stop().await;
+
+    // Nothing listens on this port: the instance starts anyway, alive but not ready.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let off = TestServer::start_configured(&temp_sqlite_url(), with_redis(format!("redis://127.0.0.1:{closed}"))).await;
+    assert_eq!(reqwest::get(off.url("/healthz")).await.unwrap().status(), StatusCode::OK);
+    let ready = reqwest::get(off.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        serde_json::json!({ "ready": false, "database": "ok", "redis": "unreachable" })
+    );
+    off.stop().await;
+}
+
 #[tokio::test]
 async fn the_binary_logs_json_lines_with_the_request_id() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -524,3 +524,56 @@ async fn encrypted_channels_carry_only_ciphertext_through_the_embedded_and_an_ex
     external.stop().await;
     embedded.stop().await;
 }
+
+/// Two instances on one database and one Redis (`REDIS_URL`), as behind a load balancer: a send
+/// through one reaches sockets held by the other, the sender's own tab excluded wherever it is, and
+/// signing out through one cuts the session's socket on the other.
+#[tokio::test]
+async fn two_instances_on_one_database_and_redis_are_one_banter() {
+    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let database = temp_sqlite_url();
+    let clustered = |config: &mut server::config::Config| {
+        config.redis_url = Some(server::config::RedisUrl::parse(&redis).unwrap());
+    };
+    let a = TestServer::start_configured(&database, clustered).await;
+    let b = TestServer::start_configured(&database, clustered).await;
+    assert_eq!((&a.app_id, a.credentials.key()), (&b.app_id, b.credentials.key()), "generated once, in the database");
+    a.until_on_the_bus().await;
+    b.until_on_the_bus().await;
+    let key = a.credentials.key().to_owned();
+    let ann = sign_up(&a, "Ann").await;
+    let ben = sign_up(&b, "Ben").await;
+
+    let mut ben_tab = Tab::open(&a, &key).await;
+    ben_tab.subscribe(&a, &ben, &format!("private-user.{}", ben.id)).await;
+    let mut ann_sending_tab = Tab::open(&a, &key).await;
+    ann_sending_tab.subscribe(&a, &ann, &format!("private-user.{}", ann.id)).await;
+    let mut ann_other_tab = Tab::open(&b, &key).await;
+    ann_other_tab.subscribe(&b, &ann, &format!("private-user.{}", ann.id)).await;
+
+    // Ann's tab on A sends through B (the load balancer's choice).
+    let stored = ann
+        .send(&b, ben.id, "hello across", "5f0c8a4e-2b1d-4c3e-9f00-0000000000c1", Some(&ann_sending_tab.socket_id))
+        .await;
+    let (event, _, data) = ben_tab.next_event().await;
+    assert_eq!((event.as_str(), &data), ("NewChatMessage", &stored));
+    let (event, _, data) = ann_other_tab.next_event().await;
+    assert_eq!((event.as_str(), &data), ("NewChatMessage", &stored));
+    assert!(ann_sending_tab.stays_quiet().await, "the tab that sent it already has it, on whichever instance");
+
+    // Ann signs out through B: her sockets on A and B close as unauthorized.
+    let (status, _, _) = post(&ann.client, b.url("/api/auth/logout"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    for tab in [&mut ann_sending_tab, &mut ann_other_tab] {
+        let closed = loop {
+            match tokio::time::timeout(SOON, tab.socket.next()).await.expect("closed within 5 s") {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(closed, Some(4009));
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -188,7 +188,7 @@ impl EventBody {
 impl Outgoing {
     fn publish(&self, hub: &Hub) {
         for (channel, text) in &self.frames {
-            hub.table().publish_frame(channel, text, self.exclude.as_ref());
+            hub.publish_frame(channel, text, self.exclude.as_ref());
         }
     }
 

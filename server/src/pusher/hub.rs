@@ -12,12 +12,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use pusher_protocol::{ChannelKind, ChannelName, ClientEvent, Frame, PresenceMember, ProtocolError, SocketId};
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use super::cluster::{JoinOutcome, PresenceJob};
 
 /// A connection as the table sees it: where its frames go and how to ask it to close.
 #[derive(Debug)]
@@ -72,6 +74,28 @@ pub(crate) struct ChannelStats {
     pub user_count: Option<usize>,
 }
 
+/// What a subscription answers: at once, or (a presence channel in cluster mode) once the
+/// cluster has said who is there.
+#[derive(Debug)]
+pub(crate) enum Subscribed {
+    Ready(Utf8Bytes),
+    /// `local` is the answer with this instance's members, for when the cluster cannot be asked.
+    Pending {
+        outcome: oneshot::Receiver<JoinOutcome>,
+        local: Utf8Bytes,
+    },
+}
+
+#[cfg(test)]
+impl Subscribed {
+    fn ready(self) -> Utf8Bytes {
+        match self {
+            Self::Ready(text) => text,
+            Self::Pending { .. } => panic!("a single-process table answers at once"),
+        }
+    }
+}
+
 /// Why a client event was not relayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RelayError {
@@ -103,6 +127,9 @@ pub(crate) struct Table {
     caps: Caps,
     /// Woken whenever the last connection has gone.
     idle: Notify,
+    /// Cluster mode: presence changes go here, in order, and the cluster announces them; without
+    /// it, the table announces `member_added`/`member_removed` itself.
+    cluster_presence: OnceLock<mpsc::UnboundedSender<PresenceJob>>,
 }
 
 #[derive(Debug, Default)]
@@ -207,7 +234,12 @@ fn text(frame: &Frame) -> Utf8Bytes {
 impl State {
     /// Unsubscribes `socket_id` from `channel`, announcing `member_removed` if it was the user's last
     /// connection there. Returns connections that overflowed on that announcement.
-    fn leave(&mut self, socket_id: &SocketId, channel: &ChannelName) -> Vec<SocketId> {
+    fn leave(
+        &mut self,
+        socket_id: &SocketId,
+        channel: &ChannelName,
+        cluster: Option<&mpsc::UnboundedSender<PresenceJob>>,
+    ) -> Vec<SocketId> {
         let mut overflowed = Vec::new();
         let Some(entry) = self.channels.get_mut(channel.as_str()) else {
             return overflowed;
@@ -221,8 +253,12 @@ impl State {
             member.connections = member.connections.saturating_sub(1);
             if member.connections == 0 {
                 entry.members.remove(&user_id);
-                let removed = text(&Frame::member_removed(channel.clone(), user_id));
-                entry.deliver(&removed, None, &mut overflowed);
+                if let Some(cluster) = cluster {
+                    let _ = cluster.send(PresenceJob::Leave { channel: channel.clone(), user_id });
+                } else {
+                    let removed = text(&Frame::member_removed(channel.clone(), user_id));
+                    entry.deliver(&removed, None, &mut overflowed);
+                }
             }
         }
         if entry.subscribers.is_empty() {
@@ -233,7 +269,11 @@ impl State {
 
     /// Removes a connection and all its subscriptions. Returns connections that overflowed on the
     /// resulting `member_removed` announcements.
-    fn remove_connection(&mut self, socket_id: &SocketId) -> Vec<SocketId> {
+    fn remove_connection(
+        &mut self,
+        socket_id: &SocketId,
+        cluster: Option<&mpsc::UnboundedSender<PresenceJob>>,
+    ) -> Vec<SocketId> {
         let Some(connection) = self.connections.remove(socket_id) else {
             return Vec::new();
         };
@@ -243,7 +283,7 @@ impl State {
         if let Some(owner) = &connection.owner {
             decrement(&mut self.per_user, &owner.user_id);
         }
-        connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel)).collect()
+        connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel, cluster)).collect()
     }
 }
 
@@ -260,7 +300,17 @@ impl Table {
             max_presence_members,
             caps,
             idle: Notify::new(),
+            cluster_presence: OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: from now on presence changes are sent to `jobs` instead of announced here.
+    pub fn use_cluster_presence(&self, jobs: mpsc::UnboundedSender<PresenceJob>) {
+        let _ = self.cluster_presence.set(jobs);
+    }
+
+    fn cluster(&self) -> Option<&mpsc::UnboundedSender<PresenceJob>> {
+        self.cluster_presence.get()
     }
 
     // A panic elsewhere while holding the lock leaves the maps consistent (every update is a single
@@ -375,7 +425,7 @@ impl Table {
         while let Some(socket_id) = pending.pop() {
             let (overflowed, idle) = {
                 let mut state = self.write();
-                (state.remove_connection(&socket_id), state.connections.is_empty())
+                (state.remove_connection(&socket_id, self.cluster()), state.connections.is_empty())
             };
             if idle {
                 self.idle.notify_waiters();
@@ -404,8 +454,9 @@ impl Table {
         socket_id: &SocketId,
         channel: &ChannelName,
         member: Option<PresenceMember>,
-    ) -> Result<Utf8Bytes, ProtocolError> {
+    ) -> Result<Subscribed, ProtocolError> {
         let mut overflowed = Vec::new();
+        let mut outcome = None;
         let succeeded = {
             let mut guard = self.write();
             let state = &mut *guard;
@@ -419,6 +470,8 @@ impl Table {
             if !entry.subscribers.contains_key(socket_id) {
                 let user_id = member.as_ref().map(|m| m.user_id.clone());
                 if let Some(member) = member {
+                    // The user's first connection here: the cluster (or this table) announces it.
+                    let mut first = None;
                     if let Some(existing) = entry.members.get_mut(&member.user_id) {
                         existing.connections += 1;
                     } else {
@@ -429,9 +482,26 @@ impl Table {
                             }
                             return Err(ProtocolError::PresenceChannelFull { max });
                         }
-                        let added = text(&Frame::member_added(channel.clone(), member.clone()));
-                        entry.deliver(&added, None, &mut overflowed);
-                        entry.members.insert(member.user_id, Member { info: member.user_info, connections: 1 });
+                        if self.cluster().is_none() {
+                            let added = text(&Frame::member_added(channel.clone(), member.clone()));
+                            entry.deliver(&added, None, &mut overflowed);
+                        }
+                        entry
+                            .members
+                            .insert(member.user_id.clone(), Member { info: member.user_info.clone(), connections: 1 });
+                        first = Some(member.clone());
+                    }
+                    if let Some(cluster) = self.cluster() {
+                        let (reply, receiver) = oneshot::channel();
+                        let _ = cluster.send(PresenceJob::Join {
+                            channel: channel.clone(),
+                            socket_id: socket_id.clone(),
+                            user_id: member.user_id,
+                            member: first,
+                            max_members: self.max_presence_members,
+                            reply,
+                        });
+                        outcome = Some(receiver);
                     }
                 }
                 let peer = Arc::clone(&connection.peer);
@@ -442,7 +512,10 @@ impl Table {
             text(&Frame::subscription_succeeded(channel.clone(), presence))
         };
         self.remove_connections(overflowed);
-        Ok(succeeded)
+        Ok(match outcome {
+            Some(outcome) => Subscribed::Pending { outcome, local: succeeded },
+            None => Subscribed::Ready(succeeded),
+        })
     }
 
     /// Unsubscribes a connection; a no-op if it was not subscribed.
@@ -452,28 +525,30 @@ impl Table {
             if let Some(connection) = state.connections.get_mut(socket_id) {
                 connection.channels.remove(channel.as_str());
             }
-            state.leave(socket_id, channel)
+            state.leave(socket_id, channel, self.cluster())
         };
         self.remove_connections(overflowed);
     }
 
     /// Relays a client event from `sender` to the channel's other subscribers, with the sender's
-    /// presence `user_id` as the server knows it.
-    pub fn relay_client_event(&self, sender: &SocketId, event: ClientEvent) -> Result<(), RelayError> {
+    /// presence `user_id` as the server knows it. Returns the frame as relayed.
+    pub fn relay_client_event(&self, sender: &SocketId, event: ClientEvent) -> Result<Utf8Bytes, RelayError> {
         let mut overflowed = Vec::new();
-        {
+        let relayed = {
             let state = self.read();
             let channel = state.channels.get(event.channel().as_str()).ok_or(RelayError::NotSubscribed)?;
             let subscriber = channel.subscribers.get(sender).ok_or(RelayError::NotSubscribed)?;
-            let relayed = Frame::ClientEvent(event.with_sender(subscriber.user_id.clone()));
-            channel.deliver(&text(&relayed), Some(sender), &mut overflowed);
-        }
+            let relayed = text(&Frame::ClientEvent(event.with_sender(subscriber.user_id.clone())));
+            channel.deliver(&relayed, Some(sender), &mut overflowed);
+            relayed
+        };
         self.remove_connections(overflowed);
-        Ok(())
+        Ok(relayed)
     }
 
     /// Publishes an application event to one channel's subscribers, except `exclude`. Fails only for
     /// an invalid event (reserved name, data over 10 KiB).
+    #[cfg(test)]
     pub fn publish(
         &self,
         channel: &ChannelName,
@@ -503,6 +578,22 @@ impl Table {
             connection.peer.close(ProtocolError::GoingAway);
         }
         state.connections.len()
+    }
+
+    /// Asks the connections subscribed to any of `channels` (all of them: `None`) to reconnect
+    /// (4200), without refusing new ones: after events were lost between instances, a browser that
+    /// resubscribes fetches what it missed. Returns how many were asked.
+    pub fn reconnect_all(&self, channels: Option<&[ChannelName]>) -> usize {
+        let state = self.read();
+        let mut asked = 0;
+        for connection in state.connections.values() {
+            let wanted = channels.is_none_or(|list| list.iter().any(|c| connection.channels.contains(c.as_str())));
+            if wanted {
+                connection.peer.close(ProtocolError::GoingAway);
+                asked += 1;
+            }
+        }
+        asked
     }
 
     pub fn connection_count(&self) -> usize {
@@ -581,9 +672,9 @@ mod tests {
         let tab1 = table.connect(None).unwrap();
         let tab2 = table.connect(None).unwrap();
 
-        let first = table.subscribe(&tab1.socket_id, &room, Some(member("1"))).unwrap();
+        let first = table.subscribe(&tab1.socket_id, &room, Some(member("1"))).unwrap().ready();
         assert!(first.as_str().contains(r#"\"count\":2"#), "{}", first.as_str());
-        let second = table.subscribe(&tab2.socket_id, &room, Some(member("1"))).unwrap();
+        let second = table.subscribe(&tab2.socket_id, &room, Some(member("1"))).unwrap().ready();
         assert!(second.as_str().contains(r#"\"count\":2"#), "{}", second.as_str());
         assert_eq!(events(&drain(&mut watcher)), ["pusher_internal:member_added"]);
         assert_eq!(table.presence_user_ids(&room), ["1", "9"]);
@@ -610,8 +701,8 @@ mod tests {
         }
         let third = table.connect(None).unwrap();
         assert_eq!(
-            table.subscribe(&third.socket_id, &room, Some(member("3"))),
-            Err(ProtocolError::PresenceChannelFull { max: 2 })
+            table.subscribe(&third.socket_id, &room, Some(member("3"))).err(),
+            Some(ProtocolError::PresenceChannelFull { max: 2 })
         );
         assert!(table.subscribe(&third.socket_id, &room, Some(member("2"))).is_ok());
         assert_eq!(table.channel_stats(&room).unwrap().user_count, Some(2));
@@ -682,7 +773,7 @@ mod tests {
         let event = |claimed: &str| {
             ClientEvent::new("client-typing", room.clone(), json!({"typing": true}), Some(claimed.into())).unwrap()
         };
-        assert_eq!(table.relay_client_event(&outsider.socket_id, event("1")), Err(RelayError::NotSubscribed));
+        assert_eq!(table.relay_client_event(&outsider.socket_id, event("1")).err(), Some(RelayError::NotSubscribed));
         table.subscribe(&b.socket_id, &room, Some(member("2"))).unwrap();
         drain(&mut a);
         table.relay_client_event(&b.socket_id, event("1")).unwrap();
@@ -718,8 +809,8 @@ mod tests {
             table.subscribe(&a.socket_id, &channel(name), None).unwrap();
         }
         assert_eq!(
-            table.subscribe(&a.socket_id, &channel("three"), None),
-            Err(ProtocolError::TooManyChannels { max: 2 })
+            table.subscribe(&a.socket_id, &channel("three"), None).err(),
+            Some(ProtocolError::TooManyChannels { max: 2 })
         );
         assert!(table.subscribe(&a.socket_id, &channel("two"), None).is_ok(), "repeating one is not a new one");
         table.unsubscribe(&a.socket_id, &channel("one"));

@@ -5,27 +5,33 @@
 //! moves frames:
 //! - [`hub`]: the channel table (who is subscribed where, presence members) and delivery;
 //! - [`socket`]: one connection's loop, generic over a `Sink`/`Stream` of WebSocket messages;
-//! - [`http_api`]: the signed HTTP API publishers use (`POST /events`, `GET /channels`, ...).
+//! - [`http_api`]: the signed HTTP API publishers use (`POST /events`, `GET /channels`, ...);
+//! - [`cluster`]: with `REDIS_URL`, the Redis bus and presence records that make several instances
+//!   one server.
 //!
 //! The lead wires it up with `router.merge(hub.router())`, hands the same [`Hub`] to the app as its
 //! `Broadcaster`, and calls [`Hub::shutdown`] when the process is asked to stop.
 
+mod cluster;
 mod http_api;
 mod hub;
 mod socket;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use app::ssr::broadcast::{Broadcaster, Publication};
 use app::ssr::security::SecurityPolicy;
 use axum::Router;
+use axum::extract::ws::Utf8Bytes;
 use axum::routing::{get, post};
-use pusher_protocol::Credentials;
 use pusher_protocol::limits::{CLIENT_EVENTS_PER_SECOND, DEFAULT_ACTIVITY_TIMEOUT_SECS, MAX_PRESENCE_MEMBERS};
+use pusher_protocol::{ChannelName, Credentials, Frame, SocketId};
 
+use self::cluster::Cluster;
+pub use self::cluster::{ClusterError, ClusterSettings, ClusterStats};
 pub use self::hub::BindError;
-use self::hub::{Caps, Table};
+use self::hub::{Caps, RelayError, Table};
 
 /// Tunables of the embedded server. The defaults are Pusher's; tests shorten the timeouts.
 #[derive(Debug, Clone)]
@@ -88,7 +94,9 @@ struct Inner {
     app_id: String,
     credentials: Credentials,
     settings: HubSettings,
-    table: Table,
+    table: Arc<Table>,
+    /// Set once, by [`Hub::join_cluster`].
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Hub {
@@ -101,7 +109,53 @@ impl Hub {
             connections_per_user: settings.max_connections_per_user,
         };
         let table = Table::with_caps(settings.send_queue, settings.max_presence_members, caps);
-        Self { inner: Arc::new(Inner { app_id: app_id.into(), credentials, settings, table }) }
+        let table = Arc::new(table);
+        Self {
+            inner: Arc::new(Inner { app_id: app_id.into(), credentials, settings, table, cluster: OnceLock::new() }),
+        }
+    }
+
+    /// Cluster mode: from now on this hub is one of the instances sharing the Redis at
+    /// `settings.url` (see [`cluster`]). Returns at once; Redis being down is an outage, not an
+    /// error. Joining twice keeps the first cluster.
+    pub fn join_cluster(&self, settings: ClusterSettings) -> Result<(), ClusterError> {
+        if self.inner.cluster.get().is_some() {
+            return Ok(());
+        }
+        let cluster = Cluster::start(Arc::clone(&self.inner.table), &self.inner.app_id, settings)?;
+        let _ = self.inner.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// What the cluster bus did so far; `None` outside cluster mode.
+    pub fn cluster_stats(&self) -> Option<&ClusterStats> {
+        self.inner.cluster.get().map(|cluster| &*cluster.stats)
+    }
+
+    fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.get().map(|cluster| &**cluster)
+    }
+
+    /// Delivers a serialized event to `channel`'s subscribers here and on the other instances.
+    pub(crate) fn publish_frame(&self, channel: &ChannelName, text: &Utf8Bytes, exclude: Option<&SocketId>) {
+        self.table().publish_frame(channel, text, exclude);
+        if let Some(cluster) = self.cluster() {
+            cluster.deliver(channel, text, exclude);
+        }
+    }
+
+    /// Relays a client event to the channel's other subscribers, here and on the other instances.
+    pub(crate) fn relay_client_event(
+        &self,
+        sender: &SocketId,
+        event: pusher_protocol::ClientEvent,
+    ) -> Result<(), RelayError> {
+        let channel = event.channel().clone();
+        let relayed = self.table().relay_client_event(sender, event)?;
+        if let Some(cluster) = self.cluster() {
+            cluster.deliver(&channel, &relayed, Some(sender));
+        }
+        Ok(())
     }
 
     pub fn app_id(&self) -> &str {
@@ -180,13 +234,17 @@ impl Broadcaster for Hub {
     fn publish(&self, publication: Publication) {
         let Publication { channels, event, data, exclude } = publication;
         for channel in channels {
-            if let Err(e) = self.table().publish(&channel, event, &data, exclude.as_ref()) {
-                tracing::warn!(channel = %channel, event, error = %e, "pusher: event not published");
+            match Frame::event(event, channel.clone(), &data) {
+                Ok(frame) => self.publish_frame(&channel, &Utf8Bytes::from(frame.to_json()), exclude.as_ref()),
+                Err(e) => tracing::warn!(channel = %channel, event, error = %e, "pusher: event not published"),
             }
         }
     }
 
     fn session_ended(&self, session: &str) {
+        if let Some(cluster) = self.cluster() {
+            cluster.end_session(session);
+        }
         let closed = self.table().end_session(session);
         if closed > 0 {
             tracing::debug!(connections = closed, "pusher: closed the connections of an ended session");
@@ -194,6 +252,9 @@ impl Broadcaster for Hub {
     }
 
     fn unsubscribe_user(&self, user_id: i64, channels: &[pusher_protocol::ChannelName]) {
+        if let Some(cluster) = self.cluster() {
+            cluster.unsubscribe_user(user_id, channels);
+        }
         let ended = self.table().unsubscribe_user(user_id, channels);
         if ended > 0 {
             tracing::debug!(subscriptions = ended, "pusher: ended the subscriptions of a removed member");

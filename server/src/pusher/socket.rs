@@ -15,12 +15,13 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use pusher_protocol::connection::check_protocol_version;
-use pusher_protocol::{ChannelKind, ClientEvent, Frame, ProtocolError, SocketId, Subscribe};
-use tokio::sync::watch;
+use pusher_protocol::{ChannelKind, ChannelName, ClientEvent, Frame, ProtocolError, SocketId, Subscribe};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::Hub;
-use super::hub::{Registration, RelayError};
+use super::cluster::JoinOutcome;
+use super::hub::{Registration, RelayError, Subscribed};
 
 /// Largest message a client may send. Event data is limited to 10 KiB; the rest is room for the
 /// frame around it and a presence subscription's `channel_data`.
@@ -37,6 +38,10 @@ const MAX_BATCH: usize = 64;
 
 /// Frames are buffered up to this many bytes before they are written (a flush writes sooner).
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// How long a presence subscription waits for the cluster's member list before answering with
+/// this instance's members.
+const CLUSTER_ANSWER: Duration = Duration::from_secs(3);
 
 /// How long a close frame may take to leave; a client that stopped reading does not get longer.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -242,7 +247,7 @@ where
                         Some(Ok(Message::Text(_) | Message::Binary(_))) if !connection.frames.allow(Instant::now()) => {
                             Some(error_frame(&ProtocolError::FrameRateLimited { per_second: settings.frames_per_second }))
                         }
-                        Some(Ok(Message::Text(text))) => connection.handle(text.as_str()),
+                        Some(Ok(Message::Text(text))) => connection.handle(text.as_str()).await,
                         Some(Ok(Message::Binary(_))) => {
                             Some(error_frame(&ProtocolError::MalformedFrame("binary frames are not supported".into())))
                         }
@@ -351,7 +356,7 @@ struct Connection {
 
 impl Connection {
     /// Acts on one text frame from the client; returns the reply to send it, if any.
-    fn handle(&mut self, text: &str) -> Option<Utf8Bytes> {
+    async fn handle(&mut self, text: &str) -> Option<Utf8Bytes> {
         let frame = match Frame::parse(text) {
             Ok(frame) => frame,
             Err(error) => {
@@ -362,7 +367,7 @@ impl Connection {
         match frame {
             Frame::Ping => Some(Frame::pong().to_json().into()),
             Frame::Pong => None,
-            Frame::Subscribe(subscribe) => Some(self.subscribe(subscribe)),
+            Frame::Subscribe(subscribe) => Some(self.subscribe(subscribe).await),
             Frame::Unsubscribe { channel } => {
                 self.hub.table().unsubscribe(&self.socket_id, &channel);
                 None
@@ -373,7 +378,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&self, subscribe: Subscribe) -> Utf8Bytes {
+    async fn subscribe(&self, subscribe: Subscribe) -> Utf8Bytes {
         let hub = &self.hub;
         let result = if subscribe.channel.kind() == ChannelKind::Public && !hub.settings().public_channels {
             Err(ProtocolError::PublicChannelsDisabled)
@@ -381,6 +386,13 @@ impl Connection {
             hub.credentials()
                 .verify_subscription(&self.socket_id, &subscribe)
                 .and_then(|member| hub.table().subscribe(&self.socket_id, &subscribe.channel, member))
+        };
+        let result = match result {
+            Ok(Subscribed::Ready(succeeded)) => Ok(succeeded),
+            Ok(Subscribed::Pending { outcome, local }) => {
+                self.cluster_members(&subscribe.channel, outcome, local).await
+            }
+            Err(error) => Err(error),
         };
         match result {
             Ok(succeeded) => succeeded,
@@ -391,12 +403,33 @@ impl Connection {
         }
     }
 
+    /// A presence subscription in cluster mode: the members across the cluster, or a refusal when
+    /// the channel is full there (the local subscription is then undone). Without an answer from
+    /// Redis in time, this instance's members.
+    async fn cluster_members(
+        &self,
+        channel: &ChannelName,
+        outcome: oneshot::Receiver<JoinOutcome>,
+        local: Utf8Bytes,
+    ) -> Result<Utf8Bytes, ProtocolError> {
+        match tokio::time::timeout(CLUSTER_ANSWER, outcome).await {
+            Ok(Ok(JoinOutcome::Members(members))) => {
+                Ok(Frame::subscription_succeeded(channel.clone(), Some(members)).to_json().into())
+            }
+            Ok(Ok(JoinOutcome::Full { max })) => {
+                self.hub.table().unsubscribe(&self.socket_id, channel);
+                Err(ProtocolError::PresenceChannelFull { max: u32::try_from(max).unwrap_or(u32::MAX) })
+            }
+            Ok(Ok(JoinOutcome::Local) | Err(_)) | Err(_) => Ok(local),
+        }
+    }
+
     fn client_event(&mut self, event: ClientEvent) -> Option<Utf8Bytes> {
         if !self.limiter.allow(Instant::now()) {
             return Some(error_frame(&ProtocolError::ClientEventRateLimited));
         }
         let channel = event.channel().clone();
-        match self.hub.table().relay_client_event(&self.socket_id, event) {
+        match self.hub.relay_client_event(&self.socket_id, event) {
             Ok(()) => None,
             Err(RelayError::NotSubscribed) => {
                 let message = format!("Client event rejected: not subscribed to {channel}");

@@ -68,6 +68,23 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The embedded Pusher server, when this server is its own.
+    pub fn hub(&self) -> Option<&server::pusher::Hub> {
+        self.hub.as_ref()
+    }
+
+    /// Waits until this instance is on its cluster's Redis bus (`REDIS_URL`).
+    pub async fn until_on_the_bus(&self) {
+        let stats = self.hub().and_then(server::pusher::Hub::cluster_stats).expect("a clustered server");
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !stats.connected.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("never joined the cluster bus");
+    }
+
     pub async fn stop(mut self) {
         if let Some(hub) = &self.hub {
             hub.shutdown();
