@@ -195,6 +195,18 @@ async fn api_error_status(request: Request, next: Next) -> Response {
 }
 
 /// The attachment store the configuration names, opened (the local folder is created).
+/// The connection the rate limits share through Redis (`REDIS_URL`). Connects lazily and again
+/// after any failure; a command that Redis does not answer within half a second counts as failed
+/// (the limiter then counts in this instance), so a hung Redis never holds a sign-in or a send.
+pub fn shared_limits_redis(url: &config::RedisUrl) -> Result<redis::aio::ConnectionManager, String> {
+    let client = redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_millis(500)))
+        .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
+        .set_number_of_retries(1);
+    redis::aio::ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("REDIS_URL: {e}"))
+}
+
 pub fn open_storage(config: &Config) -> Result<app::ssr::storage::Storage, String> {
     let storage = match &config.storage {
         config::StorageConfig::Local(dir) => app::ssr::storage::Storage::local(dir)?,

@@ -103,8 +103,15 @@ async fn serve() -> ExitCode {
         Err(e) => return fail(&e),
     };
     server::spawn_upload_sweeper(db.clone(), storage.clone());
-    let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
+    let mut state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
         .with_storage(storage);
+    if let Some(url) = &config.redis_url {
+        match server::shared_limits_redis(url) {
+            Ok(redis) => state = state.with_shared_limits(&redis),
+            Err(e) => return fail(&e),
+        }
+        tracing::info!("rate limits: shared with the other instances through Redis");
+    }
     let options = server::leptos_options(config.site_addr);
     server::assets::spawn_precompress(&options);
     let app = server::router(state, options, hub.as_ref(), http_api);

@@ -375,3 +375,49 @@ async fn request_bodies_over_the_limit_get_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     server.stop().await;
 }
+
+/// Two instances on one database and one Redis: the limits hold across them, so spreading requests
+/// over instances buys nothing.
+#[tokio::test]
+async fn rate_limits_hold_across_instances() {
+    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let database = temp_sqlite_url();
+    let clustered = |config: &mut server::config::Config| {
+        config.redis_url = Some(server::config::RedisUrl::parse(&redis).unwrap());
+    };
+    let a = TestServer::start_configured(&database, clustered).await;
+    let b = TestServer::start_configured(&database, clustered).await;
+    let ann = sign_up(&a, "Ann").await;
+    let ben = sign_up(&b, "Ben").await;
+
+    // 20 sends in 10 s per user: 10 through each instance, then the 21st is refused on either.
+    let to = ben.id.to_string();
+    for i in 0..20 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let client_id = format!("c-{i}");
+        let form = [("recipient_id", to.as_str()), ("body", "hi"), ("client_id", client_id.as_str())];
+        let (status, body, _) = post(&ann.client, server.url("/api/messages/send"), &form).await;
+        assert_eq!(status, StatusCode::OK, "send {i}: {body}");
+    }
+    for server in [&a, &b] {
+        let form = [("recipient_id", to.as_str()), ("body", "one too many"), ("client_id", "c-20")];
+        let (status, body, _) = post(&ann.client, server.url("/api/messages/send"), &form).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(body["message"].as_str().unwrap().starts_with("slow down"), "{body}");
+    }
+
+    // 5 wrong passwords per account in 15 minutes, spread over both; then even the right one waits.
+    post(&browser(), a.url("/api/auth/register"), &registration("Eve", "eve@example.com", "password1")).await;
+    let attempt = [("email", "eve@example.com"), ("password", "wrong-guess")];
+    for i in 0..5 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let (status, _, _) = post(&browser(), server.url("/api/auth/login"), &attempt).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "attempt {i}");
+    }
+    let right = [("email", "eve@example.com"), ("password", "password1")];
+    let (status, body, _) = post(&browser(), b.url("/api/auth/login"), &right).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["retry_after_secs"].as_u64().unwrap() > 0);
+    a.stop().await;
+    b.stop().await;
+}

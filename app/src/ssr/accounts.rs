@@ -66,7 +66,7 @@ pub async fn sign_up(
     validation::email(email)?;
     validation::new_password(password, password_confirmation)?;
     if let Some(ip) = client {
-        limiter.sign_ups_per_address.acquire(&address_key(ip), Instant::now()).map_err(|refusal| {
+        limiter.sign_ups_per_address.acquire(&address_key(ip), Instant::now()).await.map_err(|refusal| {
             AppError::rate_limited("too many sign-ups from your network", refusal.retry_after_secs())
         })?;
     }
@@ -101,15 +101,15 @@ pub async fn sign_in(
     let now = Instant::now();
     let refused = |refusal: Refusal| AppError::rate_limited("too many failed sign-ins", refusal.retry_after_secs());
     let address_ticket = match client {
-        Some(ip) => Some(limiter.sign_ins_per_address.acquire(&address_key(ip), now).map_err(refused)?),
+        Some(ip) => Some(limiter.sign_ins_per_address.acquire(&address_key(ip), now).await.map_err(refused)?),
         None => None,
     };
-    let account_ticket = match limiter.sign_ins_per_account.acquire(&email, now) {
+    let account_ticket = match limiter.sign_ins_per_account.acquire(&email, now).await {
         Ok(ticket) => ticket,
         Err(refusal) => {
             // Refused before anything was checked: the address is not charged for it.
             if let Some(ticket) = address_ticket {
-                limiter.sign_ins_per_address.refund(ticket);
+                limiter.sign_ins_per_address.refund(ticket).await;
             }
             return Err(refused(refusal));
         }
@@ -118,9 +118,9 @@ pub async fn sign_in(
     let user = find_by_email(db, &email).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     if password::verify(stored_hash, password.to_owned()).await {
-        limiter.sign_ins_per_account.refund(account_ticket);
+        limiter.sign_ins_per_account.refund(account_ticket).await;
         if let Some(ticket) = address_ticket {
-            limiter.sign_ins_per_address.refund(ticket);
+            limiter.sign_ins_per_address.refund(ticket).await;
         }
         // `verify` only says true for a stored hash, so there is a user.
         return user.ok_or(AppError::Internal);

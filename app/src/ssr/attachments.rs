@@ -198,7 +198,7 @@ where
             60,
         ));
     }
-    let ticket = limiter.acquire(&me.to_string(), Instant::now()).map_err(|refusal| {
+    let ticket = limiter.acquire(&me.to_string(), Instant::now()).await.map_err(|refusal| {
         AppError::rate_limited(
             &format!("at most {UPLOADS_PER_WINDOW} uploads in {UPLOAD_WINDOW_MINUTES} minutes"),
             refusal.retry_after_secs(),
@@ -230,7 +230,7 @@ where
     if let Err(e) = read {
         upload.abort().await;
         if !matches!(e, AppError::TooLarge { .. }) {
-            limiter.refund(ticket);
+            limiter.refund(ticket).await;
         }
         return Err(e);
     }

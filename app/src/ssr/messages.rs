@@ -562,6 +562,7 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     // pass the check before any of them is recorded.
     let ticket = limiter
         .acquire(&new.me.to_string(), Instant::now())
+        .await
         .map_err(|refusal| AppError::rate_limited("slow down", refusal.retry_after_secs()))?;
     let (recipient_id, room_id) = match new.to {
         Destination::Person(id) => (Some(id), None),
@@ -594,13 +595,13 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     let inserted = match inserted {
         Ok(inserted) => inserted,
         Err(refused) => {
-            limiter.refund(ticket);
+            limiter.refund(ticket).await;
             return Err(refused);
         }
     };
     if inserted.is_err() {
         // Nothing new was stored: the attempt does not use up the allowance.
-        limiter.refund(ticket);
+        limiter.refund(ticket).await;
     }
     let (row, created) = match inserted {
         Ok(row) => (row, true),

@@ -74,6 +74,20 @@ impl AppState {
         }
     }
 
+    /// Every rate limit (sign-ins, sign-ups, sends, uploads) counted in the Redis that all
+    /// instances share, instead of per process; under this deployment's Pusher app id, so two
+    /// deployments on one Redis do not count each other's users.
+    pub fn with_shared_limits(mut self, redis: &redis::aio::ConnectionManager) -> Self {
+        let limits = self.security.limits;
+        let name = |limiter: &str| format!("{}:{limiter}", self.realtime.app_id);
+        self.account_limiter = Arc::new(rate_limit::AccountLimiter::new(&limits).shared_through(redis, &name("")));
+        self.send_limiter = Arc::new(
+            rate_limit::SlidingWindow::from_limit(limits.sends_per_user).shared_through(redis.clone(), &name("sends")),
+        );
+        self.upload_limiter = Arc::new(attachments::upload_limiter().shared_through(redis.clone(), &name("uploads")));
+        self
+    }
+
     /// Takes files, kept in `storage`.
     pub fn with_storage(mut self, storage: storage::Storage) -> Self {
         self.storage = Some(storage);

@@ -49,8 +49,11 @@ impl TestServer {
         let hub = realtime.hub.clone();
         let http_api = realtime.http_api;
         let (app_id, credentials) = (realtime.settings.app_id.clone(), realtime.settings.credentials.clone());
-        let state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
+        let mut state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
             .with_storage(storage);
+        if let Some(url) = &config.redis_url {
+            state = state.with_shared_limits(&server::shared_limits_redis(url).unwrap());
+        }
         let app = server::router(state, server::leptos_options(addr), hub.as_ref(), http_api);
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = config.http;
