@@ -152,6 +152,68 @@ async fn presence_is_one_list_across_instances() {
     watcher.assert_nothing_pending().await;
 }
 
+/// A signed `GET` of the Pusher HTTP API at `addr`; the JSON it answers (status 200).
+async fn api_get(addr: std::net::SocketAddr, path: &str, params: &[(&str, &str)]) -> Value {
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let query = pusher_protocol::Credentials::new(KEY, SECRET).sign_request("GET", path, params, b"", now);
+    let response = reqwest::Client::new().get(format!("http://{addr}{path}")).query(&query).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Asks until the answer is `expected` (subscriptions reach Redis in the background, within
+/// milliseconds), at most [`WAIT`].
+async fn api_until(server: &Server, path: &str, params: &[(&str, &str)], expected: Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let answer = api_get(server.addr, path, params).await;
+        if answer == expected || std::time::Instant::now() >= deadline {
+            assert_eq!(answer, expected, "{path}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The HTTP API of any instance answers occupancy and presence members for the whole cluster.
+#[tokio::test]
+async fn the_http_api_answers_for_the_whole_cluster() {
+    let app_id = cluster_name();
+    let (a, b) = instances(&app_id, HubSettings::default(), &redis_url()).await;
+    let room = "presence-room.3";
+    let mut one = a.connect().await;
+    one.join(room, "1").await;
+    let mut two = b.connect().await;
+    two.join(room, "2").await;
+    let mut two_again = b.connect().await;
+    two_again.join(room, "2").await;
+    let mut lobby = b.connect().await;
+    lobby.subscribe_private("private-user.5").await;
+
+    let (channel, users, channels) = (
+        format!("/apps/{app_id}/channels/{room}"),
+        format!("/apps/{app_id}/channels/{room}/users"),
+        format!("/apps/{app_id}/channels"),
+    );
+    for server in [&a, &b] {
+        let info = [("info", "subscription_count,user_count")];
+        api_until(server, &channel, &info, json!({"occupied": true, "subscription_count": 3, "user_count": 2})).await;
+        api_until(server, &users, &[], json!({"users": [{"id": "1"}, {"id": "2"}]})).await;
+        let expected = json!({"channels": {
+            "presence-room.3": {"subscription_count": 3},
+            "private-user.5": {"subscription_count": 1},
+        }});
+        api_until(server, &channels, &[("info", "subscription_count")], expected).await;
+    }
+
+    drop(one);
+    drop(lobby);
+    let presence = [("filter_by_prefix", "presence-"), ("info", "user_count")];
+    api_until(&a, &channels, &presence, json!({"channels": {"presence-room.3": {"user_count": 1}}})).await;
+    api_until(&a, &format!("/apps/{app_id}/channels/private-user.5"), &[], json!({"occupied": false})).await;
+}
+
 /// An instance that dies without leaving (its runtime dropped: no close, no cleanup) is noticed by
 /// its silence, and the users only it held are announced gone to the others.
 #[tokio::test]

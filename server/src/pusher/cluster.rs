@@ -28,12 +28,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
-use pusher_protocol::{ChannelName, Frame, PresenceMember, SocketId};
+use pusher_protocol::{ChannelKind, ChannelName, Frame, PresenceMember, SocketId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::hub::Table;
+use super::hub::{ChannelStats, Table};
 
 /// How the cluster is reached and how fast it notices a vanished instance.
 #[derive(Debug, Clone)]
@@ -96,9 +96,16 @@ struct Envelope {
     body: Body,
 }
 
-/// A presence change, recorded in Redis in the order the table saw it.
+/// A subscription or presence change, recorded in Redis in the order the table saw it.
 #[derive(Debug)]
-pub(crate) enum PresenceJob {
+pub(crate) enum ClusterJob {
+    /// A connection here subscribed to the channel (counted for the HTTP API's occupancy).
+    Subscribed(ChannelName),
+    /// A connection here left the channel.
+    Unsubscribed(ChannelName),
+    /// Every channel's subscriptions here, as the table counted them when it queued this: the
+    /// instance's counts in Redis are rewritten from it (each heartbeat), so any drift heals.
+    Snapshot(Vec<(ChannelName, usize)>),
     /// `socket_id` subscribed; `member` is `Some` when it is its user's first connection here.
     Join {
         channel: ChannelName,
@@ -159,10 +166,19 @@ end
 return 0
 ";
 
-/// Takes back every pair an instance holds (once: only the caller that removes it from the
-/// heartbeat set does, unless ARGV[3] forces it); returns the pairs now gone from the cluster.
+/// One subscription fewer on this instance; the field goes at zero (never below).
+const UNSUBSCRIBED: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// Takes back every pair an instance holds, and its subscription counts (once: only the caller
+/// that removes it from the heartbeat set does, unless ARGV[3] forces it); returns the pairs now
+/// gone from the cluster.
 const REAP: &str = r"
 if ARGV[3] ~= '1' and redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {} end
+redis.call('DEL', KEYS[3])
 local gone = {}
 for _, pair in ipairs(redis.call('HKEYS', KEYS[2])) do
   local sep = string.find(pair, '\n', 1, true)
@@ -189,6 +205,9 @@ pub(crate) struct Cluster {
     prefix: String,
     outbox: mpsc::Sender<Body>,
     pub stats: Arc<ClusterStats>,
+    /// For the HTTP API's questions about the whole cluster.
+    redis: ConnectionManager,
+    node_timeout: Duration,
     /// When this instance last asked all its connections to reconnect (unix ms; 0: never).
     recovered_at: AtomicU64,
 }
@@ -212,9 +231,11 @@ impl Cluster {
             prefix: format!("banter:{{{app_id}}}"),
             outbox,
             stats: Arc::default(),
+            redis: manager.clone(),
+            node_timeout: settings.node_timeout,
             recovered_at: AtomicU64::new(0),
         });
-        table.use_cluster_presence(presence);
+        table.use_cluster_jobs(presence);
         tokio::spawn(Arc::clone(&cluster).publish_loop(manager.clone(), outgoing));
         tokio::spawn(Arc::clone(&cluster).subscribe_loop(client, manager.clone(), Arc::clone(&table)));
         tokio::spawn(Arc::clone(&cluster).presence_loop(manager.clone(), Arc::clone(&table), jobs));
@@ -403,14 +424,43 @@ impl Cluster {
         self: Arc<Self>,
         mut redis: ConnectionManager,
         table: Arc<Table>,
-        mut jobs: mpsc::UnboundedReceiver<PresenceJob>,
+        mut jobs: mpsc::UnboundedReceiver<ClusterJob>,
     ) {
         let join = redis::Script::new(JOIN);
         let leave = redis::Script::new(LEAVE);
+        let unsubscribed = redis::Script::new(UNSUBSCRIBED);
         let mut warned = false;
+        let subs = self.subs_key(&self.node);
         while let Some(job) = jobs.recv().await {
             match job {
-                PresenceJob::Join { channel, socket_id, user_id, member, max_members, reply } => {
+                ClusterJob::Subscribed(channel) => {
+                    let counted = redis::cmd("HINCRBY")
+                        .arg(&subs)
+                        .arg(channel.as_str())
+                        .arg(1)
+                        .query_async::<()>(&mut redis)
+                        .await;
+                    if let Err(e) = counted {
+                        self.presence_failed(&mut warned, &e);
+                    }
+                }
+                ClusterJob::Snapshot(channels) => {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().del(&subs).ignore();
+                    for (channel, count) in &channels {
+                        pipe.hset(&subs, channel.as_str(), *count).ignore();
+                    }
+                    if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+                        self.presence_failed(&mut warned, &e);
+                    }
+                }
+                ClusterJob::Unsubscribed(channel) => {
+                    let counted = unsubscribed.key(&subs).arg(channel.as_str()).invoke_async::<()>(&mut redis).await;
+                    if let Err(e) = counted {
+                        self.presence_failed(&mut warned, &e);
+                    }
+                }
+                ClusterJob::Join { channel, socket_id, user_id, member, max_members, reply } => {
                     let outcome =
                         self.join(&mut redis, &join, &table, &channel, &socket_id, &user_id, member, max_members).await;
                     let outcome = match outcome {
@@ -426,7 +476,7 @@ impl Cluster {
                     };
                     let _ = reply.send(outcome);
                 }
-                PresenceJob::Leave { channel, user_id } => {
+                ClusterJob::Leave { channel, user_id } => {
                     let gone = leave
                         .key(self.counts_key(&channel))
                         .key(self.infos_key(&channel))
@@ -533,6 +583,7 @@ impl Cluster {
             }
             .await;
             let Ok(dead) = beat else { continue };
+            table.snapshot_subscriptions();
             for node in dead {
                 match self.reap(&mut redis, &node, false).await {
                     Ok(gone) => {
@@ -564,6 +615,7 @@ impl Cluster {
         let gone: Vec<String> = redis::Script::new(REAP)
             .key(self.nodes_key())
             .key(self.node_key(node))
+            .key(self.subs_key(node))
             .arg(node)
             .arg(&self.prefix)
             .arg(if force { "1" } else { "0" })
@@ -588,6 +640,84 @@ impl Cluster {
 
     fn node_key(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
+    }
+
+    fn subs_key(&self, node: &str) -> String {
+        format!("{}:subs:{node}", self.prefix)
+    }
+
+    /// The instances that said they were alive within the node timeout.
+    async fn live_nodes(&self, redis: &mut ConnectionManager) -> redis::RedisResult<Vec<String>> {
+        let timeout = u64::try_from(self.node_timeout.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.nodes_key())
+            .arg(unix_millis().saturating_sub(timeout))
+            .arg("+inf")
+            .query_async(redis)
+            .await
+    }
+
+    /// Subscriptions to `channel` on every live instance, and its users if it is a presence
+    /// channel; `None` when nobody is subscribed anywhere.
+    pub async fn channel_stats(&self, channel: &ChannelName) -> redis::RedisResult<Option<ChannelStats>> {
+        let mut redis = self.redis.clone();
+        let nodes = self.live_nodes(&mut redis).await?;
+        let mut pipe = redis::pipe();
+        for node in &nodes {
+            pipe.hget(self.subs_key(node), channel.as_str());
+        }
+        let counts: Vec<Option<usize>> = pipe.query_async(&mut redis).await?;
+        let subscription_count: usize = counts.into_iter().flatten().sum();
+        if subscription_count == 0 {
+            return Ok(None);
+        }
+        let user_count = match channel.kind() {
+            ChannelKind::Presence => {
+                Some(redis::cmd("HLEN").arg(self.counts_key(channel)).query_async(&mut redis).await?)
+            }
+            _ => None,
+        };
+        Ok(Some(ChannelStats { subscription_count, user_count }))
+    }
+
+    /// Channels occupied on any live instance whose name starts with `prefix`, sorted by name.
+    pub async fn occupied_channels(&self, prefix: &str) -> redis::RedisResult<Vec<(ChannelName, ChannelStats)>> {
+        let mut redis = self.redis.clone();
+        let nodes = self.live_nodes(&mut redis).await?;
+        let mut pipe = redis::pipe();
+        for node in &nodes {
+            pipe.hgetall(self.subs_key(node));
+        }
+        let per_node: Vec<Vec<(String, usize)>> = pipe.query_async(&mut redis).await?;
+        let mut totals: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for (name, count) in per_node.into_iter().flatten() {
+            if name.starts_with(prefix) && count > 0 {
+                *totals.entry(name).or_default() += count;
+            }
+        }
+        let channels: Vec<(ChannelName, usize)> =
+            totals.into_iter().filter_map(|(name, n)| Some((ChannelName::parse(&name).ok()?, n))).collect();
+        let mut pipe = redis::pipe();
+        for (channel, _) in &channels {
+            pipe.hlen(self.counts_key(channel));
+        }
+        let users: Vec<usize> = pipe.query_async(&mut redis).await?;
+        Ok(channels
+            .into_iter()
+            .zip(users)
+            .map(|((channel, subscription_count), users)| {
+                let user_count = (channel.kind() == ChannelKind::Presence).then_some(users);
+                (channel, ChannelStats { subscription_count, user_count })
+            })
+            .collect())
+    }
+
+    /// The `user_id`s present on a presence channel anywhere in the cluster, sorted.
+    pub async fn presence_user_ids(&self, channel: &ChannelName) -> redis::RedisResult<Vec<String>> {
+        let mut ids: Vec<String> =
+            redis::cmd("HKEYS").arg(self.counts_key(channel)).query_async(&mut self.redis.clone()).await?;
+        ids.sort();
+        Ok(ids)
     }
 
     fn nodes_key(&self) -> String {

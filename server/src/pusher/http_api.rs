@@ -193,15 +193,14 @@ impl Outgoing {
     }
 
     /// `{"channels": {name: {...}}}` when `info` was asked for, after publishing.
-    fn info_json(&self, hub: &Hub) -> Option<Value> {
+    async fn info_json(&self, hub: &Hub) -> Option<Value> {
         if self.info.is_empty() {
             return None;
         }
-        let channels: Map<String, Value> = self
-            .frames
-            .iter()
-            .map(|(c, _)| (c.to_string(), Value::Object(channel_attributes(hub, c, &self.info))))
-            .collect();
+        let mut channels = Map::new();
+        for (channel, _) in &self.frames {
+            channels.insert(channel.to_string(), Value::Object(channel_attributes(hub, channel, &self.info).await));
+        }
         Some(json!({ "channels": channels }))
     }
 }
@@ -235,8 +234,8 @@ fn user_count_not_presence(channel: &ChannelName) -> ApiError {
     bad_request(format!("info=user_count is only available for presence channels, not {channel}"))
 }
 
-fn channel_attributes(hub: &Hub, channel: &ChannelName, info: &[Info]) -> Map<String, Value> {
-    let stats = hub.table().channel_stats(channel);
+async fn channel_attributes(hub: &Hub, channel: &ChannelName, info: &[Info]) -> Map<String, Value> {
+    let stats = hub.channel_stats(channel).await;
     let mut attributes = Map::new();
     for attribute in info {
         match attribute {
@@ -255,7 +254,7 @@ fn channel_attributes(hub: &Hub, channel: &ChannelName, info: &[Info]) -> Map<St
 pub(crate) async fn events(State(hub): State<Hub>, request: Signed) -> Result<Json<Value>, ApiError> {
     let outgoing = request.json::<EventBody>()?.validate(MAX_CHANNELS_PER_EVENT)?;
     outgoing.publish(&hub);
-    Ok(Json(outgoing.info_json(&hub).unwrap_or_else(|| json!({}))))
+    Ok(Json(outgoing.info_json(&hub).await.unwrap_or_else(|| json!({}))))
 }
 
 /// `POST /apps/{app_id}/batch_events`: up to 10 events, each to one channel.
@@ -281,14 +280,15 @@ pub(crate) async fn batch_events(State(hub): State<Hub>, request: Signed) -> Res
     if outgoing.iter().all(|event| event.info.is_empty()) {
         return Ok(Json(json!({})));
     }
-    let batch: Vec<Value> = outgoing
-        .iter()
-        .map(|event| {
-            // One channel per batch entry: its attributes, flat.
-            let attributes = event.frames.first().map(|(c, _)| channel_attributes(&hub, c, &event.info));
-            Value::Object(attributes.unwrap_or_default())
-        })
-        .collect();
+    let mut batch: Vec<Value> = Vec::with_capacity(outgoing.len());
+    for event in &outgoing {
+        // One channel per batch entry: its attributes, flat.
+        let attributes = match event.frames.first() {
+            Some((channel, _)) => channel_attributes(&hub, channel, &event.info).await,
+            None => Map::new(),
+        };
+        batch.push(Value::Object(attributes));
+    }
     Ok(Json(json!({ "batch": batch })))
 }
 
@@ -300,8 +300,8 @@ pub(crate) async fn channels(State(hub): State<Hub>, request: Signed) -> Result<
         return Err(bad_request("info=user_count requires filter_by_prefix=presence-"));
     }
     let channels: Map<String, Value> = hub
-        .table()
         .occupied_channels(prefix)
+        .await
         .into_iter()
         .map(|(channel, stats)| {
             let mut attributes = Map::new();
@@ -324,8 +324,8 @@ pub(crate) async fn channel(State(hub): State<Hub>, request: Signed) -> Result<J
     if info.contains(&Info::UserCount) && channel.kind() != ChannelKind::Presence {
         return Err(user_count_not_presence(&channel));
     }
-    let mut body = channel_attributes(&hub, &channel, &info);
-    body.insert("occupied".into(), hub.table().channel_stats(&channel).is_some().into());
+    let mut body = channel_attributes(&hub, &channel, &info).await;
+    body.insert("occupied".into(), hub.channel_stats(&channel).await.is_some().into());
     Ok(Json(Value::Object(body)))
 }
 
@@ -335,7 +335,7 @@ pub(crate) async fn users(State(hub): State<Hub>, request: Signed) -> Result<Jso
     if channel.kind() != ChannelKind::Presence {
         return Err(bad_request(format!("users are only available for presence channels, not {channel}")));
     }
-    let users: Vec<Value> = hub.table().presence_user_ids(&channel).into_iter().map(|id| json!({ "id": id })).collect();
+    let users: Vec<Value> = hub.presence_user_ids(&channel).await.into_iter().map(|id| json!({ "id": id })).collect();
     Ok(Json(json!({ "users": users })))
 }
 

@@ -19,7 +19,7 @@ use pusher_protocol::{ChannelKind, ChannelName, ClientEvent, Frame, PresenceMemb
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::cluster::{JoinOutcome, PresenceJob};
+use super::cluster::{ClusterJob, JoinOutcome};
 
 /// A connection as the table sees it: where its frames go and how to ask it to close.
 #[derive(Debug)]
@@ -127,9 +127,9 @@ pub(crate) struct Table {
     caps: Caps,
     /// Woken whenever the last connection has gone.
     idle: Notify,
-    /// Cluster mode: presence changes go here, in order, and the cluster announces them; without
-    /// it, the table announces `member_added`/`member_removed` itself.
-    cluster_presence: OnceLock<mpsc::UnboundedSender<PresenceJob>>,
+    /// Cluster mode: subscriptions and presence changes go here, in order; the cluster records them
+    /// and announces presence. Without it, the table announces `member_added`/`member_removed`.
+    cluster_jobs: OnceLock<mpsc::UnboundedSender<ClusterJob>>,
 }
 
 #[derive(Debug, Default)]
@@ -238,7 +238,7 @@ impl State {
         &mut self,
         socket_id: &SocketId,
         channel: &ChannelName,
-        cluster: Option<&mpsc::UnboundedSender<PresenceJob>>,
+        cluster: Option<&mpsc::UnboundedSender<ClusterJob>>,
     ) -> Vec<SocketId> {
         let mut overflowed = Vec::new();
         let Some(entry) = self.channels.get_mut(channel.as_str()) else {
@@ -247,6 +247,9 @@ impl State {
         let Some(subscriber) = entry.subscribers.remove(socket_id) else {
             return overflowed;
         };
+        if let Some(cluster) = cluster {
+            let _ = cluster.send(ClusterJob::Unsubscribed(channel.clone()));
+        }
         if let Some(user_id) = subscriber.user_id
             && let Some(member) = entry.members.get_mut(&user_id)
         {
@@ -254,7 +257,7 @@ impl State {
             if member.connections == 0 {
                 entry.members.remove(&user_id);
                 if let Some(cluster) = cluster {
-                    let _ = cluster.send(PresenceJob::Leave { channel: channel.clone(), user_id });
+                    let _ = cluster.send(ClusterJob::Leave { channel: channel.clone(), user_id });
                 } else {
                     let removed = text(&Frame::member_removed(channel.clone(), user_id));
                     entry.deliver(&removed, None, &mut overflowed);
@@ -272,7 +275,7 @@ impl State {
     fn remove_connection(
         &mut self,
         socket_id: &SocketId,
-        cluster: Option<&mpsc::UnboundedSender<PresenceJob>>,
+        cluster: Option<&mpsc::UnboundedSender<ClusterJob>>,
     ) -> Vec<SocketId> {
         let Some(connection) = self.connections.remove(socket_id) else {
             return Vec::new();
@@ -300,17 +303,18 @@ impl Table {
             max_presence_members,
             caps,
             idle: Notify::new(),
-            cluster_presence: OnceLock::new(),
+            cluster_jobs: OnceLock::new(),
         }
     }
 
-    /// Cluster mode: from now on presence changes are sent to `jobs` instead of announced here.
-    pub fn use_cluster_presence(&self, jobs: mpsc::UnboundedSender<PresenceJob>) {
-        let _ = self.cluster_presence.set(jobs);
+    /// Cluster mode: from now on subscriptions and presence changes are sent to `jobs`, and
+    /// presence is no longer announced here.
+    pub fn use_cluster_jobs(&self, jobs: mpsc::UnboundedSender<ClusterJob>) {
+        let _ = self.cluster_jobs.set(jobs);
     }
 
-    fn cluster(&self) -> Option<&mpsc::UnboundedSender<PresenceJob>> {
-        self.cluster_presence.get()
+    fn cluster(&self) -> Option<&mpsc::UnboundedSender<ClusterJob>> {
+        self.cluster_jobs.get()
     }
 
     // A panic elsewhere while holding the lock leaves the maps consistent (every update is a single
@@ -493,7 +497,7 @@ impl Table {
                     }
                     if let Some(cluster) = self.cluster() {
                         let (reply, receiver) = oneshot::channel();
-                        let _ = cluster.send(PresenceJob::Join {
+                        let _ = cluster.send(ClusterJob::Join {
                             channel: channel.clone(),
                             socket_id: socket_id.clone(),
                             user_id: member.user_id,
@@ -507,6 +511,9 @@ impl Table {
                 let peer = Arc::clone(&connection.peer);
                 entry.subscribers.insert(socket_id.clone(), Subscriber { peer, user_id });
                 connection.channels.insert(channel.clone());
+                if let Some(cluster) = self.cluster() {
+                    let _ = cluster.send(ClusterJob::Subscribed(channel.clone()));
+                }
             }
             let presence = (channel.kind() == ChannelKind::Presence).then(|| entry.presence_members());
             text(&Frame::subscription_succeeded(channel.clone(), presence))
@@ -578,6 +585,16 @@ impl Table {
             connection.peer.close(ProtocolError::GoingAway);
         }
         state.connections.len()
+    }
+
+    /// Cluster mode: queues a [`ClusterJob::Snapshot`] of every channel's subscriptions here, in
+    /// order with the changes queued around it.
+    pub fn snapshot_subscriptions(&self) {
+        let state = self.read();
+        if let Some(cluster) = self.cluster() {
+            let counts = state.channels.iter().map(|(name, c)| (name.clone(), c.subscribers.len())).collect();
+            let _ = cluster.send(ClusterJob::Snapshot(counts));
+        }
     }
 
     /// Asks the connections subscribed to any of `channels` (all of them: `None`) to reconnect

@@ -31,7 +31,7 @@ use pusher_protocol::{ChannelName, Credentials, Frame, SocketId};
 use self::cluster::Cluster;
 pub use self::cluster::{ClusterError, ClusterSettings, ClusterStats};
 pub use self::hub::BindError;
-use self::hub::{Caps, RelayError, Table};
+use self::hub::{Caps, ChannelStats, RelayError, Table};
 
 /// Tunables of the embedded server. The defaults are Pusher's; tests shorten the timeouts.
 #[derive(Debug, Clone)]
@@ -156,6 +156,46 @@ impl Hub {
             cluster.deliver(&channel, &relayed, Some(sender));
         }
         Ok(())
+    }
+
+    /// A channel's numbers across the cluster (this instance's without one, or when Redis cannot
+    /// be asked); `None` when nobody is subscribed.
+    pub(crate) async fn channel_stats(&self, channel: &ChannelName) -> Option<ChannelStats> {
+        if let Some(cluster) = self.cluster() {
+            match cluster.channel_stats(channel).await {
+                Ok(stats) => return stats,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pusher: cluster occupancy unavailable, answering for this instance")
+                }
+            }
+        }
+        self.table().channel_stats(channel)
+    }
+
+    /// Occupied channels whose name starts with `prefix`, across the cluster, sorted by name.
+    pub(crate) async fn occupied_channels(&self, prefix: &str) -> Vec<(ChannelName, ChannelStats)> {
+        if let Some(cluster) = self.cluster() {
+            match cluster.occupied_channels(prefix).await {
+                Ok(channels) => return channels,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pusher: cluster occupancy unavailable, answering for this instance")
+                }
+            }
+        }
+        self.table().occupied_channels(prefix)
+    }
+
+    /// The `user_id`s on a presence channel across the cluster, sorted.
+    pub(crate) async fn presence_user_ids(&self, channel: &ChannelName) -> Vec<String> {
+        if let Some(cluster) = self.cluster() {
+            match cluster.presence_user_ids(channel).await {
+                Ok(ids) => return ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pusher: cluster presence unavailable, answering for this instance")
+                }
+            }
+        }
+        self.table().presence_user_ids(channel)
     }
 
     pub fn app_id(&self) -> &str {
