@@ -50,6 +50,8 @@ impl AppError {
 
     pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {
         let secs = retry_after_secs.max(1);
+        #[cfg(feature = "ssr")]
+        metrics::counter!("banter_rate_limit_refusals_total").increment(1);
         let unit = if secs == 1 { "second" } else { "seconds" };
         Self::RateLimited { message: format!("{what}: try again in {secs} {unit}"), retry_after_secs: secs }
     }

@@ -45,6 +45,8 @@ pub struct Config {
     /// `REDIS_URL`: the Redis that several instances share (cluster mode of the embedded Pusher
     /// server); unset, one process is all there is.
     pub redis_url: Option<RedisUrl>,
+    /// Who may read `/metrics`: `METRICS_TOKEN`, `METRICS_ALLOW`.
+    pub metrics: crate::telemetry::MetricsAccess,
 }
 
 /// A `redis://` URL; it may carry a password, so it is never printed.
@@ -221,6 +223,7 @@ impl Config {
             http: http_from(&get)?,
             storage: storage_from(&get)?,
             redis_url: get("REDIS_URL").map(|url| RedisUrl::parse(&url)).transpose()?,
+            metrics: metrics_from(&get)?,
         })
     }
 }
@@ -314,19 +317,31 @@ fn limit(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: Limi
     Ok(Limit { max, window: Duration::from_secs(secs) })
 }
 
-fn security_from(get: &impl Fn(&str) -> Option<String>) -> Result<SecurityPolicy, ConfigError> {
-    let trusted_proxies = match get("TRUSTED_PROXIES") {
-        None => Vec::new(),
+fn metrics_from(get: &impl Fn(&str) -> Option<String>) -> Result<crate::telemetry::MetricsAccess, ConfigError> {
+    let token = get("METRICS_TOKEN").map(|t| t.trim().to_owned());
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(invalid("METRICS_TOKEN", "must be at least 16 characters (for example `openssl rand -hex 24`)"));
+    }
+    Ok(crate::telemetry::MetricsAccess { token, allow: ip_blocks(get, "METRICS_ALLOW")? })
+}
+
+/// A comma-separated list of addresses and CIDR blocks.
+fn ip_blocks(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<Vec<IpBlock>, ConfigError> {
+    match get(var) {
+        None => Ok(Vec::new()),
         Some(v) => v
             .split(',')
             .filter(|part| !part.trim().is_empty())
             .map(|part| {
-                IpBlock::parse(part).ok_or_else(|| {
-                    invalid("TRUSTED_PROXIES", format!("{:?} is not an address or CIDR block", part.trim()))
-                })
+                IpBlock::parse(part)
+                    .ok_or_else(|| invalid(var, format!("{:?} is not an address or CIDR block", part.trim())))
             })
-            .collect::<Result<_, _>>()?,
-    };
+            .collect(),
+    }
+}
+
+fn security_from(get: &impl Fn(&str) -> Option<String>) -> Result<SecurityPolicy, ConfigError> {
+    let trusted_proxies = ip_blocks(get, "TRUSTED_PROXIES")?;
     let cookie_secure = match get("COOKIE_SECURE").map(|v| v.trim().to_ascii_lowercase()) {
         None => CookieSecure::Auto,
         Some(v) if v == "auto" => CookieSecure::Auto,
@@ -521,6 +536,16 @@ mod tests {
         assert!(hosted.is_external() && hosted.tls());
         assert_eq!(config(&[("PUSHER_HOST", "x")]).unwrap_err().var, "PUSHER_HOST");
         assert!(!format!("{ok:?}").contains("\"s\""), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn metrics_access_parses_and_its_token_stays_secret() {
+        assert!(!config(&[]).unwrap().metrics.enabled(), "unset: /metrics is not mounted");
+        let c = config(&[("METRICS_ALLOW", "10.0.0.0/8, ::1"), ("METRICS_TOKEN", "0123456789abcdef0123")]).unwrap();
+        assert_eq!(c.metrics.allow.len(), 2);
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+        assert_eq!(config(&[("METRICS_TOKEN", "short")]).unwrap_err().var, "METRICS_TOKEN");
+        assert_eq!(config(&[("METRICS_ALLOW", "everyone")]).unwrap_err().var, "METRICS_ALLOW");
     }
 
     #[test]

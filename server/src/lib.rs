@@ -10,11 +10,14 @@ pub mod publisher;
 pub mod pusher;
 pub mod realtime;
 pub mod security;
+pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use app::error::AppError;
 use app::ssr::AppState;
+use app::ssr::security::SecurityPolicy;
 use app::{App, shell};
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -70,6 +73,8 @@ pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
 ///
 /// `pusher_http_api` mounts the embedded server's HTTP API (`/apps/...`) as well as its WebSocket.
 pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>, pusher_http_api: bool) -> Router {
+    // Installed before anything is recorded (once per process).
+    let _ = telemetry::handle();
     let routes = generate_route_list(App);
     let context_state = state.clone();
     let auth_state = state.clone();
@@ -119,7 +124,18 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     let app = if state.storage.is_some() { app.merge(files::router(state.clone())) } else { app };
     // Outermost: every answer, refusals included, carries its request id, and every log line
     // written while answering it.
-    security::protect(app, &state).layer(middleware::from_fn(observe::request_id))
+    security::protect(app, &state)
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(middleware::from_fn(observe::request_id))
+}
+
+/// Adds `GET /metrics` when `access` lets anyone read it (see [`telemetry`]).
+pub fn with_metrics_endpoint(app: Router, access: telemetry::MetricsAccess, security: Arc<SecurityPolicy>) -> Router {
+    if !access.enabled() {
+        return app;
+    }
+    let exposition = telemetry::Exposition::new(access, security);
+    app.merge(Router::new().route("/metrics", get(telemetry::expose)).with_state(exposition))
 }
 
 /// Pages, JSON, JS, CSS and WASM go brotli- or gzip-compressed to clients that accept it

@@ -114,7 +114,10 @@ async fn serve() -> ExitCode {
     }
     let options = server::leptos_options(config.site_addr);
     server::assets::spawn_precompress(&options);
+    let security = std::sync::Arc::clone(&state.security);
     let app = server::router(state, options, hub.as_ref(), http_api);
+    let app = server::with_metrics_endpoint(app, config.metrics.clone(), security);
+    server::telemetry::spawn_upkeep();
     match &hub {
         Some(_) => tracing::info!("realtime: embedded Pusher server at ws://{}/app/<key>", config.site_addr),
         None => tracing::info!("realtime: publishing to an external Pusher-compatible server"),

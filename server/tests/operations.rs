@@ -69,6 +69,59 @@ async fn readiness_includes_redis_in_cluster_mode() {
     off.stop().await;
 }
 
+/// `/metrics`: Prometheus text for whoever holds the token or comes from an allowed address,
+/// 403 for anyone else, and not there at all unless configured.
+#[tokio::test]
+async fn metrics_count_what_happened_for_those_allowed_to_read_them() {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let server = TestServer::start_configured(&temp_sqlite_url(), |config| {
+        config.metrics.token = Some(TOKEN.to_owned());
+    })
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/login")).send().await.unwrap().status(), StatusCode::OK);
+    let ann = common::sign_up(&server, "Ann").await;
+    let ben = common::sign_up(&server, "Ben").await;
+    let to = ben.id.to_string();
+    let form = [("recipient_id", to.as_str()), ("body", "counted"), ("client_id", "c-metrics-1")];
+    let (status, body, _) = common::post(&ann.client, server.url("/api/messages/send"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let read = |auth: Option<&'static str>| {
+        let mut request = client.get(server.url("/metrics"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    assert_eq!(read(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(read(Some("Bearer metrics-token-wrong-guess")).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let response = read(Some("Bearer metrics-token-0123456789")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    let has = |metric: &str, labels: &[&str]| {
+        text.lines().any(|line| line.starts_with(metric) && labels.iter().all(|label| line.contains(label)))
+    };
+    assert!(has("http_requests_total{", &["route=\"/login\"", "method=\"GET\"", "status=\"200\""]), "{text}");
+    assert!(has("http_request_duration_seconds_bucket{", &["route=\"/login\"", "le=\"0.005\""]), "{text}");
+    assert!(has("http_requests_total{", &["route=\"/api/messages/send\"", "status=\"200\""]), "{text}");
+    assert!(has("banter_messages_sent_total", &[]), "{text}");
+    assert!(!text.contains(TOKEN), "the token is not among the metrics");
+    server.stop().await;
+
+    // From an allowed address, no token is needed; unconfigured, there is no /metrics at all.
+    let allowed = TestServer::start_configured(&temp_sqlite_url(), |config| {
+        config.metrics.allow = vec![app::ssr::security::IpBlock::parse("127.0.0.1").unwrap()];
+    })
+    .await;
+    assert_eq!(client.get(allowed.url("/metrics")).send().await.unwrap().status(), StatusCode::OK);
+    allowed.stop().await;
+    let plain = TestServer::start(&temp_sqlite_url()).await;
+    assert_eq!(client.get(plain.url("/metrics")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    plain.stop().await;
+}
+
 #[tokio::test]
 async fn the_binary_logs_json_lines_with_the_request_id() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

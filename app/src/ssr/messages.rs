@@ -613,6 +613,9 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         }
         Err(e) => return Err(e.into()),
     };
+    if created {
+        metrics::counter!("banter_messages_sent_total").increment(1);
+    }
     Ok(Sent { message: present_one(db, row).await?, created })
 }
 

@@ -104,6 +104,7 @@ pub struct SignedInCache(Arc<tokio::sync::Mutex<Option<Option<users::Model>>>>);
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
         tracing::error!(error = %err, "database error");
+        metrics::counter!("banter_database_errors_total").increment(1);
         AppError::Internal
     }
 }

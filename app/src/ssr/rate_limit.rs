@@ -216,6 +216,7 @@ impl Shared {
     }
 
     fn down(&self, error: &redis::RedisError) {
+        metrics::counter!("banter_redis_errors_total", "component" => "rate_limits").increment(1);
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::warn!(limiter = %self.prefix, %error, "rate limits: Redis unreachable, counting in this instance only until it is back");
         }

@@ -308,6 +308,7 @@ impl Cluster {
                 }
                 Err(e) => {
                     self.stats.publish_failures.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    metrics::counter!("banter_redis_errors_total", "component" => "bus").increment(1);
                     if !lost.reported {
                         tracing::warn!(error = %e, "pusher: cannot publish to the cluster; events reach this instance's connections only until Redis is back");
                         lost.reported = true;
@@ -343,6 +344,7 @@ impl Cluster {
                         );
                         tracing::warn!(%error, "pusher: cannot reach Redis; live events stay within this instance until it is back");
                         self.stats.outages.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("banter_redis_errors_total", "component" => "bus").increment(1);
                         lost_bus = true;
                     }
                     tokio::time::sleep(retry).await;
@@ -369,6 +371,7 @@ impl Cluster {
             }
             self.stats.connected.store(false, Ordering::Relaxed);
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("banter_redis_errors_total", "component" => "bus").increment(1);
             tracing::warn!("pusher: lost the cluster bus; live events stay within this instance until Redis is back");
             lost_bus = true;
         }
@@ -544,6 +547,7 @@ impl Cluster {
 
     fn presence_failed(&self, warned: &mut bool, error: &redis::RedisError) {
         self.stats.presence_failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("banter_redis_errors_total", "component" => "presence").increment(1);
         if !*warned {
             tracing::warn!(%error, "pusher: cannot record presence in Redis; online status is this instance's only");
             *warned = true;

@@ -37,6 +37,7 @@ impl Peer {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::info!(socket_id = %self.socket_id, "pusher: send queue full, closing the connection");
+                metrics::counter!("banter_pusher_queue_overflows_total").increment(1);
                 self.close(ProtocolError::OverCapacity);
                 false
             }
@@ -212,11 +213,18 @@ impl Channel {
 
     /// Queues `text` for every subscriber but `exclude`; returns those whose queue was full.
     fn deliver(&self, text: &Utf8Bytes, exclude: Option<&SocketId>, overflowed: &mut Vec<SocketId>) {
+        let mut delivered = 0u64;
         for (socket_id, subscriber) in &self.subscribers {
-            if Some(socket_id) != exclude && !subscriber.peer.offer(text) {
+            if Some(socket_id) == exclude {
+                continue;
+            }
+            if subscriber.peer.offer(text) {
+                delivered += 1;
+            } else {
                 overflowed.push(socket_id.clone());
             }
         }
+        metrics::counter!("banter_pusher_deliveries_total").increment(delivered);
     }
 
     fn stats(&self, kind: ChannelKind) -> ChannelStats {
@@ -224,6 +232,16 @@ impl Channel {
             subscription_count: self.subscribers.len(),
             user_count: (kind == ChannelKind::Presence).then_some(self.members.len()),
         }
+    }
+}
+
+/// The `kind` label of the subscription gauge.
+fn kind_label(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Public => "public",
+        ChannelKind::Private => "private",
+        ChannelKind::PrivateEncrypted => "encrypted",
+        ChannelKind::Presence => "presence",
     }
 }
 
@@ -247,6 +265,7 @@ impl State {
         let Some(subscriber) = entry.subscribers.remove(socket_id) else {
             return overflowed;
         };
+        metrics::gauge!("banter_pusher_subscriptions", "kind" => kind_label(channel.kind())).decrement(1.0);
         if let Some(cluster) = cluster {
             let _ = cluster.send(ClusterJob::Unsubscribed(channel.clone()));
         }
@@ -280,6 +299,7 @@ impl State {
         let Some(connection) = self.connections.remove(socket_id) else {
             return Vec::new();
         };
+        metrics::gauge!("banter_pusher_connections").decrement(1.0);
         if let Some(address) = &connection.address {
             decrement(&mut self.per_address, address);
         }
@@ -349,6 +369,7 @@ impl Table {
             }
         };
         let peer = Arc::new(Peer { socket_id: socket_id.clone(), queue: queue_tx, close: close_tx });
+        metrics::gauge!("banter_pusher_connections").increment(1.0);
         state
             .connections
             .insert(socket_id.clone(), Connection { peer, channels: HashSet::new(), address, owner: None });
@@ -511,6 +532,7 @@ impl Table {
                 let peer = Arc::clone(&connection.peer);
                 entry.subscribers.insert(socket_id.clone(), Subscriber { peer, user_id });
                 connection.channels.insert(channel.clone());
+                metrics::gauge!("banter_pusher_subscriptions", "kind" => kind_label(channel.kind())).increment(1.0);
                 if let Some(cluster) = self.cluster() {
                     let _ = cluster.send(ClusterJob::Subscribed(channel.clone()));
                 }

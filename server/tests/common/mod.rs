@@ -54,7 +54,9 @@ impl TestServer {
         if let Some(url) = &config.redis_url {
             state = state.with_shared_limits(&server::shared_limits_redis(url).unwrap());
         }
+        let security = std::sync::Arc::clone(&state.security);
         let app = server::router(state, server::leptos_options(addr), hub.as_ref(), http_api);
+        let app = server::with_metrics_endpoint(app, config.metrics.clone(), security);
         let (stop, stopped) = oneshot::channel::<()>();
         let limits = config.http;
         let task = tokio::spawn(async move {
