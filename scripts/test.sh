@@ -3,8 +3,9 @@
 # rustfmt, clippy (server and browser feature sets), the WASM dependency check, the Rust unit and
 # integration tests (SQLite, and PostgreSQL when reachable; attachments on the local disk and on
 # S3 through moto, installed from PyPI and started here), the release build, command 1
-# (scripts/serve.sh) until it answers /healthz, Playwright against the release build, and a smoke
-# run of the load generator (bench/).
+# (scripts/serve.sh) until it answers /healthz, Playwright against the release build (and against
+# three instances behind nginx on PostgreSQL and Redis, scripts/cluster.sh), and a smoke run of the
+# load generator (bench/).
 # Exits non-zero on any failure; ends with one "TOTAL: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +88,20 @@ install_test_deps() {
       return 1
     fi
   fi
+  # nginx (the cluster browser tests' load balancer) and psql (scripts/cluster.sh creates its database).
+  for tool in nginx:nginx-light psql:postgresql-client; do
+    if ! command -v "${tool%%:*}" >/dev/null && [ ! -x "/usr/sbin/${tool%%:*}" ]; then
+      if [ "$(id -u)" = 0 ]; then
+        echo "installing Debian's ${tool#*:}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null \
+          || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null; } \
+          || return 1
+      else
+        echo "the cluster tests need ${tool%%:*}: run 'sudo apt-get install ${tool#*:}' (Debian's package) and try again"
+        return 1
+      fi
+    fi
+  done
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error) || return 1
 }
 
@@ -236,14 +251,28 @@ stop_group() {
 }
 
 playwright() {
-  local port encrypted_port dbdir
+  local port encrypted_port cluster_port dbdir pg cluster_db status
   port=$(free_port)
   # The second server: the same app with end-to-end encrypted channels (the `encrypted` project).
   encrypted_port=$(free_port)
   while [ "$encrypted_port" = "$port" ]; do encrypted_port=$(free_port); done
+  # The `cluster` project: three instances behind nginx (scripts/cluster.sh) on a PostgreSQL
+  # database of this run's own and Redis; nginx on cluster_port, the instances just above it.
+  cluster_port=$(free_port)
+  pg=$(postgres_url)
+  if [ -z "$pg" ]; then
+    echo "the cluster browser tests need PostgreSQL on 127.0.0.1:5432 (or BANTER_TEST_POSTGRES_URL)"
+    return 1
+  fi
+  start_redis || return 1
+  cluster_db="banter_e2e_$$_$RANDOM"
   dbdir=$(mktemp -d /tmp/banter-e2e.XXXXXX)
-  (cd end2end && E2E_PORT=$port E2E_ENCRYPTED_PORT=$encrypted_port E2E_DB_DIR=$dbdir npx playwright test)
-  local status=$?
+  (cd end2end && E2E_PORT=$port E2E_ENCRYPTED_PORT=$encrypted_port E2E_DB_DIR=$dbdir \
+    E2E_CLUSTER_PORT=$cluster_port E2E_CLUSTER_DIR="$dbdir/cluster" E2E_CLUSTER_DATABASE_URL="${pg%/*}/$cluster_db" \
+    E2E_REDIS_URL="$BANTER_TEST_REDIS_URL" npx playwright test)
+  status=$?
+  psql "${pg%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$cluster_db\"" >/dev/null 2>&1 || true
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
   rm -rf "$dbdir"
   return $status
 }
