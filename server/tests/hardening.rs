@@ -380,13 +380,9 @@ async fn request_bodies_over_the_limit_get_413() {
 /// over instances buys nothing.
 #[tokio::test]
 async fn rate_limits_hold_across_instances() {
-    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let database = temp_sqlite_url();
-    let clustered = |config: &mut server::config::Config| {
-        config.redis_url = Some(server::config::RedisUrl::parse(&redis).unwrap());
-    };
-    let a = TestServer::start_configured(&database, clustered).await;
-    let b = TestServer::start_configured(&database, clustered).await;
+    let a = TestServer::start_configured(&database, common::clustered(common::test_redis_url())).await;
+    let b = TestServer::start_configured(&database, common::clustered(common::test_redis_url())).await;
     let ann = sign_up(&a, "Ann").await;
     let ben = sign_up(&b, "Ben").await;
 

@@ -40,13 +40,7 @@ async fn readiness_and_request_ids() {
 /// serves, without Redis.
 #[tokio::test]
 async fn readiness_includes_redis_in_cluster_mode() {
-    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let with_redis = |url: String| {
-        move |config: &mut server::config::Config| {
-            config.redis_url = Some(server::config::RedisUrl::parse(&url).unwrap());
-        }
-    };
-    let on = TestServer::start_configured(&temp_sqlite_url(), with_redis(redis)).await;
+    let on = TestServer::start_configured(&temp_sqlite_url(), common::clustered(common::test_redis_url())).await;
     on.until_on_the_bus().await;
     let ready = reqwest::get(on.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
@@ -58,7 +52,9 @@ async fn readiness_includes_redis_in_cluster_mode() {
 
     // Nothing listens on this port: the instance starts anyway, alive but not ready.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let off = TestServer::start_configured(&temp_sqlite_url(), with_redis(format!("redis://127.0.0.1:{closed}"))).await;
+    let off =
+        TestServer::start_configured(&temp_sqlite_url(), common::clustered(format!("redis://127.0.0.1:{closed}")))
+            .await;
     assert_eq!(reqwest::get(off.url("/healthz")).await.unwrap().status(), StatusCode::OK);
     let ready = reqwest::get(off.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);

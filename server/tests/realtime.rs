@@ -530,13 +530,9 @@ async fn encrypted_channels_carry_only_ciphertext_through_the_embedded_and_an_ex
 /// signing out through one cuts the session's socket on the other.
 #[tokio::test]
 async fn two_instances_on_one_database_and_redis_are_one_banter() {
-    let redis = std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let database = temp_sqlite_url();
-    let clustered = |config: &mut server::config::Config| {
-        config.redis_url = Some(server::config::RedisUrl::parse(&redis).unwrap());
-    };
-    let a = TestServer::start_configured(&database, clustered).await;
-    let b = TestServer::start_configured(&database, clustered).await;
+    let a = TestServer::start_configured(&database, common::clustered(common::test_redis_url())).await;
+    let b = TestServer::start_configured(&database, common::clustered(common::test_redis_url())).await;
     assert_eq!((&a.app_id, a.credentials.key()), (&b.app_id, b.credentials.key()), "generated once, in the database");
     a.until_on_the_bus().await;
     b.until_on_the_bus().await;

@@ -89,11 +89,19 @@ enum Body {
     Resync { channels: Option<Vec<String>>, lost_until: u64 },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Envelope {
     node: String,
     #[serde(flatten)]
     body: Body,
+}
+
+/// An [`Envelope`] as it is written, without copying the body.
+#[derive(Serialize)]
+struct OutgoingEnvelope<'a> {
+    node: &'a str,
+    #[serde(flatten)]
+    body: &'a Body,
 }
 
 /// A subscription or presence change, recorded in Redis in the order the table saw it.
@@ -210,6 +218,8 @@ pub(crate) struct Cluster {
     node_timeout: Duration,
     /// When this instance last asked all its connections to reconnect (unix ms; 0: never).
     recovered_at: AtomicU64,
+    /// Whether "outbox full" was logged since the last publish that went through.
+    outbox_full_reported: AtomicBool,
 }
 
 impl Cluster {
@@ -234,6 +244,7 @@ impl Cluster {
             redis: manager.clone(),
             node_timeout: settings.node_timeout,
             recovered_at: AtomicU64::new(0),
+            outbox_full_reported: AtomicBool::new(false),
         });
         table.use_cluster_jobs(presence);
         tokio::spawn(Arc::clone(&cluster).publish_loop(manager.clone(), outgoing));
@@ -253,7 +264,9 @@ impl Cluster {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("pusher: cluster outbox full, an event stays on this instance");
+                if !self.outbox_full_reported.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("pusher: cluster outbox full, events stay on this instance until Redis catches up");
+                }
                 // Let the others know something was lost, as soon as there is room.
                 let _ = self.outbox.try_send(Body::Resync { channels: None, lost_until: unix_millis() });
             }
@@ -290,8 +303,7 @@ impl Cluster {
             }
             let mut pipe = redis::pipe();
             for body in &batch {
-                let envelope = Envelope { node: self.node.clone(), body: body.clone() };
-                match serde_json::to_string(&envelope) {
+                match serde_json::to_string(&OutgoingEnvelope { node: &self.node, body }) {
                     Ok(text) => {
                         pipe.publish(&bus, text).ignore();
                     }
@@ -301,6 +313,7 @@ impl Cluster {
             match pipe.query_async::<()>(&mut redis).await {
                 Ok(()) => {
                     self.stats.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.outbox_full_reported.store(false, Ordering::Relaxed);
                     if lost.reported {
                         tracing::info!("pusher: publishing to the cluster again");
                         lost.reported = false;
@@ -792,14 +805,11 @@ mod tests {
 
     #[test]
     fn bus_messages_round_trip_as_json() {
-        let envelope = Envelope {
-            node: "n1".into(),
-            body: Body::Deliver { channel: "private-user.1".into(), frame: "{}".into(), exclude: Some("1.2".into()) },
-        };
-        let text = serde_json::to_string(&envelope).unwrap();
+        let body = Body::Deliver { channel: "private-user.1".into(), frame: "{}".into(), exclude: Some("1.2".into()) };
+        let text = serde_json::to_string(&OutgoingEnvelope { node: "n1", body: &body }).unwrap();
         assert_eq!(text, r#"{"node":"n1","kind":"deliver","channel":"private-user.1","frame":"{}","exclude":"1.2"}"#);
         let back: Envelope = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.body, envelope.body);
+        assert_eq!((back.node.as_str(), back.body), ("n1", body));
     }
 
     #[test]

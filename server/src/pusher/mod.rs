@@ -161,41 +161,20 @@ impl Hub {
     /// A channel's numbers across the cluster (this instance's without one, or when Redis cannot
     /// be asked); `None` when nobody is subscribed.
     pub(crate) async fn channel_stats(&self, channel: &ChannelName) -> Option<ChannelStats> {
-        if let Some(cluster) = self.cluster() {
-            match cluster.channel_stats(channel).await {
-                Ok(stats) => return stats,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pusher: cluster occupancy unavailable, answering for this instance")
-                }
-            }
-        }
-        self.table().channel_stats(channel)
+        let cluster = self.cluster().map(|c| c.channel_stats(channel));
+        cluster_or_here(cluster, || self.table().channel_stats(channel)).await
     }
 
     /// Occupied channels whose name starts with `prefix`, across the cluster, sorted by name.
     pub(crate) async fn occupied_channels(&self, prefix: &str) -> Vec<(ChannelName, ChannelStats)> {
-        if let Some(cluster) = self.cluster() {
-            match cluster.occupied_channels(prefix).await {
-                Ok(channels) => return channels,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pusher: cluster occupancy unavailable, answering for this instance")
-                }
-            }
-        }
-        self.table().occupied_channels(prefix)
+        let cluster = self.cluster().map(|c| c.occupied_channels(prefix));
+        cluster_or_here(cluster, || self.table().occupied_channels(prefix)).await
     }
 
     /// The `user_id`s on a presence channel across the cluster, sorted.
     pub(crate) async fn presence_user_ids(&self, channel: &ChannelName) -> Vec<String> {
-        if let Some(cluster) = self.cluster() {
-            match cluster.presence_user_ids(channel).await {
-                Ok(ids) => return ids,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pusher: cluster presence unavailable, answering for this instance")
-                }
-            }
-        }
-        self.table().presence_user_ids(channel)
+        let cluster = self.cluster().map(|c| c.presence_user_ids(channel));
+        cluster_or_here(cluster, || self.table().presence_user_ids(channel)).await
     }
 
     pub fn app_id(&self) -> &str {
@@ -257,6 +236,22 @@ impl Hub {
     fn table(&self) -> &Table {
         &self.inner.table
     }
+}
+
+/// The cluster's answer when there is a cluster and Redis answers; this instance's otherwise.
+async fn cluster_or_here<T>(
+    cluster: Option<impl std::future::Future<Output = redis::RedisResult<T>>>,
+    here: impl FnOnce() -> T,
+) -> T {
+    if let Some(asked) = cluster {
+        match asked.await {
+            Ok(answer) => return answer,
+            Err(e) => {
+                tracing::warn!(error = %e, "pusher: the cluster's view is unavailable, answering for this instance")
+            }
+        }
+    }
+    here()
 }
 
 impl std::fmt::Debug for Hub {

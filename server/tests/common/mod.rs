@@ -127,6 +127,16 @@ pub fn storages() -> Vec<server::config::StorageConfig> {
 }
 
 /// A throw-away SQLite file that outlives one server instance (for restart tests).
+/// The Redis the cluster tests share: `BANTER_TEST_REDIS_URL`, else the machine's on 6379.
+pub fn test_redis_url() -> String {
+    std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A `start_configured` change: cluster mode on the Redis at `url`.
+pub fn clustered(url: String) -> impl Fn(&mut Config) {
+    move |config| config.redis_url = Some(server::config::RedisUrl::parse(&url).unwrap())
+}
+
 pub fn temp_sqlite_url() -> String {
     let dir = std::env::temp_dir().join(format!("banter-http-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
