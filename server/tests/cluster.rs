@@ -85,8 +85,8 @@ async fn events_typing_and_sign_outs_cross_instances() {
 
     // A member removed from a group on B loses the room on A too.
     a.hub.bind(&ann.socket_id(), 1, "session-ann").unwrap();
+    // B's bus messages arrive in the order B sent them: the unsubscribe before the next event.
     b.hub.unsubscribe_user(1, &[channel("private-chat.1.2")]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     publish(&b.hub, "private-chat.1.2", "message.sent", json!({"id": 2}));
     expect_event(&mut bea, "message.sent").await;
     ann.assert_nothing_pending().await;
@@ -144,7 +144,11 @@ async fn presence_is_one_list_across_instances() {
 
     // User 2 closes the tab on B: still there through A. Then the last tab: gone, once.
     drop(bob_b);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once B has recorded that tab's leaving (2 subscriptions left: the watcher and the tab on
+    // A), any announcement of it would already be on its way.
+    let info = [("info", "subscription_count")];
+    let expected = json!({"occupied": true, "subscription_count": 2});
+    api_until(&b, &format!("/apps/{app_id}/channels/{room}"), &info, expected).await;
     watcher.assert_nothing_pending().await;
     drop(bob_a);
     let removed = expect_event(&mut watcher, "pusher_internal:member_removed").await;
