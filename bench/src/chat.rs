@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let prefix = if ctx.encrypted { "private-encrypted-user" } else { "private-user" };
     let channel_of = |u: &User| format!("{prefix}.{}", u.id);
     let undecryptable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let connected = client::subscribe_users(&ctx.pusher, &clients, &base, &users, channel_of, |i, sid, ws, secret| {
+    let connected = client::subscribe_users(ctx, &clients, &users, channel_of, |i, sid, ws, secret| {
         let uid = users[i].id;
         socket_ids.insert(uid, sid.as_str().to_owned());
         let tx = tx.clone();
@@ -150,7 +150,8 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         let users = users.clone();
         let socket_ids = socket_ids.clone();
         let http = clients[n % clients.len()].clone();
-        let base = base.clone();
+        // The sender's own instance, as its browser would be.
+        let base = ctx.at(n % senders).0.to_owned();
         let (sent, errors, limited, first_error) = (sent.clone(), errors.clone(), limited.clone(), first_error.clone());
         let client_id = format!("{run_tag}-{n}");
         tasks.push(tokio::spawn(async move {

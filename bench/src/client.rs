@@ -120,13 +120,13 @@ pub async fn register_many(
 }
 
 /// Opens one socket per user, 32 at a time, from source addresses 127.0.0.1–200 in turn, each
-/// subscribed to `channel_of(user)` with its auth from `/broadcasting/auth` (the user's session).
-/// `ready(index into users, socket id, socket, shared secret)` gets each socket as soon as it is
-/// subscribed, with the channel's shared secret when it is an encrypted one.
+/// subscribed to `channel_of(user)` with its auth from `/broadcasting/auth` (the user's session),
+/// user `i` on instance `ctx.at(i)`. `ready(index into users, socket id, socket, shared secret)`
+/// gets each socket as soon as it is subscribed, with the channel's shared secret when it is an
+/// encrypted one.
 pub async fn subscribe_users(
-    target: &PusherTarget,
+    ctx: &crate::Ctx,
     clients: &[reqwest::Client],
-    base: &str,
     users: &[User],
     channel_of: impl Fn(&User) -> String,
     mut ready: impl FnMut(usize, SocketId, Ws, Option<SharedSecret>),
@@ -141,6 +141,7 @@ pub async fn subscribe_users(
             let channel = channel_of(user);
             let source = (next % 200) as u8 + 1;
             let index = next;
+            let (base, target) = ctx.at(next);
             pending.push(async move {
                 let (mut ws, socket_id) = ws_connect(target, Some(source)).await?;
                 let answer = broadcasting_auth(http, base, user, socket_id.as_str(), &channel).await?;

@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
     let mut up = 0;
     while up < args.subscribers {
         while next < args.subscribers && pending.len() < 64 {
-            let target = ctx.pusher.clone();
+            let target = ctx.at(next).1.clone();
             let channel = names[next % k].clone();
             let private = args.private;
             let source = (next % 200) as u8 + 1;
@@ -126,7 +126,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs, r: &mut ScenarioReport) -> Result
             seq += 1;
             let ch = i % k;
             let named: Vec<String> = (0..per_publish).map(|j| names[(ch + j) % k].clone()).collect();
-            let (http, target) = (http.clone(), ctx.pusher.clone());
+            let (http, target) = (http.clone(), ctx.at(s as usize).1.clone());
             let (starts, errors) = (starts.clone(), errors.clone());
             tasks.push(tokio::spawn(async move {
                 let started = Instant::now();

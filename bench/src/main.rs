@@ -56,6 +56,18 @@ struct Cli {
     /// sets the cost beside the same scenario with encryption off.
     #[arg(long, global = true)]
     encrypted: bool,
+    /// Also run chat and fanout against N instances of Banter sharing one PostgreSQL database and one
+    /// Redis (needs --spawn, N ≥ 2), their users, sockets and publishes spread over the instances as
+    /// a round-robin load balancer would, and against one instance on the same PostgreSQL; the
+    /// report compares the two (the scaling ratio).
+    #[arg(long, global = true, value_name = "N")]
+    cluster: Option<usize>,
+    /// The PostgreSQL server of --cluster runs (each scenario gets a schema of its own, dropped after).
+    #[arg(long, global = true, default_value = "postgres://root@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// The Redis of --cluster runs.
+    #[arg(long, global = true, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
     /// Pin the generator to CPU 0 and the spawned servers to the other CPUs (needs --spawn and at
     /// least 2 CPUs), so that each side's CPU figure is its own.
     #[arg(long, global = true)]
@@ -115,6 +127,22 @@ pub struct Ctx {
     pub encrypted: bool,
     /// The corpus the server's database was seeded with (`search` with --spawn).
     pub corpus: Option<search::Seeded>,
+    /// More instances of the same Banter (`--cluster`): `chat` and `fanout` spread their users,
+    /// sockets and publishes over all of them, as a round-robin load balancer would.
+    pub others: Vec<(String, PusherTarget)>,
+}
+
+impl Ctx {
+    /// The instance (HTTP base URL and Pusher endpoint) that user, socket or publish `i` goes to.
+    pub fn at(&self, i: usize) -> (&str, &PusherTarget) {
+        match i % (self.others.len() + 1) {
+            0 => (&self.base_url, &self.pusher),
+            n => {
+                let (base, pusher) = &self.others[n - 1];
+                (base, pusher)
+            }
+        }
+    }
 }
 
 /// A server started by --spawn; killed on drop.
@@ -265,6 +293,7 @@ async fn spawn_server(
     external_port: Option<u16>,
     encrypted: bool,
     database_url: Option<&str>,
+    redis_url: Option<&str>,
 ) -> Result<(Spawned, String), client::Error> {
     let port = free_port()?;
     let dir = std::env::temp_dir().join(format!("banter-bench-{}-{nonce}-{port}", std::process::id()));
@@ -282,6 +311,10 @@ async fn spawn_server(
     if name == "room" {
         command.env("LIMIT_SENDS_PER_USER", "0");
     }
+    match redis_url {
+        Some(url) => command.env("REDIS_URL", url),
+        None => command.env_remove("REDIS_URL"),
+    };
     match external_port {
         Some(p) => {
             command.env("PUSHER_HOST", "127.0.0.1").env("PUSHER_PORT", p.to_string()).env("PUSHER_SCHEME", "http")
@@ -426,8 +459,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    if (cli.versus.is_some() || cli.encrypted) && !cli.spawn {
-        eprintln!("banter-bench: --versus and --encrypted need --spawn");
+    if (cli.versus.is_some() || cli.encrypted || cli.cluster.is_some()) && !cli.spawn {
+        eprintln!("banter-bench: --versus, --encrypted and --cluster need --spawn");
+        return std::process::ExitCode::FAILURE;
+    }
+    if cli.cluster.is_some_and(|n| n < 2) {
+        eprintln!("banter-bench: --cluster needs at least 2 instances");
         return std::process::ExitCode::FAILURE;
     }
     let budgets = match cli.check.as_deref().map(budgets::load).transpose() {
@@ -460,6 +497,9 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
     }
 }
 
+/// Scenarios that --cluster runs against one instance and against several.
+const CLUSTER_SCENARIOS: [&str; 2] = ["chat", "fanout"];
+
 /// Scenarios that load the Pusher server, and so are run against the other one too.
 const PUSHER_SCENARIOS: [&str; 4] = ["chat", "fanout", "room", "connections"];
 
@@ -482,6 +522,8 @@ enum Side<'a> {
     Versus(&'a std::path::Path),
     /// Banter's embedded server, with end-to-end encrypted channels.
     Encrypted,
+    /// This many Banter instances on one PostgreSQL database (and, for more than one, one Redis).
+    Cluster(usize),
 }
 
 /// The processes one scenario runs against (killed on drop), and how to reach them.
@@ -515,6 +557,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
         nonce,
         encrypted: false,
         corpus: None,
+        others: Vec::new(),
     };
     if !cli.spawn || name == "bundle" {
         let ctx = fixed(cli.base_url.trim_end_matches('/').to_owned());
@@ -531,7 +574,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
                 return Err(e);
             }
         };
-        let (banter, base_url) = match spawn_server(cli, name, nonce, None, false, Some(&database.url())).await {
+        let (banter, base_url) = match spawn_server(cli, name, nonce, None, false, Some(&database.url()), None).await {
             Ok(spawned) => spawned,
             Err(e) => {
                 database.remove().await;
@@ -545,15 +588,43 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
     match side {
         Side::Embedded | Side::Encrypted => {
             let encrypted = matches!(side, Side::Encrypted);
-            let (banter, base_url) = spawn_server(cli, name, nonce, None, encrypted, None).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, None, encrypted, None, None).await?;
             let pid = banter.child.id();
             let ctx = Ctx { server_pid: Some(pid), server_pids: vec![pid], encrypted, ..fixed(base_url) };
             Ok(Target { ctx, processes: vec![banter], database: None })
         }
+        Side::Cluster(n) => {
+            let database = search::Database::create(Some(&cli.postgres_url), nonce).await?;
+            let redis = (n > 1).then_some(cli.redis_url.as_str());
+            let mut processes: Vec<Spawned> = Vec::new();
+            let mut instances = Vec::new();
+            // One after the other: the first brings the schema up to date before the others look.
+            for _ in 0..n.max(1) {
+                match spawn_server(cli, name, nonce, None, false, Some(&database.url()), redis).await {
+                    Ok((process, base_url)) => {
+                        processes.push(process);
+                        let pusher = pusher_target(cli, &base_url, None);
+                        instances.push((base_url, pusher));
+                    }
+                    Err(e) => {
+                        for p in &mut processes {
+                            p.stop();
+                        }
+                        database.remove().await;
+                        return Err(e);
+                    }
+                }
+            }
+            let pids: Vec<u32> = processes.iter().map(|p| p.child.id()).collect();
+            let (base_url, _) = instances.remove(0);
+            let ctx =
+                Ctx { server_pid: pids.first().copied(), server_pids: pids, others: instances, ..fixed(base_url) };
+            Ok(Target { ctx, processes, database: Some(database) })
+        }
         Side::Versus(bin) => {
             let (sockudo, port) = spawn_sockudo(cli, bin, nonce).await?;
             // On failure `sockudo` is dropped, which stops it.
-            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port), false, None).await?;
+            let (banter, base_url) = spawn_server(cli, name, nonce, Some(port), false, None, None).await?;
             let ctx = Ctx {
                 pusher: pusher_target(cli, &base_url, Some(port)),
                 base_url,
@@ -563,6 +634,7 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
                 nonce,
                 encrypted: false,
                 corpus: None,
+                others: Vec::new(),
             };
             Ok(Target { ctx, processes: vec![sockudo, banter], database: None })
         }
@@ -635,6 +707,20 @@ async fn run(cli: Cli, nofile: u64, budgets: Option<&[budgets::Budget]>) -> bool
         comparisons.push(report::render_comparison(&plain, &sealed, &rows, true));
         runs.push(("Banter with end-to-end encrypted channels (private-encrypted-)".to_owned(), encrypted));
     }
+    if let Some(n) = cli.cluster {
+        // One instance beside n, both on PostgreSQL: "better by" reads as what the cluster gains.
+        let names: Vec<&str> = names.iter().copied().filter(|n| CLUSTER_SCENARIOS.contains(n)).collect();
+        if !names.is_empty() {
+            let one = run_side(&cli, Side::Cluster(1), &names, nonce + 300).await;
+            let many = run_side(&cli, Side::Cluster(n), &names, nonce + 400).await;
+            let (single, cluster) = ("1 instance".to_owned(), format!("{n} instances"));
+            let rows = report::comparison_rows(&one, &many);
+            print!("{}", report::render_comparison(&single, &cluster, &rows, false));
+            comparisons.push(report::render_comparison(&single, &cluster, &rows, true));
+            runs.push(("Banter, one instance on PostgreSQL".to_owned(), one));
+            runs.push((format!("Banter, {n} instances on PostgreSQL and Redis, the load spread over them"), many));
+        }
+    }
     let comparison = (!comparisons.is_empty()).then(|| comparisons.join("\n"));
 
     let target = if cli.spawn {
@@ -661,6 +747,12 @@ async fn run(cli: Cli, nofile: u64, budgets: Option<&[budgets::Budget]>) -> bool
     }
     if cli.encrypted {
         context.push(("encrypted".to_owned(), "chat also run with end-to-end encrypted channels".to_owned()));
+    }
+    if let Some(n) = cli.cluster {
+        context.push((
+            "cluster".to_owned(),
+            format!("chat and fanout also run against 1 and {n} instances on one PostgreSQL (and Redis)"),
+        ));
     }
     let mut md = report::render_markdown(title, &context, &runs, comparison.as_deref());
     let verdicts = budgets.map(|b| budgets::check(b, &runs[0].1, cli.smoke));

@@ -138,9 +138,8 @@ pub async fn run(ctx: &Ctx, args: &RoomArgs, r: &mut ScenarioReport) -> Result<(
     let (tx, mut rx) = mpsc::unbounded_channel::<Receipt>();
     let mut readers = Vec::new();
     let subscribed = client::subscribe_users(
-        &ctx.pusher,
+        ctx,
         &clients,
-        &base,
         &users,
         |_| channel.clone(),
         |i, _, ws, _| {
