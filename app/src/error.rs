@@ -70,6 +70,12 @@ impl AppError {
         }
     }
 
+    /// [`Self::status`] as axum's type: the one place a status number becomes a response status.
+    #[cfg(feature = "ssr")]
+    pub fn status_code(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::from_u16(self.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The message for `field`, when this error is about that form field.
     pub fn for_field(&self, name: &str) -> Option<String> {
         match self {
@@ -105,6 +111,23 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// The answer every handler outside the server functions gives for an error: its status, its JSON,
+/// and `Retry-After` when it is a rate limit.
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let mut response = (self.status_code(), axum::Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,3 +157,4 @@ mod tests {
         assert_eq!(AppError::Unauthorized.form_message().as_deref(), Some("please sign in first"));
     }
 }
+

@@ -268,6 +268,9 @@ pub struct Contact {
     /// I muted this conversation: no notification, no sound.
     #[serde(default)]
     pub muted: bool,
+    /// A person of my circle (see `ssr::online`) who is online as the list is read.
+    #[serde(default)]
+    pub online: bool,
 }
 
 /// What the contact list shows: your conversations, newest first, then a few people you have not
@@ -381,6 +384,9 @@ pub struct Member {
     pub id: i64,
     pub name: String,
     pub admin: bool,
+    /// Online as the page is read.
+    #[serde(default)]
+    pub online: bool,
 }
 
 /// One page of a group's members, admins first, then by name.

@@ -149,8 +149,12 @@ test('online dots follow presence: on while the other person has Banter open, of
   const dot = contactRow(bob.page, alice.name).getByLabel('online');
   await expect(dot).toHaveCount(0);
 
+  // Strangers do not see each other's status; a first message makes them partners.
   await openChat(alice, info, bob);
   await live(alice);
+  await expect(alice.page.getByTestId('peer-status')).toHaveText('');
+  await expect(dot).toHaveCount(0);
+  await send(alice, 'hi Bob');
   await expect(dot).toBeVisible();
   await expect(alice.page.getByTestId('peer-status')).toHaveText('online');
   await contactRow(bob.page, alice.name).screenshot({ path: shot('presence-online.png') });

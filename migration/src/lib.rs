@@ -13,6 +13,7 @@ mod m20261203_000008_message_search;
 mod m20261203_000009_conversation_mutes;
 mod m20261203_000010_scoped_search;
 mod m20261203_000011_attachments;
+mod m20261203_000012_online_status;
 pub mod search_index;
 
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_conversation_mutes::Migration),
             Box::new(m20261203_000010_scoped_search::Migration),
             Box::new(m20261203_000011_attachments::Migration),
+            Box::new(m20261203_000012_online_status::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@
 //! - [`error`]: [`ProtocolError`] with its close/error codes, [`ApiAuthError`], [`ReconnectPolicy`].
 //! - [`connection`]: the protocol version check made before the first frame.
 //! - [`limits`]: the protocol's numeric limits.
+//! - [`webhooks`]: the webhooks a server sends the app, and their signature.
 #![forbid(unsafe_code)]
 // Every input is untrusted peer data: library code must report errors, never abort.
 #![cfg_attr(
@@ -33,6 +34,7 @@ pub mod error;
 pub mod frames;
 pub mod limits;
 pub mod signing;
+pub mod webhooks;
 
 pub use channels::{ChannelKind, ChannelName};
 pub use error::{ApiAuthError, ProtocolError, ReconnectPolicy, reconnect_policy};

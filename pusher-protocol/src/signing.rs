@@ -101,6 +101,16 @@ impl Credentials {
         &self.key
     }
 
+    /// `hex(HMAC-SHA256(secret, message))`.
+    pub(crate) fn sign(&self, message: &[u8]) -> String {
+        sign_hex(&self.secret, message)
+    }
+
+    /// Whether `signature_hex` is [`Self::sign`] of `message`, compared in constant time.
+    pub(crate) fn verify(&self, message: &[u8], signature_hex: &str) -> bool {
+        verify_hex(&self.secret, message, signature_hex)
+    }
+
     /// `hex(HMAC-SHA256(secret, "socket_id:channel"))`, or `"socket_id:channel:channel_data"` when
     /// `channel_data` is given (presence channels).
     pub fn channel_signature(&self, socket_id: &SocketId, channel: &ChannelName, channel_data: Option<&str>) -> String {

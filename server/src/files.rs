@@ -22,8 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::realtime::error_response;
-
 /// The routes, when the server keeps files.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -67,7 +65,7 @@ async fn upload(State(state): State<AppState>, Query(query): Query<UploadQuery>,
     };
     match answer.await {
         Ok(attachment) => (StatusCode::CREATED, Json(attachment)).into_response(),
-        Err(error) => error_response(&error),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -79,7 +77,7 @@ async fn discard(State(state): State<AppState>, Path(id): Path<i64>, headers: He
     };
     match answer.await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error_response(&error),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -103,9 +101,9 @@ async fn send_file(state: &AppState, id: i64, headers: &HeaderMap, preview: bool
         Ok(file) => file,
         // Signed out or not allowed: the same 404 as for no file, so ids reveal nothing.
         Err(AppError::Unauthorized | AppError::Forbidden { .. }) => {
-            return error_response(&AppError::not_found("no such file"));
+            return AppError::not_found("no such file").into_response();
         }
-        Err(error) => return error_response(&error),
+        Err(error) => return error.into_response(),
     };
     let etag = format!("\"{}{}\"", &file.sha256[..32.min(file.sha256.len())], if preview { "-p" } else { "" });
     let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
@@ -145,7 +143,7 @@ async fn send_file(state: &AppState, id: i64, headers: &HeaderMap, preview: bool
 async fn send_with_files(State(state): State<AppState>, headers: HeaderMap, mut form: Multipart) -> Response {
     let (user, storage) = match caller(&state, &headers).await {
         Ok(caller) => caller,
-        Err(error) => return error_response(&error),
+        Err(error) => return error.into_response(),
     };
     let me = user.id;
     let mut to = None;

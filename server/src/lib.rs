@@ -3,9 +3,12 @@
 
 pub mod assets;
 pub mod config;
+pub mod demo;
+pub mod error;
 pub mod files;
 pub mod http;
 pub mod observe;
+pub mod online;
 pub mod publisher;
 pub mod pusher;
 pub mod realtime;
@@ -37,19 +40,18 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+pub use crate::error::StartupError;
 
 /// The largest request body the server reads (`/api/*`, `/broadcasting/auth`, `/apps/...`).
 pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 
 /// Opens the database named by the configuration and brings its schema up to date.
-pub async fn open_database(config: &Config) -> Result<DatabaseConnection, String> {
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartupError> {
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir).map_err(|e| format!("DATABASE_URL: cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::DataDir { path: dir.clone(), source })?;
     }
-    let db = app::ssr::connect(&config.database_url)
-        .await
-        .map_err(|e| format!("DATABASE_URL: cannot open the database: {e}"))?;
-    Migrator::up(&db, None).await.map_err(|e| format!("DATABASE_URL: migrations failed: {e}"))?;
+    let db = app::ssr::connect(&config.database_url).await.map_err(StartupError::Database)?;
+    Migrator::up(&db, None).await.map_err(StartupError::Migrations)?;
     Ok(db)
 }
 
@@ -69,7 +71,7 @@ pub fn leptos_options(site_addr: SocketAddr) -> LeptosOptions {
 }
 
 /// The whole HTTP surface: pages, `/api/*` server functions, static files, `/healthz`,
-/// `/broadcasting/auth`, and the embedded Pusher server's WebSocket and HTTP API when there is one.
+/// `/broadcasting/auth`, `/pusher/webhooks` (see [`online`]), and the embedded Pusher server's WebSocket and HTTP API when there is one.
 ///
 /// `pusher_http_api` mounts the embedded server's HTTP API (`/apps/...`) as well as its WebSocket.
 pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>, pusher_http_api: bool) -> Router {
@@ -80,6 +82,8 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     let auth_state = state.clone();
     let auth_hub = hub.cloned();
     let db = state.db.clone();
+    let online = online::start(&state, hub);
+    let webhook_credentials = state.realtime.credentials.clone();
     let app = Router::new()
         .route(
             "/healthz",
@@ -92,6 +96,10 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
             let hub = hub.cloned();
             get(move || readyz(db.clone(), hub.clone()))
         })
+        .route(
+            "/pusher/webhooks",
+            post(move |headers, body| online::webhook(online.clone(), webhook_credentials.clone(), headers, body)),
+        )
         .route(
             "/broadcasting/auth",
             post(move |headers, form| realtime::broadcasting_auth(auth_state.clone(), auth_hub.clone(), headers, form)),
@@ -204,30 +212,31 @@ async fn api_error_status(request: Request, next: Next) -> Response {
         return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
     };
     if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
-        parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        parts.status = error.status_code();
         parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The attachment store the configuration names, opened (the local folder is created).
 /// The connection the rate limits share through Redis (`REDIS_URL`). Connects lazily and again
 /// after any failure; a command that Redis does not answer within half a second counts as failed
 /// (the limiter then counts in this instance), so a hung Redis never holds a sign-in or a send.
-pub fn shared_limits_redis(url: &config::RedisUrl) -> Result<redis::aio::ConnectionManager, String> {
-    let client = redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?;
+pub fn shared_limits_redis(url: &config::RedisUrl) -> Result<redis::aio::ConnectionManager, StartupError> {
+    let client = redis::Client::open(url.as_str())?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(std::time::Duration::from_millis(500)))
         .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
         .set_number_of_retries(1);
-    redis::aio::ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("REDIS_URL: {e}"))
+    Ok(redis::aio::ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
-pub fn open_storage(config: &Config) -> Result<app::ssr::storage::Storage, String> {
+/// The attachment store the configuration names, opened (the local folder is created).
+pub fn open_storage(config: &Config) -> Result<app::ssr::storage::Storage, StartupError> {
     let storage = match &config.storage {
-        config::StorageConfig::Local(dir) => app::ssr::storage::Storage::local(dir)?,
-        config::StorageConfig::S3(settings) => app::ssr::storage::Storage::s3(settings)?,
-    };
+        config::StorageConfig::Local(dir) => app::ssr::storage::Storage::local(dir),
+        config::StorageConfig::S3(settings) => app::ssr::storage::Storage::s3(settings),
+    }
+    .map_err(StartupError::Storage)?;
     tracing::info!(backend = storage.backend(), "attachments: store opened");
     Ok(storage)
 }
@@ -278,78 +287,4 @@ pub fn spawn_wal_checkpointer(db: DatabaseConnection) {
             }
         }
     });
-}
-
-/// The demo accounts `server demo-accounts` creates: name, email, password.
-pub const DEMO_ACCOUNTS: [(&str, &str); 3] =
-    [("Alice", "alice@example.com"), ("Bob", "bob@example.com"), ("Carol", "carol@example.com")];
-pub const DEMO_PASSWORD: &str = "banter-demo";
-
-/// Messages in the demo conversation between Alice and Bob.
-pub const DEMO_HISTORY: i64 = 120;
-
-/// Creates the demo accounts that do not exist yet, and a conversation history between Alice and
-/// Bob when they have none; returns the emails it created.
-pub async fn create_demo_accounts(db: &DatabaseConnection) -> Result<Vec<&'static str>, AppError> {
-    use app::ssr::accounts;
-    let mut created = Vec::new();
-    let mut ids = Vec::new();
-    for (name, email) in DEMO_ACCOUNTS {
-        let user = match accounts::find_by_email(db, email).await? {
-            Some(user) => user,
-            None => match accounts::register(db, name, email, DEMO_PASSWORD, DEMO_PASSWORD).await {
-                Ok(user) => {
-                    created.push(email);
-                    user
-                }
-                // A concurrent run registered it first: use that account.
-                Err(AppError::Invalid { .. }) => accounts::find_by_email(db, email).await?.ok_or(AppError::Internal)?,
-                Err(e) => return Err(e),
-            },
-        };
-        ids.push(user.id);
-    }
-    create_demo_history(db, ids[0], ids[1]).await?;
-    Ok(created)
-}
-
-/// 120 numbered messages, alternating, one every 40 minutes up to now (so they span several
-/// days); all read except Bob's last one.
-async fn create_demo_history(db: &DatabaseConnection, alice: i64, bob: i64) -> Result<(), AppError> {
-    use app::ssr::entities::messages;
-    use sea_orm::{ActiveValue::Set, EntityTrait};
-    if !app::ssr::conversations::conversation(db, alice, bob, None, Some(1)).await?.messages.is_empty() {
-        return Ok(());
-    }
-    let now = chrono::Utc::now();
-    let rows = (1..=DEMO_HISTORY).map(|i| {
-        let (from, to) = if i % 2 == 1 { (alice, bob) } else { (bob, alice) };
-        let at = now - chrono::Duration::minutes(40 * (DEMO_HISTORY - i));
-        let read = i < DEMO_HISTORY;
-        messages::ActiveModel {
-            body: Set(format!("Demo message {i} of {DEMO_HISTORY}")),
-            user_id: Set(from),
-            recipient_id: Set(Some(to)),
-            chat_room_id: Set(None),
-            client_id: Set(format!("demo-{i}")),
-            kind: Set("text".into()),
-            read_at: Set(read.then(|| at + chrono::Duration::minutes(1))),
-            edited_at: Set(None),
-            deleted_at: Set(None),
-            created_at: Set(at),
-            updated_at: Set(at),
-            ..Default::default()
-        }
-    });
-    match messages::Entity::insert_many(rows).exec(db).await {
-        // Another `demo-accounts` run inserted the same history first.
-        Err(e) if app::ssr::is_unique_violation(&e) => Ok(()),
-        // Inserted directly, so put in the search index here (SQLite; PostgreSQL's follows).
-        Ok(inserted) => {
-            migration::search_index::index_after(db, inserted.last_insert_id.map_or(0, |last| last - DEMO_HISTORY))
-                .await?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
 }

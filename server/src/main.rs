@@ -38,60 +38,60 @@ async fn serve() -> ExitCode {
     }
     let format = match server::observe::LogFormat::parse(std::env::var("LOG_FORMAT").ok().as_deref()) {
         Ok(format) => format,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     server::observe::init_logging(format, filter);
 
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(e),
     };
     let db = match server::open_database(&config).await {
         Ok(db) => db,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
 
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => {}
         Some("demo-accounts") => {
-            return match server::create_demo_accounts(&db).await {
+            return match server::demo::create_demo_accounts(&db).await {
                 Ok(created) => {
-                    for (name, email) in server::DEMO_ACCOUNTS {
+                    for (name, email) in server::demo::DEMO_ACCOUNTS {
                         let state = if created.contains(&email) { "created" } else { "exists" };
-                        println!("{name:<6} {email:<20} password: {}  ({state})", server::DEMO_PASSWORD);
+                        println!("{name:<6} {email:<20} password: {}  ({state})", server::demo::DEMO_PASSWORD);
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&format!("demo accounts: {e}")),
+                Err(e) => fail(format!("demo accounts: {e}")),
             };
         }
         Some("seed-corpus") => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             let corpus = match seed::Corpus::from_args(&args) {
                 Ok(corpus) => corpus,
-                Err(e) => return fail(&format!("seed-corpus: {e}")),
+                Err(e) => return fail(format!("seed-corpus: {e}")),
             };
             return match seed::seed_corpus(&db, corpus).await {
                 Ok(summary) => {
                     println!("{summary}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&format!("seed-corpus: {e}")),
+                Err(e) => fail(format!("seed-corpus: {e}")),
             };
         }
         Some(other) => {
-            return fail(&format!("unknown command {other:?}; use `serve`, `demo-accounts` or `seed-corpus`"));
+            return fail(format!("unknown command {other:?}; use `serve`, `demo-accounts` or `seed-corpus`"));
         }
     }
 
     let listener = match tokio::net::TcpListener::bind(config.site_addr).await {
         Ok(listener) => listener,
-        Err(e) => return fail(&format!("LEPTOS_SITE_ADDR: cannot listen on {}: {e}", config.site_addr)),
+        Err(source) => return fail(server::StartupError::Listen { addr: config.site_addr, source }),
     };
     let realtime = match server::realtime::Realtime::start(&config, &db).await {
         Ok(realtime) => realtime,
-        Err(e) => return fail(&format!("realtime: {e}")),
+        Err(e) => return fail(e),
     };
     server::spawn_session_sweeper(db.clone());
     server::spawn_wal_checkpointer(db.clone());
@@ -100,7 +100,7 @@ async fn serve() -> ExitCode {
     let encrypted = realtime.settings.encryption.is_some();
     let storage = match server::open_storage(&config) {
         Ok(storage) => storage,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     server::spawn_upload_sweeper(db.clone(), storage.clone());
     let mut state = AppState::with_security(db, realtime.settings, realtime.broadcaster, config.security.clone())
@@ -108,7 +108,7 @@ async fn serve() -> ExitCode {
     if let Some(url) = &config.redis_url {
         match server::shared_limits_redis(url) {
             Ok(redis) => state = state.with_shared_limits(&redis),
-            Err(e) => return fail(&e),
+            Err(e) => return fail(e),
         }
         tracing::info!("rate limits: shared with the other instances through Redis");
     }
@@ -135,12 +135,12 @@ async fn serve() -> ExitCode {
         }
     };
     if let Err(e) = server::http::serve(listener, app, config.http, shutdown).await {
-        return fail(&format!("server error: {e}"));
+        return fail(format!("server error: {e}"));
     }
     ExitCode::SUCCESS
 }
 
-fn fail(message: &str) -> ExitCode {
+fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("banter: {message}");
     ExitCode::from(2)
 }

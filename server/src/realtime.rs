@@ -10,7 +10,7 @@ use app::ssr::broadcast::{Broadcaster, Encrypting};
 use app::ssr::realtime::{RealtimeSettings, generated_credentials, generated_master_key};
 use app::ssr::sessions::{self, SessionToken};
 use axum::extract::rejection::FormRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use pusher_protocol::Credentials;
@@ -18,6 +18,7 @@ use pusher_protocol::encryption::MasterKey;
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
+use crate::StartupError;
 use crate::config::{Config, Encryption, PusherConfig};
 use crate::publisher::HttpBroadcaster;
 use crate::pusher::{BindError, ClusterSettings, Hub, HubSettings};
@@ -35,7 +36,7 @@ pub struct Realtime {
 impl Realtime {
     /// Reads or generates the credentials and starts the embedded server, or the publisher to an
     /// external one, as `config` says.
-    pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Self, String> {
+    pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Self, StartupError> {
         let hub_settings = hub_settings(config);
         let key = match &config.encryption {
             Encryption::Off => None,
@@ -43,12 +44,12 @@ impl Realtime {
             Encryption::Generate => Some(
                 generated_master_key(db)
                     .await
-                    .map_err(|e| format!("cannot read or store the generated encryption master key: {e}"))?,
+                    .map_err(|source| StartupError::Generated { what: "encryption master key", source })?,
             ),
         };
         let realtime = Self::configured(config, db, hub_settings, key).await?;
         if let (Some(hub), Some(url)) = (&realtime.hub, &config.redis_url) {
-            hub.join_cluster(ClusterSettings::new(url.as_str())).map_err(|e| e.to_string())?;
+            hub.join_cluster(ClusterSettings::new(url.as_str()))?;
         }
         Ok(realtime)
     }
@@ -58,11 +59,11 @@ impl Realtime {
         db: &DatabaseConnection,
         hub_settings: HubSettings,
         key: Option<MasterKey>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartupError> {
         let Some(pusher) = config.pusher.as_ref() else {
             let (app_id, key_id, secret) = generated_credentials(db)
                 .await
-                .map_err(|e| format!("cannot read or store the generated Pusher credentials: {e}"))?;
+                .map_err(|source| StartupError::Generated { what: "Pusher credentials", source })?;
             // Nobody outside knows generated credentials: nothing needs the HTTP API.
             let http_api = config.pusher_http_api.unwrap_or(false);
             let credentials = Credentials::new(key_id, secret);
@@ -173,7 +174,7 @@ pub async fn broadcasting_auth(
 ) -> Response {
     match authorize(&state, hub.as_ref(), &headers, form).await {
         Ok(auth) => Json(auth).into_response(),
-        Err(error) => error_response(&error),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -204,10 +205,4 @@ async fn authorize(
         })?;
     }
     Ok(auth)
-}
-
-/// `error` as a JSON answer with its status.
-pub(crate) fn error_response(error: &AppError) -> Response {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(error)).into_response()
 }

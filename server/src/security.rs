@@ -11,10 +11,9 @@ use std::sync::Arc;
 use app::error::AppError;
 use app::ssr::AppState;
 use app::ssr::security::SecurityPolicy;
-use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use leptos::nonce::Nonce;
@@ -150,8 +149,7 @@ async fn enforce(State(guard): State<Arc<Guard>>, mut request: Request, next: Ne
             origin = ?request.headers().get(header::ORIGIN),
             "refused a cross-site request"
         );
-        let error = AppError::Forbidden { message: "cross-site request refused".into() };
-        (StatusCode::FORBIDDEN, Json(error)).into_response()
+        AppError::Forbidden { message: "cross-site request refused".into() }.into_response()
     } else {
         request.extensions_mut().insert(nonce.clone());
         next.run(request).await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use app::ssr::broadcast::{Broadcaster, Publication};
 use serde_json::{Value, json};
-use server::pusher::{ClusterSettings, Hub, HubSettings};
+use server::pusher::{ClusterSettings, Hub, HubSettings, Occupancy};
 use sockets::{Client, KEY, SECRET, Server, WAIT, channel};
 
 fn redis_url() -> String {
@@ -218,6 +218,42 @@ async fn the_http_api_answers_for_the_whole_cluster() {
     api_until(&a, &format!("/apps/{app_id}/channels/private-user.5"), &[], json!({"occupied": false})).await;
 }
 
+/// The next occupancy change an instance reports, within [`WAIT`].
+async fn next_change(changes: &mut tokio::sync::mpsc::UnboundedReceiver<Occupancy>) -> Occupancy {
+    tokio::time::timeout(WAIT, changes.recv()).await.expect("no occupancy change reported").unwrap()
+}
+
+/// A channel is reported occupied once, by the instance of its first subscription anywhere, and
+/// vacated once, by the instance of its last: what online status rests on.
+#[tokio::test]
+async fn occupancy_is_reported_once_for_the_whole_cluster() {
+    let app_id = cluster_name();
+    let (a, b) = instances(&app_id, HubSettings::default(), &redis_url()).await;
+    let (mut on_a, mut on_b) = (a.hub.occupancy().unwrap(), b.hub.occupancy().unwrap());
+    let user = "private-user.7";
+    let mut tab_a = a.connect().await;
+    tab_a.subscribe_private(user).await;
+    assert_eq!(next_change(&mut on_a).await, Occupancy::Occupied(channel(user)));
+    let mut tab_b = b.connect().await;
+    tab_b.subscribe_private(user).await;
+    let mut tab_b2 = b.connect().await;
+    tab_b2.subscribe_private(user).await;
+    let path = format!("/apps/{app_id}/channels/{user}");
+    let info = [("info", "subscription_count")];
+    api_until(&a, &path, &info, json!({"occupied": true, "subscription_count": 3})).await;
+    drop(tab_a);
+    drop(tab_b);
+    api_until(&a, &path, &info, json!({"occupied": true, "subscription_count": 1})).await;
+    assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err(), "still occupied through B");
+    drop(tab_b2);
+    assert_eq!(next_change(&mut on_b).await, Occupancy::Vacated(channel(user)));
+    // Occupied again, through B this time.
+    let mut again = b.connect().await;
+    again.subscribe_private(user).await;
+    assert_eq!(next_change(&mut on_b).await, Occupancy::Occupied(channel(user)));
+    assert!(on_a.try_recv().is_err());
+}
+
 /// An instance that dies without leaving (its runtime dropped: no close, no cleanup) is noticed by
 /// its silence, and the users only it held are announced gone to the others.
 #[tokio::test]
@@ -226,9 +262,11 @@ async fn a_vanished_instance_is_taken_out_of_presence() {
     let url = redis_url();
     let a = Server::start_clustered(&app_id, HubSettings::default(), fast(&url)).await;
     a.until_on_the_bus().await;
+    let mut on_a = a.hub.occupancy().unwrap();
     let room = "presence-room.8";
     let mut watcher = a.connect().await;
     watcher.join(room, "9").await;
+    assert_eq!(next_change(&mut on_a).await, Occupancy::Occupied(channel(room)));
 
     // Instance C runs on a runtime of its own, in its own thread, until it is dropped.
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -248,7 +286,10 @@ async fn a_vanished_instance_is_taken_out_of_presence() {
     let c_addr = addr_rx.recv().unwrap();
     let mut ghost = sockets::connect_at(c_addr).await;
     ghost.join(room, "5").await;
+    ghost.subscribe_private("private-user.5").await;
     expect_event(&mut watcher, "pusher_internal:member_added").await;
+    let path = format!("/apps/{app_id}/channels/private-user.5");
+    api_until(&a, &path, &[], json!({"occupied": true})).await;
 
     crash_tx.send(()).unwrap();
     c_thread.join().unwrap();
@@ -256,6 +297,9 @@ async fn a_vanished_instance_is_taken_out_of_presence() {
     let removed = expect_event(&mut watcher, "pusher_internal:member_removed").await;
     assert_eq!(removed["data"], r#"{"user_id":"5"}"#);
     watcher.assert_nothing_pending().await;
+    // User 5's channel only C held is vacated (the room is still occupied through A).
+    assert_eq!(next_change(&mut on_a).await, Occupancy::Vacated(channel("private-user.5")));
+    assert!(on_a.try_recv().is_err());
 }
 
 /// A `redis-server` of the test's own on a free port, so it can be stopped and started again.

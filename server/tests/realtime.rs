@@ -95,14 +95,33 @@ impl Tab {
         next_frame(&mut self.socket).await
     }
 
-    /// The next application event, skipping presence and ping traffic.
+    /// The next application event, skipping presence, ping and online-status traffic.
     async fn next_event(&mut self) -> (String, String, Value) {
         loop {
-            if let Frame::Event(event) = self.next().await {
+            if let Frame::Event(event) = self.next().await
+                && event.event() != "StatusChanged"
+            {
                 let data = serde_json::from_str(event.data()).expect("event data is JSON");
                 return (event.event().to_owned(), event.channel().as_str().to_owned(), data);
             }
         }
+    }
+
+    /// The next online-status event: whose, and whether online.
+    async fn next_status(&mut self) -> (i64, bool) {
+        loop {
+            if let Frame::Event(event) = self.next().await
+                && event.event() == "StatusChanged"
+            {
+                let data: Value = serde_json::from_str(event.data()).unwrap();
+                return (data["user_id"].as_i64().unwrap(), data["online"].as_bool().unwrap());
+            }
+        }
+    }
+
+    /// True when no online-status event arrives within a short while.
+    async fn hears_no_status(&mut self) -> bool {
+        tokio::time::timeout(Duration::from_millis(500), self.next_status()).await.is_err()
     }
 
     /// True when no application event arrives within a short while.
@@ -155,10 +174,8 @@ async fn channel_authorization_follows_the_channel_rules() {
     assert_eq!(ann.auth(&server, "1.2", &format!("private-chat.{hi}.{lo}")).await.0, StatusCode::FORBIDDEN);
     assert_eq!(ann.auth(&server, "1.2", "private-something-else").await.0, StatusCode::FORBIDDEN);
 
-    let (status, body) = ann.auth(&server, "1.2", "presence-online").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let data: Value = serde_json::from_str(body["channel_data"].as_str().unwrap()).unwrap();
-    assert_eq!(data, json!({ "user_id": ann.id.to_string(), "user_info": { "name": "Ann" } }));
+    // Online status rides on user channels now: the old everyone-channel is refused.
+    assert_eq!(ann.auth(&server, "1.2", "presence-online").await.0, StatusCode::FORBIDDEN);
 
     let (status, body) = ann.auth(&server, "12", &own).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -285,6 +302,111 @@ async fn an_external_pusher_server_carries_the_events_unchanged() {
     // The app server has no Pusher endpoint of its own in this mode.
     let url = format!("ws://{}/app/external-key?protocol=7", app.addr);
     assert!(connect_async(url).await.is_err());
+    app.stop().await;
+    pusher.stop().await;
+}
+
+/// Online status without a presence channel: Ann's user channel becoming occupied makes her
+/// online, and the people of her circle who are online hear of it on their own channels; a
+/// stranger does not. Her last tab closing makes her offline once the grace is over.
+#[tokio::test]
+async fn online_status_reaches_the_online_people_of_the_circle() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let key = server.credentials.key().to_owned();
+    let ann = sign_up(&server, "Ann").await;
+    let ben = sign_up(&server, "Ben").await;
+    let eve = sign_up(&server, "Eve").await;
+    ann.send(&server, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000101", None).await;
+
+    let mut ben_tab = Tab::open(&server, &key).await;
+    ben_tab.subscribe(&server, &ben, &format!("private-user.{}", ben.id)).await;
+    let mut eve_tab = Tab::open(&server, &key).await;
+    eve_tab.subscribe(&server, &eve, &format!("private-user.{}", eve.id)).await;
+    let mut ann_tab = Tab::open(&server, &key).await;
+    ann_tab.subscribe(&server, &ann, &format!("private-user.{}", ann.id)).await;
+    assert_eq!(ben_tab.next_status().await, (ann.id, true));
+    // Ben came online before her: she learns it from the contact list, not an event.
+    let (status, contacts, _) = post(&ann.client, server.url("/api/contacts"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{contacts}");
+    let ben_row = contacts["people"].as_array().unwrap().iter().find(|c| c["id"] == ben.id).unwrap().clone();
+    assert_eq!(ben_row["online"], true, "{contacts}");
+    let eve_row = contacts["people"].as_array().unwrap().iter().find(|c| c["id"] == eve.id).unwrap().clone();
+    assert_eq!(eve_row["online"], false, "a stranger's status is not Ann's to see: {contacts}");
+    // A second tab changes nothing for anyone.
+    let mut ann_second = Tab::open(&server, &key).await;
+    ann_second.subscribe(&server, &ann, &format!("private-user.{}", ann.id)).await;
+    assert!(eve_tab.hears_no_status().await);
+    assert!(ben_tab.hears_no_status().await);
+
+    drop(ann_tab);
+    drop(ann_second);
+    assert_eq!(ben_tab.next_status().await, (ann.id, false));
+    assert!(eve_tab.hears_no_status().await);
+    server.stop().await;
+}
+
+/// With an external Pusher server, its `channel_occupied` / `channel_vacated` webhooks set online
+/// status; unsigned, wrongly signed or malformed ones are refused with a specific 4xx.
+#[tokio::test]
+async fn webhooks_of_an_external_pusher_server_set_online_status() {
+    let pusher = TestServer::start_with(&temp_sqlite_url(), Some(credentials("4343", "hooks-key", None))).await;
+    let app =
+        TestServer::start_with(&temp_sqlite_url(), Some(credentials("4343", "hooks-key", Some(pusher.addr.port()))))
+            .await;
+    let ann = sign_up(&app, "Ann").await;
+    let ben = sign_up(&app, "Ben").await;
+    ann.send(&app, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000102", None).await;
+    let mut ben_tab = Tab::open(&pusher, "hooks-key").await;
+    ben_tab.subscribe(&app, &ben, &format!("private-user.{}", ben.id)).await;
+
+    let hook = |name: &str, id: i64| {
+        json!({"time_ms": chrono::Utc::now().timestamp_millis(), "events": [{"name": name, "channel": format!("private-user.{id}")}]})
+            .to_string()
+    };
+    let signer = pusher_protocol::Credentials::new("hooks-key", "hooks-secret");
+    let deliver = |body: String, key: &'static str, signature: Option<String>| {
+        let mut request = reqwest::Client::new()
+            .post(app.url("/pusher/webhooks"))
+            .header("content-type", "application/json")
+            .header("x-pusher-key", key);
+        if let Some(signature) = signature {
+            request = request.header("x-pusher-signature", signature);
+        }
+        async move {
+            let response = request.body(body).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Ben is online only as far as the webhooks say: the app's own records.
+    let body = hook("channel_occupied", ben.id);
+    assert_eq!(
+        deliver(body.clone(), "hooks-key", Some(signer.webhook_signature(body.as_bytes()))).await.0,
+        StatusCode::OK
+    );
+
+    let body = hook("channel_occupied", ann.id);
+    let forged = pusher_protocol::Credentials::new("hooks-key", "guessed").webhook_signature(body.as_bytes());
+    let (status, error) = deliver(body.clone(), "hooks-key", Some(forged)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error["message"], "X-Pusher-Signature is missing or does not match the body");
+    let (status, error) = deliver(body.clone(), "other-key", Some(signer.webhook_signature(body.as_bytes()))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error["message"], "X-Pusher-Key is missing or is not this app's key");
+    assert_eq!(deliver(body.clone(), "hooks-key", None).await.0, StatusCode::FORBIDDEN);
+    let junk = "[1,2".to_owned();
+    let (status, error) = deliver(junk.clone(), "hooks-key", Some(signer.webhook_signature(junk.as_bytes()))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["kind"], "invalid");
+    assert!(ben_tab.hears_no_status().await, "nothing refused had an effect");
+
+    let signature = signer.webhook_signature(body.as_bytes());
+    assert_eq!(deliver(body, "hooks-key", Some(signature)).await.0, StatusCode::OK);
+    assert_eq!(ben_tab.next_status().await, (ann.id, true));
+    let body = hook("channel_vacated", ann.id);
+    let signature = signer.webhook_signature(body.as_bytes());
+    assert_eq!(deliver(body, "hooks-key", Some(signature)).await.0, StatusCode::OK);
+    assert_eq!(ben_tab.next_status().await, (ann.id, false));
     app.stop().await;
     pusher.stop().await;
 }

@@ -112,7 +112,11 @@ pub fn ContactList(
                             .filter(|c| matches!(c.kind, ContactKind::Group { member: true, .. }))
                             .map(|c| c.id)
                             .collect();
-                        expect_context::<Live>().follow_rooms(rooms, room_changed);
+                        let live = expect_context::<Live>();
+                        live.follow_rooms(rooms, room_changed);
+                        live.seed_online(
+                            page.people.iter().filter(|c| c.kind == ContactKind::Person).map(|c| (c.id, c.online)),
+                        );
                         let title = title(page.unread);
                         let icon = notify::favicon(page.unread);
                         // What notifications need to know of each conversation: its name, and

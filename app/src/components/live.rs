@@ -52,7 +52,8 @@ mod browser {
 pub struct Live {
     /// pusher-js's connection states.
     pub connection: RwSignal<ConnectionState>,
-    /// Ids of the people who have Banter open somewhere right now.
+    /// Ids of the people of my circle who have Banter open somewhere right now: as the contact list
+    /// and member panel last read it, then as `StatusChanged` events on my channel say.
     pub online: RwSignal<HashSet<i64>>,
     /// Bumped after every (re)subscription to my channel or a group's: whatever was missed must be fetched.
     pub resynced: RwSignal<u32>,
@@ -97,6 +98,28 @@ impl Live {
         self.tab.listen(listener);
     }
 
+    /// Takes these people's status as a freshly read page says (`(id, online)`).
+    pub fn seed_online(&self, people: impl IntoIterator<Item = (i64, bool)>) {
+        let changes: Vec<(i64, bool)> = self
+            .online
+            .with_untracked(|online| people.into_iter().filter(|&(id, on)| online.contains(&id) != on).collect());
+        if !changes.is_empty() {
+            self.set_online(changes);
+        }
+    }
+
+    fn set_online(&self, changes: impl IntoIterator<Item = (i64, bool)>) {
+        self.online.update(|online| {
+            for (id, on) in changes {
+                if on {
+                    online.insert(id);
+                } else {
+                    online.remove(&id);
+                }
+            }
+        });
+    }
+
     /// The socket id of this tab's connection, passed with sends so the server skips this tab.
     pub fn socket_id(&self) -> Option<String> {
         self.tab.socket_id()
@@ -113,11 +136,11 @@ impl Live {
 }
 
 /// The most group channels a tab follows at once (the embedded server allows 100 channels per
-/// connection; the user, presence and typing channels need a few).
+/// connection; the user and typing channels need a few).
 pub const ROOMS_FOLLOWED: usize = 80;
 
-/// Opens this tab's connection and subscribes to my channel and to `presence-online`. Call from
-/// an effect, so it only ever runs in the browser.
+/// Opens this tab's connection and subscribes to my channel. Call from an effect, so it only ever
+/// runs in the browser.
 pub fn connect(live: Live, me: &CurrentUser, config: RealtimeConfig, on_change: Callback<()>) {
     live.tab.connect(live, me, config, on_change);
 }

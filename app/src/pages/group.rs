@@ -235,6 +235,7 @@ fn MemberList(room: i64, page: MemberPage, admin: bool, my_id: i64) -> impl Into
 fn MemberRow(room: i64, member: Member, admin: bool, my_id: i64) -> impl IntoView {
     let live = expect_context::<Live>();
     let id = member.id;
+    live.seed_online([(id, member.online)]);
     let online = move || live.online.with(|online| online.contains(&id));
     let remove = ServerAction::<RemoveMember>::new();
     let promote = ServerAction::<MakeAdmin>::new();

@@ -5,7 +5,6 @@
 //! |--------------------------|----------------------------------|----------------------------------------------|
 //! | `private-user.{id}`      | user `id` only                   | that user's messages, read receipts, group changes |
 //! | `private-chat.{lo}.{hi}` | users `lo` and `hi` only         | `client-typing` whispers of a one-to-one chat |
-//! | `presence-online`        | anyone signed in                 | who is online                                |
 //! | `private-room.{id}`      | current members of group `id`    | the group's messages, read marks and changes |
 //! | `presence-room.{id}`     | current members of group `id`    | who of the group is online; `client-typing`  |
 //!
@@ -14,14 +13,15 @@
 //! every event the server publishes is then encrypted. Typing whispers and presence stay on their
 //! private and presence channels, since Pusher allows no client events on encrypted ones.
 //!
+//! Who is online is not a presence channel (Pusher caps those at 100 members): a person is online
+//! while their user channel is occupied, and their circle hears of it on their own user channels
+//! (`ssr::online`).
+//!
 //! The layers around this module only do their own part: `pusher-protocol` checks that a name is a
 //! valid Pusher channel name (and signs), `ssr::realtime::RealtimeSettings::authorize` signs what
 //! this module allows, and the server's `/broadcasting/auth` handler reads the form and the session.
 //! Group membership is read from the database at every subscription, so a removed member's next
 //! subscription fails; the removal also ends their current ones (`Broadcaster::unsubscribe`).
-
-/// Everyone signed in joins this presence channel; its member list is who is online.
-pub const PRESENCE_ONLINE: &str = "presence-online";
 
 /// Where the server's own events go: the user and room channels, encrypted end to end or not.
 /// The server decides (its master key) and tells the browser in [`super::RealtimeConfig`].
@@ -72,8 +72,6 @@ pub enum ChannelAccess {
     User(i64),
     /// `private-chat.{lo}.{hi}` with lo < hi: only those two.
     Chat(i64, i64),
-    /// `presence-online`: anyone signed in.
-    Online,
     /// `private-room.{id}` or `private-encrypted-room.{id}`: the group's current members.
     Room(i64),
     /// `presence-room.{id}`: the group's current members.
@@ -93,9 +91,6 @@ impl ChannelAccess {
     /// The one place that reads our channel names. `None` for any name we never hand out
     /// (including non-canonical spellings like `private-chat.2.1` or `private-user.01`).
     pub fn parse(name: &str) -> Option<Self> {
-        if name == PRESENCE_ONLINE {
-            return Some(Self::Online);
-        }
         let events = name.strip_prefix("private-encrypted-").or_else(|| name.strip_prefix("private-"));
         if let Some(id) = events.and_then(|rest| rest.strip_prefix("user.")) {
             return canonical_id(id).map(Self::User);
@@ -116,7 +111,6 @@ impl ChannelAccess {
         match self {
             Self::User(id) => Rule::Decided(id == user_id),
             Self::Chat(lo, hi) => Rule::Decided(user_id == lo || user_id == hi),
-            Self::Online => Rule::Decided(true),
             Self::Room(room) | Self::RoomPresence(room) => Rule::MemberOf(room),
         }
     }
@@ -128,7 +122,7 @@ impl ChannelAccess {
 
     /// Presence channels sign the member (id and name) into the subscription.
     pub fn is_presence(self) -> bool {
-        matches!(self, Self::Online | Self::RoomPresence(_))
+        matches!(self, Self::RoomPresence(_))
     }
 }
 
@@ -168,7 +162,6 @@ mod tests {
         assert_eq!(room_presence_channel(4), "presence-room.4");
         assert_eq!(ChannelAccess::parse("private-user.7"), Some(ChannelAccess::User(7)));
         assert_eq!(ChannelAccess::parse("private-chat.2.9"), Some(ChannelAccess::Chat(2, 9)));
-        assert_eq!(ChannelAccess::parse("presence-online"), Some(ChannelAccess::Online));
         assert_eq!(ChannelAccess::parse("private-room.4"), Some(ChannelAccess::Room(4)));
         assert_eq!(ChannelAccess::parse("presence-room.4"), Some(ChannelAccess::RoomPresence(4)));
         for bad in [
@@ -181,6 +174,8 @@ mod tests {
             "private-chat.2",
             "private-chat.2.9.1",
             "private-users.7",
+            // Online status is no presence channel any more: it would cap at 100 members.
+            "presence-online",
             "presence-online2",
             "private-room.04",
             "private-room.1.2",
@@ -202,10 +197,9 @@ mod tests {
         assert_eq!(ChannelAccess::Chat(2, 9).rule(2), Rule::Decided(true));
         assert_eq!(ChannelAccess::Chat(2, 9).rule(9), Rule::Decided(true));
         assert_eq!(ChannelAccess::Chat(2, 9).rule(3), Rule::Decided(false));
-        assert_eq!(ChannelAccess::Online.rule(123), Rule::Decided(true));
         assert_eq!(ChannelAccess::Room(4).rule(123), Rule::MemberOf(4));
         assert_eq!(ChannelAccess::RoomPresence(4).rule(1), Rule::MemberOf(4));
-        assert!(ChannelAccess::RoomPresence(4).is_presence() && ChannelAccess::Online.is_presence());
+        assert!(ChannelAccess::RoomPresence(4).is_presence());
         assert!(!ChannelAccess::Room(4).is_presence());
     }
 }

@@ -1212,7 +1212,7 @@ mod tests {
         m.frame(1, &succeeded("private-user.7", None));
         let (b, _) = m.subscribe("lobby");
         m.frame(2, &succeeded("lobby", None));
-        let (c, _) = m.subscribe("presence-online");
+        let (c, _) = m.subscribe("presence-room.9");
         let left = m.subscribe("private-chat.1.2").0;
         m.unsubscribe(left);
 
@@ -1223,7 +1223,7 @@ mod tests {
         assert_eq!(sent(&out), vec![subscribe_json("lobby", None, None)]);
         assert_eq!(
             authorizes(&out),
-            vec![("presence-online".to_owned(), "9.9".to_owned()), ("private-user.7".to_owned(), "9.9".to_owned())]
+            vec![("presence-room.9".to_owned(), "9.9".to_owned()), ("private-user.7".to_owned(), "9.9".to_owned())]
         );
         // The auth answer for the old socket is stale.
         assert!(m.auth_ok("private-user.7", "123.456", auth(None)).is_empty());
@@ -1313,25 +1313,25 @@ mod tests {
     #[test]
     fn presence_members_are_kept_once_per_user() {
         let mut m = connected();
-        let (a, _) = m.subscribe("presence-online");
+        let (a, _) = m.subscribe("presence-room.9");
         let data = r#"{"user_id":"1","user_info":{"name":"Ann"}}"#;
-        let out = m.auth_ok("presence-online", "123.456", auth(Some(data)));
-        assert_eq!(sent(&out), vec![subscribe_json("presence-online", Some("key:sig"), Some(data))]);
-        let out = m.frame(1, &succeeded("presence-online", Some(vec![member("1", "Ann"), member("2", "Bob")])));
+        let out = m.auth_ok("presence-room.9", "123.456", auth(Some(data)));
+        assert_eq!(sent(&out), vec![subscribe_json("presence-room.9", Some("key:sig"), Some(data))]);
+        let out = m.frame(1, &succeeded("presence-room.9", Some(vec![member("1", "Ann"), member("2", "Bob")])));
         assert_eq!(
             delivered(&out),
             vec![(vec![a], ChannelEvent::Subscribed { members: Some(vec![member("1", "Ann"), member("2", "Bob")]) })]
         );
-        let added = Frame::member_added(channel("presence-online"), member("3", "Cy")).to_json();
+        let added = Frame::member_added(channel("presence-room.9"), member("3", "Cy")).to_json();
         assert_eq!(delivered(&m.frame(2, &added)), vec![(vec![a], ChannelEvent::MemberAdded(member("3", "Cy")))]);
         // Bob opens a second tab: a (non-compliant) repeat changes nothing and is not delivered twice.
-        let again = Frame::member_added(channel("presence-online"), member("2", "Bob")).to_json();
+        let again = Frame::member_added(channel("presence-room.9"), member("2", "Bob")).to_json();
         assert!(delivered(&m.frame(3, &again)).is_empty());
-        let removed = Frame::member_removed(channel("presence-online"), "2").to_json();
+        let removed = Frame::member_removed(channel("presence-room.9"), "2").to_json();
         assert_eq!(delivered(&m.frame(4, &removed)), vec![(vec![a], ChannelEvent::MemberRemoved("2".into()))]);
         assert!(delivered(&m.frame(5, &removed)).is_empty(), "already gone");
         // A late joiner gets the current members.
-        let (b, out) = m.subscribe("presence-online");
+        let (b, out) = m.subscribe("presence-room.9");
         assert_eq!(
             delivered(&out),
             vec![(vec![b], ChannelEvent::Subscribed { members: Some(vec![member("1", "Ann"), member("3", "Cy")]) })]
@@ -1341,10 +1341,10 @@ mod tests {
     #[test]
     fn duplicate_members_in_the_list_are_merged() {
         let mut m = connected();
-        let (a, _) = m.subscribe("presence-online");
-        m.auth_ok("presence-online", "123.456", auth(Some(r#"{"user_id":"1"}"#)));
+        let (a, _) = m.subscribe("presence-room.9");
+        m.auth_ok("presence-room.9", "123.456", auth(Some(r#"{"user_id":"1"}"#)));
         // The wire format (ids + hash) already carries one info per id, but may repeat an id.
-        let frame = r#"{"event":"pusher_internal:subscription_succeeded","channel":"presence-online","data":"{\"presence\":{\"ids\":[\"1\",\"2\",\"1\"],\"hash\":{\"1\":{\"name\":\"Ann\"},\"2\":{\"name\":\"Bob\"}},\"count\":3}}"}"#;
+        let frame = r#"{"event":"pusher_internal:subscription_succeeded","channel":"presence-room.9","data":"{\"presence\":{\"ids\":[\"1\",\"2\",\"1\"],\"hash\":{\"1\":{\"name\":\"Ann\"},\"2\":{\"name\":\"Bob\"}},\"count\":3}}"}"#;
         assert_eq!(
             delivered(&m.frame(1, frame)),
             vec![(vec![a], ChannelEvent::Subscribed { members: Some(vec![member("1", "Ann"), member("2", "Bob")]) })]
@@ -1356,8 +1356,8 @@ mod tests {
     #[test]
     fn presence_auth_without_channel_data_fails() {
         let mut m = connected();
-        let (a, _) = m.subscribe("presence-online");
-        let out = m.auth_ok("presence-online", "123.456", auth(None));
+        let (a, _) = m.subscribe("presence-room.9");
+        let out = m.auth_ok("presence-room.9", "123.456", auth(None));
         assert!(sent(&out).is_empty());
         assert!(matches!(&delivered(&out)[..], [(ids, ChannelEvent::SubscriptionFailed { .. })] if ids == &vec![a]));
     }

@@ -6,7 +6,7 @@ pub mod channels;
 pub mod client;
 pub mod machine;
 
-pub use channels::{ChannelAccess, EventChannels, PRESENCE_ONLINE, chat_channel, room_presence_channel};
+pub use channels::{ChannelAccess, EventChannels, chat_channel, room_presence_channel};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,8 @@ pub const EVENT_MESSAGE_UPDATED: &str = "MessageUpdated";
 pub const EVENT_MESSAGE_DELETED: &str = "MessageDeleted";
 /// A message's reactions changed: on the conversation's channels. Data: [`ReactionsChanged`].
 pub const EVENT_REACTIONS_CHANGED: &str = "ReactionsChanged";
+/// Someone of my circle came online or went offline: on my user channel. Data: [`StatusChanged`].
+pub const EVENT_STATUS_CHANGED: &str = "StatusChanged";
 /// A whisper between the two people of a conversation, on their `private-chat` channel.
 pub const EVENT_TYPING: &str = "client-typing";
 
@@ -83,6 +85,13 @@ pub struct ReactionsChanged {
     pub reactions: Vec<crate::model::Reaction>,
 }
 
+/// The `StatusChanged` payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChanged {
+    pub user_id: i64,
+    pub online: bool,
+}
+
 /// The `client-typing` whisper's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Typing {
@@ -100,6 +109,7 @@ pub enum LiveEvent {
     MessageUpdated(ChatMessage),
     MessageDeleted(MessageDeleted),
     ReactionsChanged(ReactionsChanged),
+    StatusChanged(StatusChanged),
 }
 
 impl LiveEvent {
@@ -116,6 +126,7 @@ impl LiveEvent {
             EVENT_MESSAGE_UPDATED => serde_json::from_str(data).ok().map(Self::MessageUpdated),
             EVENT_MESSAGE_DELETED => serde_json::from_str(data).ok().map(Self::MessageDeleted),
             EVENT_REACTIONS_CHANGED => serde_json::from_str(data).ok().map(Self::ReactionsChanged),
+            EVENT_STATUS_CHANGED => serde_json::from_str(data).ok().map(Self::StatusChanged),
             _ => None,
         }
     }

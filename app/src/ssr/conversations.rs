@@ -131,6 +131,7 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
                 name: user.name,
                 unread: unread.get(&user.id).copied().unwrap_or(0),
                 muted: false,
+                online: false,
                 last_message_id: last.map(|m| m.id),
                 last_message: last.map(|m| LastMessage {
                     body: if m.deleted_at.is_some() { String::new() } else { m.body.clone() },
@@ -150,8 +151,10 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
     let muted = crate::ssr::mutes::muted(db, me).await?;
+    let online = crate::ssr::online::visible_online(db, me).await?;
     for contact in &mut people {
         contact.muted = muted.contains(&contact.conversation());
+        contact.online = contact.kind == ContactKind::Person && online.contains(&contact.id);
     }
     Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
 }

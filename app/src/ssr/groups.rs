@@ -276,6 +276,7 @@ pub async fn create(
         unread: 0,
         last_message_id: Some(line.id),
         muted: false,
+        online: false,
     };
     Ok(Created { group, change })
 }
@@ -511,7 +512,7 @@ pub async fn members(
     let names = names(db, rows.iter().map(|&(id, _)| id)).await?;
     let mut all: Vec<Member> = rows
         .into_iter()
-        .map(|(id, admin)| Member { id, name: names.get(&id).cloned().unwrap_or_default(), admin })
+        .map(|(id, admin)| Member { id, name: names.get(&id).cloned().unwrap_or_default(), admin, online: false })
         .collect();
     all.sort_by(|a, b| {
         b.admin.cmp(&a.admin).then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase())).then(a.id.cmp(&b.id))
@@ -523,7 +524,12 @@ pub async fn members(
     let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
     let page: Vec<Member> = all.into_iter().skip(start).take(MEMBERS_PAGE as usize + 1).collect();
     let more = page.len() > MEMBERS_PAGE as usize;
-    let members: Vec<Member> = page.into_iter().take(MEMBERS_PAGE as usize).collect();
+    let mut members: Vec<Member> = page.into_iter().take(MEMBERS_PAGE as usize).collect();
+    // Fellow members are each other's circle: their status is theirs to see.
+    let online = crate::ssr::online::online_among(db, members.iter().map(|m| m.id)).await?;
+    for member in &mut members {
+        member.online = online.contains(&member.id);
+    }
     let next = more.then(|| members.last().map(|m| m.id.to_string())).flatten();
     Ok(MemberPage { members, next, total })
 }
@@ -756,6 +762,7 @@ pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Res
             last_message: last.as_ref().map(|m| last_message(me, m)),
             unread,
             muted: false,
+            online: false,
         });
     }
     Ok(out)

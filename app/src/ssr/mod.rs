@@ -9,6 +9,7 @@ pub mod entities;
 pub mod groups;
 pub mod messages;
 pub mod mutes;
+pub mod online;
 pub mod password;
 pub mod rate_limit;
 pub mod realtime;

@@ -413,16 +413,17 @@ mod tests {
     #[tokio::test]
     async fn presence_carries_the_signed_member() {
         let db = memory_db().await;
-        let auth = settings().authorize(&db, 7, "Ann \"A\"", "1.2", "presence-online").await.unwrap();
+        let ann = crate::ssr::test_support::user(&db, "ann").await;
+        let bob = crate::ssr::test_support::user(&db, "bob").await;
+        let room = crate::ssr::groups::create(&db, &ann, "Climbing", &[bob.id]).await.unwrap().group.id;
+        let channel = format!("presence-room.{room}");
+        let auth = settings().authorize(&db, ann.id, "Ann \"A\"", "1.2", &channel).await.unwrap();
         let data = auth.channel_data.clone().expect("channel_data");
         let member = PresenceMember::from_channel_data(&data).unwrap();
-        assert_eq!(member.user_id, "7");
+        assert_eq!(member.user_id, ann.id.to_string());
         assert_eq!(member.user_info, Some(json!({ "name": "Ann \"A\"" })));
-        let subscribe = pusher_protocol::Subscribe::new(
-            ChannelName::parse("presence-online").unwrap(),
-            Some(auth.auth),
-            Some(data),
-        );
+        let subscribe =
+            pusher_protocol::Subscribe::new(ChannelName::parse(&channel).unwrap(), Some(auth.auth), Some(data));
         let verified = settings().credentials.verify_subscription(&SocketId::parse("1.2").unwrap(), &subscribe);
         assert_eq!(verified.unwrap(), Some(member));
     }

@@ -33,6 +33,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Occupancy;
 use super::hub::{ChannelStats, Table};
 
 /// How the cluster is reached and how fast it notices a vanished instance.
@@ -107,10 +108,11 @@ struct OutgoingEnvelope<'a> {
 /// A subscription or presence change, recorded in Redis in the order the table saw it.
 #[derive(Debug)]
 pub(crate) enum ClusterJob {
-    /// A connection here subscribed to the channel (counted for the HTTP API's occupancy).
-    Subscribed(ChannelName),
-    /// A connection here left the channel.
-    Unsubscribed(ChannelName),
+    /// A connection here subscribed to the channel (counted for the HTTP API's occupancy);
+    /// `first_here` when no other connection here was.
+    Subscribed { channel: ChannelName, first_here: bool },
+    /// A connection here left the channel; `last_here` when it was the last one here.
+    Unsubscribed { channel: ChannelName, last_here: bool },
     /// Every channel's subscriptions here, as the table counted them when it queued this: the
     /// instance's counts in Redis are rewritten from it (each heartbeat), so any drift heals.
     Snapshot(Vec<(ChannelName, usize)>),
@@ -174,18 +176,67 @@ end
 return 0
 ";
 
-/// One subscription fewer on this instance; the field goes at zero (never below).
-const UNSUBSCRIBED: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+/// One subscription more on this instance (KEYS[1]: its counts); the channel's first here counts
+/// one instance more in the cluster's occupancy (KEYS[2]). 1 when the channel became occupied.
+const SUBSCRIBED: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) == 1 and redis.call('HINCRBY', KEYS[2], ARGV[1], 1) == 1 then
+  return 1
+end
 return 0
 ";
 
-/// Takes back every pair an instance holds, and its subscription counts (once: only the caller
-/// that removes it from the heartbeat set does, unless ARGV[3] forces it); returns the pairs now
-/// gone from the cluster.
+/// One subscription fewer on this instance; the field goes at zero (never below), and with it one
+/// instance from the channel's occupancy. 1 when the channel became vacated in the whole cluster.
+const UNSUBSCRIBED: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    return 1
+  end
+end
+return 0
+";
+
+/// Rewrites this instance's counts (KEYS[1]) from ARGV (channel, count, ...) and brings the
+/// cluster's occupancy (KEYS[2]) in line: returns the channels that became occupied and vacated.
+const SNAPSHOT: &str = r"
+local old = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do old[flat[i]] = true end
+redis.call('DEL', KEYS[1])
+local occupied, vacated = {}, {}
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if old[ARGV[i]] then
+    old[ARGV[i]] = nil
+  elseif redis.call('HINCRBY', KEYS[2], ARGV[i], 1) == 1 then
+    table.insert(occupied, ARGV[i])
+  end
+end
+for channel in pairs(old) do
+  if redis.call('HINCRBY', KEYS[2], channel, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], channel)
+    table.insert(vacated, channel)
+  end
+end
+return {occupied, vacated}
+";
+
+/// Takes back every pair an instance holds, and its subscription counts with their part in the
+/// cluster's occupancy (once: only the caller that removes it from the heartbeat set does, unless
+/// ARGV[3] forces it); returns the pairs now gone from the cluster, and the channels now vacated.
 const REAP: &str = r"
-if ARGV[3] ~= '1' and redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {} end
+if ARGV[3] ~= '1' and redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {{}, {}} end
+local vacated = {}
+local occupancy = ARGV[2] .. ':occ'
+for _, channel in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if redis.call('HINCRBY', occupancy, channel, -1) <= 0 then
+    redis.call('HDEL', occupancy, channel)
+    table.insert(vacated, channel)
+  end
+end
 redis.call('DEL', KEYS[3])
 local gone = {}
 for _, pair in ipairs(redis.call('HKEYS', KEYS[2])) do
@@ -202,7 +253,7 @@ for _, pair in ipairs(redis.call('HKEYS', KEYS[2])) do
   end
 end
 redis.call('DEL', KEYS[2])
-return gone
+return {gone, vacated}
 ";
 
 /// One instance's part in the cluster. Cheap to share; its tasks run until the process ends.
@@ -424,7 +475,7 @@ impl Cluster {
     /// even have restarted empty), so they are dropped and every connection is asked to come back;
     /// resubscribing records them again and makes each browser fetch what it missed.
     async fn recover(&self, mut redis: ConnectionManager, table: &Table) {
-        if let Err(e) = self.reap(&mut redis, &self.node, true).await {
+        if let Err(e) = self.reap(&mut redis, table, &self.node, true).await {
             tracing::warn!(error = %e, "pusher: could not clear this instance's presence records");
         }
         self.recovered_at.store(unix_millis(), Ordering::Relaxed);
@@ -444,36 +495,57 @@ impl Cluster {
     ) {
         let join = redis::Script::new(JOIN);
         let leave = redis::Script::new(LEAVE);
+        let subscribed = redis::Script::new(SUBSCRIBED);
         let unsubscribed = redis::Script::new(UNSUBSCRIBED);
+        let snapshot = redis::Script::new(SNAPSHOT);
         let mut warned = false;
         let subs = self.subs_key(&self.node);
+        let occupancy = self.occupancy_key();
         while let Some(job) = jobs.recv().await {
             match job {
-                ClusterJob::Subscribed(channel) => {
-                    let counted = redis::cmd("HINCRBY")
-                        .arg(&subs)
+                ClusterJob::Subscribed { channel, first_here } => {
+                    let counted = subscribed
+                        .key(&subs)
+                        .key(&occupancy)
                         .arg(channel.as_str())
-                        .arg(1)
-                        .query_async::<()>(&mut redis)
+                        .invoke_async::<i64>(&mut redis)
                         .await;
-                    if let Err(e) = counted {
+                    // Without Redis, this instance's own view decides.
+                    let occupied = counted.unwrap_or_else(|e| {
                         self.presence_failed(&mut warned, &e);
+                        i64::from(first_here)
+                    });
+                    if occupied == 1 {
+                        table.occupancy_changed(Occupancy::Occupied(channel));
                     }
                 }
                 ClusterJob::Snapshot(channels) => {
-                    let mut pipe = redis::pipe();
-                    pipe.atomic().del(&subs).ignore();
+                    let mut invocation = snapshot.prepare_invoke();
+                    invocation.key(&subs).key(&occupancy);
                     for (channel, count) in &channels {
-                        pipe.hset(&subs, channel.as_str(), *count).ignore();
+                        invocation.arg(channel.as_str()).arg(*count);
                     }
-                    if let Err(e) = pipe.query_async::<()>(&mut redis).await {
-                        self.presence_failed(&mut warned, &e);
+                    match invocation.invoke_async::<(Vec<String>, Vec<String>)>(&mut redis).await {
+                        Ok((occupied, vacated)) => {
+                            occupancy_changes(&table, occupied, Occupancy::Occupied);
+                            occupancy_changes(&table, vacated, Occupancy::Vacated);
+                        }
+                        Err(e) => self.presence_failed(&mut warned, &e),
                     }
                 }
-                ClusterJob::Unsubscribed(channel) => {
-                    let counted = unsubscribed.key(&subs).arg(channel.as_str()).invoke_async::<()>(&mut redis).await;
-                    if let Err(e) = counted {
+                ClusterJob::Unsubscribed { channel, last_here } => {
+                    let counted = unsubscribed
+                        .key(&subs)
+                        .key(&occupancy)
+                        .arg(channel.as_str())
+                        .invoke_async::<i64>(&mut redis)
+                        .await;
+                    let vacated = counted.unwrap_or_else(|e| {
                         self.presence_failed(&mut warned, &e);
+                        i64::from(last_here)
+                    });
+                    if vacated == 1 {
+                        table.occupancy_changed(Occupancy::Vacated(channel));
                     }
                 }
                 ClusterJob::Join { channel, socket_id, user_id, member, max_members, reply } => {
@@ -581,6 +653,7 @@ impl Cluster {
         settings: ClusterSettings,
     ) {
         let nodes = self.nodes_key();
+        let occupancy = self.occupancy_key();
         let mut tick = tokio::time::interval(settings.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -589,8 +662,14 @@ impl Cluster {
             let timeout = u64::try_from(settings.node_timeout.as_millis()).unwrap_or(u64::MAX);
             let beat: redis::RedisResult<Vec<String>> = async {
                 redis::cmd("ZADD").arg(&nodes).arg(now).arg(&self.node).query_async::<()>(&mut redis).await?;
-                // A cluster that stops altogether leaves nothing behind for long.
-                redis::cmd("PEXPIRE").arg(&nodes).arg(timeout.saturating_mul(10)).query_async::<()>(&mut redis).await?;
+                // A cluster that stops altogether leaves nothing behind for long, nor any occupancy.
+                for key in [&nodes, &occupancy] {
+                    redis::cmd("PEXPIRE")
+                        .arg(key)
+                        .arg(timeout.saturating_mul(10))
+                        .query_async::<()>(&mut redis)
+                        .await?;
+                }
                 redis::cmd("ZRANGEBYSCORE")
                     .arg(&nodes)
                     .arg("-inf")
@@ -602,7 +681,7 @@ impl Cluster {
             let Ok(dead) = beat else { continue };
             table.snapshot_subscriptions();
             for node in dead {
-                match self.reap(&mut redis, &node, false).await {
+                match self.reap(&mut redis, &table, &node, false).await {
                     Ok(gone) => {
                         if !gone.is_empty() {
                             tracing::info!(node = %node, members = gone.len(), "pusher: took back the presence of a vanished instance");
@@ -622,14 +701,16 @@ impl Cluster {
         }
     }
 
-    /// Runs [`REAP`] for `node`; the (channel, user) pairs that left the cluster with it.
+    /// Runs [`REAP`] for `node`: the (channel, user) pairs that left the cluster with it, and the
+    /// channels it leaves vacated (already reported to the table's occupancy listener).
     async fn reap(
         &self,
         redis: &mut ConnectionManager,
+        table: &Table,
         node: &str,
         force: bool,
     ) -> redis::RedisResult<Vec<(ChannelName, String)>> {
-        let gone: Vec<String> = redis::Script::new(REAP)
+        let (gone, vacated): (Vec<String>, Vec<String>) = redis::Script::new(REAP)
             .key(self.nodes_key())
             .key(self.node_key(node))
             .key(self.subs_key(node))
@@ -638,6 +719,7 @@ impl Cluster {
             .arg(if force { "1" } else { "0" })
             .invoke_async(redis)
             .await?;
+        occupancy_changes(table, vacated, Occupancy::Vacated);
         Ok(gone
             .into_iter()
             .filter_map(|pair| {
@@ -661,6 +743,11 @@ impl Cluster {
 
     fn subs_key(&self, node: &str) -> String {
         format!("{}:subs:{node}", self.prefix)
+    }
+
+    /// Per channel, how many instances hold a subscription to it (REAP spells it too).
+    fn occupancy_key(&self) -> String {
+        format!("{}:occ", self.prefix)
     }
 
     /// The instances that said they were alive within the node timeout.
@@ -749,6 +836,13 @@ fn pair(channel: &ChannelName, user_id: &str) -> String {
 
 fn text(frame: &Frame) -> Utf8Bytes {
     Utf8Bytes::from(frame.to_json())
+}
+
+/// Hands the table's occupancy listener the changes a script returned.
+fn occupancy_changes(table: &Table, channels: Vec<String>, change: fn(ChannelName) -> Occupancy) {
+    for channel in channels.iter().filter_map(|c| ChannelName::parse(c).ok()) {
+        table.occupancy_changed(change(channel));
+    }
 }
 
 fn unix_millis() -> u64 {

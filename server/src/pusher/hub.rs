@@ -8,7 +8,9 @@
 //! - a connection whose queue is full is told to close with 4100 and removed from the table at once,
 //!   so a client that stops reading costs at most `send_queue` frames;
 //! - a presence channel lists each `user_id` once, however many connections that user has; it
-//!   announces `member_added` on the user's first connection and `member_removed` after the last.
+//!   announces `member_added` on the user's first connection and `member_removed` after the last;
+//! - a channel's first subscription and its last unsubscription are reported as [`Occupancy`]
+//!   changes (by the cluster instead, in cluster mode, where only the whole cluster knows).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -19,6 +21,7 @@ use pusher_protocol::{ChannelKind, ChannelName, ClientEvent, Frame, PresenceMemb
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::Occupancy;
 use super::cluster::{ClusterJob, JoinOutcome};
 
 /// A connection as the table sees it: where its frames go and how to ask it to close.
@@ -131,6 +134,27 @@ pub(crate) struct Table {
     /// Cluster mode: subscriptions and presence changes go here, in order; the cluster records them
     /// and announces presence. Without it, the table announces `member_added`/`member_removed`.
     cluster_jobs: OnceLock<mpsc::UnboundedSender<ClusterJob>>,
+    /// Where channels becoming occupied or vacated are reported, once someone asked.
+    occupancy: OnceLock<mpsc::UnboundedSender<Occupancy>>,
+}
+
+/// Where the table's changes go besides its own maps: the cluster (which then also reports
+/// occupancy), or the occupancy listener directly.
+#[derive(Clone, Copy)]
+struct Sinks<'a> {
+    cluster: Option<&'a mpsc::UnboundedSender<ClusterJob>>,
+    occupancy: Option<&'a mpsc::UnboundedSender<Occupancy>>,
+}
+
+impl Sinks<'_> {
+    /// Reports a change this instance alone can decide (no cluster).
+    fn local_occupancy(&self, change: impl FnOnce() -> Occupancy) {
+        if self.cluster.is_none()
+            && let Some(occupancy) = self.occupancy
+        {
+            let _ = occupancy.send(change());
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -252,12 +276,8 @@ fn text(frame: &Frame) -> Utf8Bytes {
 impl State {
     /// Unsubscribes `socket_id` from `channel`, announcing `member_removed` if it was the user's last
     /// connection there. Returns connections that overflowed on that announcement.
-    fn leave(
-        &mut self,
-        socket_id: &SocketId,
-        channel: &ChannelName,
-        cluster: Option<&mpsc::UnboundedSender<ClusterJob>>,
-    ) -> Vec<SocketId> {
+    fn leave(&mut self, socket_id: &SocketId, channel: &ChannelName, sinks: Sinks<'_>) -> Vec<SocketId> {
+        let cluster = sinks.cluster;
         let mut overflowed = Vec::new();
         let Some(entry) = self.channels.get_mut(channel.as_str()) else {
             return overflowed;
@@ -266,8 +286,9 @@ impl State {
             return overflowed;
         };
         metrics::gauge!("banter_pusher_subscriptions", "kind" => kind_label(channel.kind())).decrement(1.0);
+        let last_here = entry.subscribers.is_empty();
         if let Some(cluster) = cluster {
-            let _ = cluster.send(ClusterJob::Unsubscribed(channel.clone()));
+            let _ = cluster.send(ClusterJob::Unsubscribed { channel: channel.clone(), last_here });
         }
         if let Some(user_id) = subscriber.user_id
             && let Some(member) = entry.members.get_mut(&user_id)
@@ -283,19 +304,16 @@ impl State {
                 }
             }
         }
-        if entry.subscribers.is_empty() {
+        if last_here {
             self.channels.remove(channel.as_str());
+            sinks.local_occupancy(|| Occupancy::Vacated(channel.clone()));
         }
         overflowed
     }
 
     /// Removes a connection and all its subscriptions. Returns connections that overflowed on the
     /// resulting `member_removed` announcements.
-    fn remove_connection(
-        &mut self,
-        socket_id: &SocketId,
-        cluster: Option<&mpsc::UnboundedSender<ClusterJob>>,
-    ) -> Vec<SocketId> {
+    fn remove_connection(&mut self, socket_id: &SocketId, sinks: Sinks<'_>) -> Vec<SocketId> {
         let Some(connection) = self.connections.remove(socket_id) else {
             return Vec::new();
         };
@@ -306,7 +324,7 @@ impl State {
         if let Some(owner) = &connection.owner {
             decrement(&mut self.per_user, &owner.user_id);
         }
-        connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel, cluster)).collect()
+        connection.channels.iter().flat_map(|channel| self.leave(socket_id, channel, sinks)).collect()
     }
 }
 
@@ -324,7 +342,25 @@ impl Table {
             caps,
             idle: Notify::new(),
             cluster_jobs: OnceLock::new(),
+            occupancy: OnceLock::new(),
         }
+    }
+
+    /// From now on, channels becoming occupied or vacated are sent to `listener`. Only the first
+    /// listener is kept; false for any later one.
+    pub fn report_occupancy(&self, listener: mpsc::UnboundedSender<Occupancy>) -> bool {
+        self.occupancy.set(listener).is_ok()
+    }
+
+    /// Hands an occupancy change the cluster decided to the listener, if any.
+    pub fn occupancy_changed(&self, change: Occupancy) {
+        if let Some(occupancy) = self.occupancy.get() {
+            let _ = occupancy.send(change);
+        }
+    }
+
+    fn sinks(&self) -> Sinks<'_> {
+        Sinks { cluster: self.cluster_jobs.get(), occupancy: self.occupancy.get() }
     }
 
     /// Cluster mode: from now on subscriptions and presence changes are sent to `jobs`, and
@@ -450,7 +486,7 @@ impl Table {
         while let Some(socket_id) = pending.pop() {
             let (overflowed, idle) = {
                 let mut state = self.write();
-                (state.remove_connection(&socket_id, self.cluster()), state.connections.is_empty())
+                (state.remove_connection(&socket_id, self.sinks()), state.connections.is_empty())
             };
             if idle {
                 self.idle.notify_waiters();
@@ -533,8 +569,11 @@ impl Table {
                 entry.subscribers.insert(socket_id.clone(), Subscriber { peer, user_id });
                 connection.channels.insert(channel.clone());
                 metrics::gauge!("banter_pusher_subscriptions", "kind" => kind_label(channel.kind())).increment(1.0);
+                let first_here = entry.subscribers.len() == 1;
                 if let Some(cluster) = self.cluster() {
-                    let _ = cluster.send(ClusterJob::Subscribed(channel.clone()));
+                    let _ = cluster.send(ClusterJob::Subscribed { channel: channel.clone(), first_here });
+                } else if first_here {
+                    self.sinks().local_occupancy(|| Occupancy::Occupied(channel.clone()));
                 }
             }
             let presence = (channel.kind() == ChannelKind::Presence).then(|| entry.presence_members());
@@ -554,7 +593,7 @@ impl Table {
             if let Some(connection) = state.connections.get_mut(socket_id) {
                 connection.channels.remove(channel.as_str());
             }
-            state.leave(socket_id, channel, self.cluster())
+            state.leave(socket_id, channel, self.sinks())
         };
         self.remove_connections(overflowed);
     }
@@ -757,6 +796,56 @@ mod tests {
         table.unsubscribe(&c.socket_id, &lobby);
         assert_eq!(table.channel_stats(&lobby), None);
         assert!(table.occupied_channels("").is_empty());
+    }
+
+    #[test]
+    fn a_channel_is_reported_occupied_at_its_first_subscription_and_vacated_after_its_last() {
+        let table = Table::new(8, 100);
+        let (sender, mut changes) = mpsc::unbounded_channel();
+        assert!(table.report_occupancy(sender));
+        let user = channel("private-user.7");
+        let a = table.connect(None).unwrap();
+        let b = table.connect(None).unwrap();
+        table.subscribe(&a.socket_id, &user, None).unwrap();
+        table.subscribe(&b.socket_id, &user, None).unwrap();
+        // Subscribing again changes nothing.
+        table.subscribe(&a.socket_id, &user, None).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Occupancy::Occupied(user.clone()));
+        assert!(changes.try_recv().is_err());
+        table.unsubscribe(&a.socket_id, &user);
+        assert!(changes.try_recv().is_err(), "one subscriber is left");
+        // Closing the last connection vacates it as unsubscribing would.
+        table.disconnect(&b.socket_id);
+        assert_eq!(changes.try_recv().unwrap(), Occupancy::Vacated(user.clone()));
+        assert!(changes.try_recv().is_err());
+        // Only one listener.
+        assert!(!table.report_occupancy(mpsc::unbounded_channel().0));
+    }
+
+    #[test]
+    fn ten_thousand_user_channels_are_each_reported() {
+        let table = Table::new(8, 100);
+        let (sender, mut changes) = mpsc::unbounded_channel();
+        table.report_occupancy(sender);
+        let sockets: Vec<Registration> = (1..=10_000)
+            .map(|id| {
+                let registration = table.connect(None).unwrap();
+                table.subscribe(&registration.socket_id, &channel(&format!("private-user.{id}")), None).unwrap();
+                registration
+            })
+            .collect();
+        let mut occupied = HashSet::new();
+        while let Ok(Occupancy::Occupied(name)) = changes.try_recv() {
+            occupied.insert(name);
+        }
+        assert_eq!(occupied.len(), 10_000);
+        assert_eq!(table.occupied_channels("private-user.").len(), 10_000);
+        for registration in &sockets {
+            table.disconnect(&registration.socket_id);
+        }
+        let vacated =
+            std::iter::from_fn(|| changes.try_recv().ok()).filter(|c| matches!(c, Occupancy::Vacated(_))).count();
+        assert_eq!(vacated, 10_000);
     }
 
     #[test]

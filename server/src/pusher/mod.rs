@@ -27,11 +27,20 @@ use axum::extract::ws::Utf8Bytes;
 use axum::routing::{get, post};
 use pusher_protocol::limits::{CLIENT_EVENTS_PER_SECOND, DEFAULT_ACTIVITY_TIMEOUT_SECS, MAX_PRESENCE_MEMBERS};
 use pusher_protocol::{ChannelName, Credentials, Frame, SocketId};
+use tokio::sync::mpsc;
 
 use self::cluster::Cluster;
 pub use self::cluster::{ClusterError, ClusterSettings, ClusterStats};
 pub use self::hub::BindError;
 use self::hub::{Caps, ChannelStats, RelayError, Table};
+
+/// A channel got its first subscriber anywhere in the cluster, or lost its last one: what Pusher's
+/// `channel_occupied` and `channel_vacated` webhooks report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Occupancy {
+    Occupied(ChannelName),
+    Vacated(ChannelName),
+}
 
 /// Tunables of the embedded server. The defaults are Pusher's; tests shorten the timeouts.
 #[derive(Debug, Clone)]
@@ -156,6 +165,24 @@ impl Hub {
             cluster.deliver(&channel, &relayed, Some(sender));
         }
         Ok(())
+    }
+
+    /// From now on, every channel becoming occupied or vacated in the whole cluster (once, by the
+    /// instance where it happened or that noticed another one vanish). Only the first caller gets
+    /// the changes; `None` for any later one.
+    pub fn occupancy(&self) -> Option<mpsc::UnboundedReceiver<Occupancy>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.table().report_occupancy(sender).then_some(receiver)
+    }
+
+    /// The occupied channels whose name starts with `prefix`, in the whole cluster; `None` when the
+    /// cluster cannot be asked (Redis unreachable), since this instance's view is then not all.
+    pub async fn occupied_everywhere(&self, prefix: &str) -> Option<Vec<ChannelName>> {
+        let channels = match self.cluster() {
+            Some(cluster) => cluster.occupied_channels(prefix).await.ok()?,
+            None => self.table().occupied_channels(prefix),
+        };
+        Some(channels.into_iter().map(|(name, _)| name).collect())
     }
 
     /// A channel's numbers across the cluster (this instance's without one, or when Redis cannot

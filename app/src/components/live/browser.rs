@@ -11,7 +11,7 @@ use super::Live;
 use crate::model::CurrentUser;
 use crate::realtime::client::{ChannelEvent, ListenerId, PusherClient};
 use crate::realtime::machine::ConnectionState;
-use crate::realtime::{EVENT_TYPING, EventChannels, LiveEvent, PRESENCE_ONLINE, RealtimeConfig, Typing};
+use crate::realtime::{EVENT_TYPING, EventChannels, LiveEvent, RealtimeConfig, Typing};
 
 type Listener = Rc<dyn Fn(&LiveEvent)>;
 
@@ -73,12 +73,15 @@ impl Tab {
                 live.resynced.update(|n| *n += 1);
                 on_change.run(());
             }
-            ChannelEvent::Event { name, data } => {
-                if let Some(event) = LiveEvent::decode(&name, &data) {
+            ChannelEvent::Event { name, data } => match LiveEvent::decode(&name, &data) {
+                // Only the dots change: nothing to read again.
+                Some(LiveEvent::StatusChanged(status)) => live.seed_online([(status.user_id, status.online)]),
+                Some(event) => {
                     self.dispatch(&event);
                     on_change.run(());
                 }
-            }
+                None => {}
+            },
             _ => {}
         }
     }
@@ -87,7 +90,7 @@ impl Tab {
         self.client().and_then(|c| c.socket_id())
     }
 
-    /// Opens the connection and subscribes to my channel and to `presence-online`.
+    /// Opens the connection and subscribes to my channel.
     pub fn connect(&self, live: Live, me: &CurrentUser, config: RealtimeConfig, on_change: Callback<()>) {
         if self.client().is_some() {
             return;
@@ -99,36 +102,18 @@ impl Tab {
             s.channels = channels;
         });
         let state = client.state();
-        Effect::new(move |_| {
+        Effect::new(move |was: Option<ConnectionState>| {
             let now = state.get();
-            // Without a connection we do not know who is online: show nobody rather than stale dots.
-            if now != ConnectionState::Connected {
+            // A lost connection means missed status changes: show nobody rather than stale dots,
+            // until the resubscription reads the list again. (The page's own dots, as it was
+            // rendered, stay while the first connection opens.)
+            if was == Some(ConnectionState::Connected) && now != ConnectionState::Connected {
                 live.online.update(|online| online.clear());
             }
             live.connection.set(now);
+            now
         });
         client.subscribe(&channels.user(me.id), self.on_channel(live, on_change));
-        client.subscribe(PRESENCE_ONLINE, move |event| match event {
-            ChannelEvent::Subscribed { members } => {
-                let ids = members.unwrap_or_default().iter().filter_map(|m| m.user_id.parse().ok()).collect();
-                live.online.set(ids);
-            }
-            ChannelEvent::MemberAdded(member) => {
-                if let Ok(id) = member.user_id.parse() {
-                    live.online.update(|online| {
-                        online.insert(id);
-                    });
-                }
-            }
-            ChannelEvent::MemberRemoved(user_id) => {
-                if let Ok(id) = user_id.parse::<i64>() {
-                    live.online.update(|online| {
-                        online.remove(&id);
-                    });
-                }
-            }
-            _ => {}
-        });
     }
 
     /// Follows exactly these groups' channels: new ones are subscribed, others let go.

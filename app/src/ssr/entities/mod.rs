@@ -7,6 +7,7 @@ pub mod conversation_mutes;
 pub mod counters;
 pub mod message_reactions;
 pub mod messages;
+pub mod online_status;
 pub mod sessions;
 pub mod settings;
 pub mod users;
