@@ -182,7 +182,7 @@ rust_tests() {
     echo "PostgreSQL NOT reachable on 127.0.0.1:5432: the database suite runs on SQLite only (PostgreSQL skipped)"
   fi
   # Release profile: it shares every dependency build with the release server below.
-  cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p bench
+  cargo test --release -p app --features ssr -p server -p migration -p pusher-protocol -p pusher-server -p bench
   status=$?
   kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null
   if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
@@ -281,7 +281,7 @@ total_start=$SECONDS
 phase toolchain-script bash scripts/test-toolchain.sh; count_single $?
 phase setup install_test_deps || { echo "setup failed; nothing else can run"; exit 1; }
 phase fmt cargo fmt --all --check; count_single $?
-phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol -p bench --features app/ssr --all-targets -- -D warnings; count_single $?
+phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protocol -p pusher-server -p bench --features app/ssr --all-targets -- -D warnings; count_single $?
 phase clippy-browser cargo clippy -p frontend -p app -p pusher-protocol --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
 phase wasm-deps bash scripts/check-wasm-deps.sh; count_single $?
 phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"

@@ -157,4 +157,3 @@ mod tests {
         assert_eq!(AppError::Unauthorized.form_message().as_deref(), Some("please sign in first"));
     }
 }
-

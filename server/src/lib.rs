@@ -10,7 +10,8 @@ pub mod http;
 pub mod observe;
 pub mod online;
 pub mod publisher;
-pub mod pusher;
+/// The embedded Pusher server: the `pusher-server` crate.
+pub use pusher_server as pusher;
 pub mod realtime;
 pub mod security;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use app::error::AppError;
 use app::realtime::{EventChannels, RealtimeConfig};
 use app::ssr::AppState;
-use app::ssr::broadcast::{Broadcaster, Encrypting};
+use app::ssr::broadcast::{Broadcaster, Encrypting, Publication};
 use app::ssr::realtime::{RealtimeSettings, generated_credentials, generated_master_key};
 use app::ssr::sessions::{self, SessionToken};
 use axum::extract::rejection::FormRejection;
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::StartupError;
 use crate::config::{Config, Encryption, PusherConfig};
 use crate::publisher::HttpBroadcaster;
-use crate::pusher::{BindError, ClusterSettings, Hub, HubSettings};
+use crate::pusher::{BindError, ClientAddress, ClusterSettings, Hub, HubSettings};
 
 /// What start-up builds: the settings every request reads, the broadcaster the server functions
 /// publish through, and the embedded hub when this server is its own Pusher server.
@@ -112,7 +112,7 @@ impl Realtime {
         };
         Self {
             settings: RealtimeSettings { app_id, credentials, public, encryption: None },
-            broadcaster: Arc::new(hub.clone()),
+            broadcaster: Arc::new(Embedded(hub.clone())),
             hub: Some(hub),
             http_api,
         }
@@ -144,6 +144,24 @@ impl Realtime {
     }
 }
 
+/// The embedded server as the app's [`Broadcaster`]: in process, no HTTP, no signing.
+pub struct Embedded(pub Hub);
+
+impl Broadcaster for Embedded {
+    fn publish(&self, publication: Publication) {
+        let Publication { channels, event, data, exclude } = publication;
+        self.0.publish(&channels, event, &data, exclude.as_ref());
+    }
+
+    fn session_ended(&self, session: &str) {
+        self.0.end_session(session);
+    }
+
+    fn unsubscribe_user(&self, user_id: i64, channels: &[pusher_protocol::ChannelName]) {
+        self.0.unsubscribe_user(user_id, channels);
+    }
+}
+
 /// The embedded server's settings: Pusher's defaults, with the configured caps.
 fn hub_settings(config: &Config) -> HubSettings {
     let limits = &config.sockets;
@@ -153,7 +171,10 @@ fn hub_settings(config: &Config) -> HubSettings {
         max_connections_per_address: limits.connections_per_address,
         max_connections_per_user: limits.connections_per_user,
         frames_per_second: limits.frames_per_second,
-        addresses: Arc::new(config.security.clone()),
+        addresses: {
+            let policy = config.security.clone();
+            ClientAddress::new(move |peer, headers| policy.client_address(peer, headers))
+        },
         ..HubSettings::default()
     }
 }

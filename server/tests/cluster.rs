@@ -9,7 +9,6 @@ mod sockets;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use app::ssr::broadcast::{Broadcaster, Publication};
 use serde_json::{Value, json};
 use server::pusher::{ClusterSettings, Hub, HubSettings, Occupancy};
 use sockets::{Client, KEY, SECRET, Server, WAIT, channel};
@@ -40,7 +39,7 @@ async fn instances(app_id: &str, settings: HubSettings, url: &str) -> (Server, S
 }
 
 fn publish(hub: &Hub, channel_name: &str, event: &'static str, data: Value) {
-    hub.publish(Publication { channels: vec![channel(channel_name)], event, data: data.to_string(), exclude: None });
+    hub.publish(&[channel(channel_name)], event, &data.to_string(), None);
 }
 
 async fn expect_event(client: &mut Client, event: &str) -> Value {
@@ -92,7 +91,7 @@ async fn events_typing_and_sign_outs_cross_instances() {
     ann.assert_nothing_pending().await;
 
     // Signing out on B closes the socket that session authorized on A (4009: do not reconnect).
-    b.hub.session_ended("session-ann");
+    b.hub.end_session("session-ann");
     assert_eq!(ann.close_code().await, 4009);
     bea.assert_nothing_pending().await;
 }

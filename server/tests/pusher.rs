@@ -5,7 +5,6 @@ mod sockets;
 
 use std::time::Duration;
 
-use app::ssr::broadcast::{Broadcaster, Publication};
 use pusher_protocol::{Credentials, SocketId};
 use serde_json::{Value, json};
 use server::pusher::HubSettings;
@@ -213,12 +212,7 @@ async fn a_signed_http_event_is_delivered_and_socket_id_excludes_the_sender() {
     ann.assert_nothing_pending().await;
 
     // The in-process broadcaster honours the exclusion the same way.
-    server.hub.publish(Publication {
-        channels: vec![channel("lobby")],
-        event: "deleted",
-        data: "3".into(),
-        exclude: Some(bea.socket_id()),
-    });
+    server.hub.publish(&[channel("lobby")], "deleted", "3", Some(&bea.socket_id()));
     assert_eq!(ann.next_text().await, r#"{"event":"deleted","channel":"lobby","data":"3"}"#);
     bea.assert_nothing_pending().await;
 
@@ -296,12 +290,7 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
     while server.hub.connection_count() == 2 {
         assert!(published < 50_000, "the slow client was never cut off");
         for _ in 0..8 {
-            server.hub.publish(Publication {
-                channels: vec![channel("firehose")],
-                event: "tick",
-                data: data.clone(),
-                exclude: None,
-            });
+            server.hub.publish(&[channel("firehose")], "tick", &data, None);
             published += 1;
         }
         tokio::time::timeout(WAIT, received.wait_for(|&n| n >= published)).await.unwrap().unwrap();
@@ -309,12 +298,7 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
     assert_eq!(server.hub.connection_count(), 1);
 
     // The fast client is still served.
-    server.hub.publish(Publication {
-        channels: vec![channel("firehose")],
-        event: "tick",
-        data: "last".into(),
-        exclude: None,
-    });
+    server.hub.publish(&[channel("firehose")], "tick", "last", None);
     published += 1;
     tokio::time::timeout(WAIT, received.wait_for(|&n| n == published)).await.unwrap().unwrap();
 

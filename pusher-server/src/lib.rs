@@ -1,7 +1,9 @@
-//! The embedded Pusher Channels server (protocol 7): WebSocket connections at `/app/{key}` and the
-//! Pusher HTTP API at `/apps/{app_id}/...`, on the same port as the app.
+//! A Pusher Channels server (protocol 7) to embed in an axum application: WebSocket connections at
+//! `/app/{key}` and the Pusher HTTP API at `/apps/{app_id}/...`, on the application's own port.
+//! Above `pusher-protocol` and below the application (Banter's `server` crate), as sockudo
+//! separates its crates: it knows nothing of users, databases or pages.
 //!
-//! Everything that decides what a frame means lives in the `pusher-protocol` crate; this module only
+//! Everything that decides what a frame means lives in the `pusher-protocol` crate; this crate only
 //! moves frames:
 //! - [`hub`]: the channel table (who is subscribed where, presence members) and delivery;
 //! - [`socket`]: one connection's loop, generic over a `Sink`/`Stream` of WebSocket messages;
@@ -9,8 +11,9 @@
 //! - [`cluster`]: with `REDIS_URL`, the Redis bus and presence records that make several instances
 //!   one server.
 //!
-//! The lead wires it up with `router.merge(hub.router())`, hands the same [`Hub`] to the app as its
-//! `Broadcaster`, and calls [`Hub::shutdown`] when the process is asked to stop.
+//! The application merges `hub.router(..)` into its router, publishes through [`Hub::publish`],
+//! follows [`Hub::occupancy`] if it cares who is online, and calls [`Hub::shutdown`] when the
+//! process is asked to stop.
 
 mod cluster;
 mod http_api;
@@ -20,10 +23,11 @@ mod socket;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use app::ssr::broadcast::{Broadcaster, Publication};
-use app::ssr::security::SecurityPolicy;
+use std::net::IpAddr;
+
 use axum::Router;
 use axum::extract::ws::Utf8Bytes;
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use pusher_protocol::limits::{CLIENT_EVENTS_PER_SECOND, DEFAULT_ACTIVITY_TIMEOUT_SECS, MAX_PRESENCE_MEMBERS};
 use pusher_protocol::{ChannelName, Credentials, Frame, SocketId};
@@ -69,7 +73,7 @@ pub struct HubSettings {
     /// Whether public channels (no auth) may be subscribed to. Banter itself uses none.
     pub public_channels: bool,
     /// Who the client is behind a trusted proxy (for the per-address cap).
-    pub addresses: Arc<SecurityPolicy>,
+    pub addresses: ClientAddress,
 }
 
 impl Default for HubSettings {
@@ -86,8 +90,37 @@ impl Default for HubSettings {
             frames_per_second: 20,
             frame_burst: 100,
             public_channels: false,
-            addresses: Arc::default(),
+            addresses: ClientAddress::default(),
         }
+    }
+}
+
+/// How a connection's client address is found from the peer's address and the request's headers
+/// (the application's trusted-proxy rules). By default, the peer's address.
+#[derive(Clone)]
+pub struct ClientAddress(Arc<Resolve>);
+
+type Resolve = dyn Fn(IpAddr, &HeaderMap) -> IpAddr + Send + Sync;
+
+impl ClientAddress {
+    pub fn new(resolve: impl Fn(IpAddr, &HeaderMap) -> IpAddr + Send + Sync + 'static) -> Self {
+        Self(Arc::new(resolve))
+    }
+
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        (self.0)(peer, headers)
+    }
+}
+
+impl Default for ClientAddress {
+    fn default() -> Self {
+        Self::new(|peer, _| peer)
+    }
+}
+
+impl std::fmt::Debug for ClientAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientAddress")
     }
 }
 
@@ -291,19 +324,21 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// In-process delivery: no HTTP, no signing; each channel's frame is serialized once.
-impl Broadcaster for Hub {
-    fn publish(&self, publication: Publication) {
-        let Publication { channels, event, data, exclude } = publication;
+/// In-process publishing: no HTTP, no signing; each channel's frame is serialized once.
+impl Hub {
+    /// Delivers an application event to `channels`' subscribers on every instance, except
+    /// `exclude`; an invalid event (reserved name, data over 10 KB) is logged and dropped.
+    pub fn publish(&self, channels: &[ChannelName], event: &str, data: &str, exclude: Option<&SocketId>) {
         for channel in channels {
-            match Frame::event(event, channel.clone(), &data) {
-                Ok(frame) => self.publish_frame(&channel, &Utf8Bytes::from(frame.to_json()), exclude.as_ref()),
+            match Frame::event(event, channel.clone(), data) {
+                Ok(frame) => self.publish_frame(channel, &Utf8Bytes::from(frame.to_json()), exclude),
                 Err(e) => tracing::warn!(channel = %channel, event, error = %e, "pusher: event not published"),
             }
         }
     }
 
-    fn session_ended(&self, session: &str) {
+    /// Closes, on every instance, the connections `session` authorized (it ended).
+    pub fn end_session(&self, session: &str) {
         if let Some(cluster) = self.cluster() {
             cluster.end_session(session);
         }
@@ -313,7 +348,8 @@ impl Broadcaster for Hub {
         }
     }
 
-    fn unsubscribe_user(&self, user_id: i64, channels: &[pusher_protocol::ChannelName]) {
+    /// Unsubscribes, on every instance, `user_id`'s connections from `channels`.
+    pub fn unsubscribe_user(&self, user_id: i64, channels: &[ChannelName]) {
         if let Some(cluster) = self.cluster() {
             cluster.unsubscribe_user(user_id, channels);
         }

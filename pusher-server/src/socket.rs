@@ -58,7 +58,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let address = peer.map(|Extension(ConnectInfo(peer))| hub.settings().addresses.client_address(peer.ip(), &headers));
+    let address = peer.map(|Extension(ConnectInfo(peer))| hub.settings().addresses.resolve(peer.ip(), &headers));
     let refusal = if key != hub.credentials().key() {
         Some(ProtocolError::UnknownApp)
     } else {
@@ -446,7 +446,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::pusher::HubSettings;
+    use crate::HubSettings;
 
     const WAIT: Duration = Duration::from_secs(5);
 

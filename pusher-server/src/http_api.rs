@@ -347,7 +347,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::pusher::HubSettings;
+    use crate::HubSettings;
 
     fn hub() -> Hub {
         Hub::new("7", Credentials::new("key", "secret"), HubSettings::default())
