@@ -12,6 +12,17 @@ use pusher_protocol::Credentials;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+/// Why one publish did not go through (logged; the message is stored either way).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No answer: the server is down, unreachable, or slower than the timeout.
+    #[error("{0}")]
+    Request(#[from] reqwest::Error),
+    /// The server answered, and refused (bad credentials, an invalid event, its own limits).
+    #[error("{status}: {body}")]
+    Refused { status: reqwest::StatusCode, body: String },
+}
+
 /// Publications waiting to be sent; beyond this the newest are dropped (and logged).
 const QUEUE: usize = 10_000;
 
@@ -63,7 +74,7 @@ async fn send(
     path: &str,
     credentials: &Credentials,
     publication: &Publication,
-) -> Result<(), String> {
+) -> Result<(), PublishError> {
     let body = event_body(publication);
     let now = chrono::Utc::now().timestamp();
     let query = credentials.sign_request("POST", path, &[] as &[(&str, &str)], body.as_bytes(), now);
@@ -73,14 +84,13 @@ async fn send(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else {
         let text = response.text().await.unwrap_or_default();
-        Err(format!("{status}: {}", text.chars().take(200).collect::<String>()))
+        Err(PublishError::Refused { status, body: text.chars().take(200).collect() })
     }
 }
 
