@@ -151,7 +151,9 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
     let muted = crate::ssr::mutes::muted(db, me).await?;
-    let online = crate::ssr::online::visible_online(db, me).await?;
+    // My circle: the partners counted above, and my groups' members.
+    let circle = last_id.keys().copied().chain(crate::ssr::online::fellows(db, me).await?);
+    let online = crate::ssr::online::online_among(db, circle).await?;
     for contact in &mut people {
         contact.muted = muted.contains(&contact.conversation());
         contact.online = contact.kind == ContactKind::Person && online.contains(&contact.id);
