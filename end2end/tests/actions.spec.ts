@@ -242,8 +242,12 @@ test('without JavaScript, edit, delete and quick reactions are plain forms', { t
     await expect(item(alice.page, text)).toBeVisible();
   }
 
-  // The "⋯" disclosure opens without JavaScript; "Edit" opens the form in place.
-  await item(alice.page, 'form typo').locator('summary').click();
+  // The "⋯" link opens the message's menu without JavaScript (the server draws it open);
+  // "Edit" opens the form in place.
+  await item(alice.page, 'form typo').getByLabel('Message actions').click();
+  await expect(alice.page).toHaveURL(/\?actions=\d+/);
+  // One menu, the one asked for.
+  await expect(log(alice.page).locator('.actions-menu')).toHaveCount(1);
   await item(alice.page, 'form typo').getByRole('link', { name: 'Edit' }).click();
   await expect(alice.page).toHaveURL(/\?edit=\d+/);
   await alice.page.getByLabel('Edit message').fill('form, fixed');
@@ -251,11 +255,11 @@ test('without JavaScript, edit, delete and quick reactions are plain forms', { t
   await expect(alice.page).not.toHaveURL(/edit=/);
   await expect(item(alice.page, 'form, fixed')).toContainText('(edited)');
 
-  await item(alice.page, 'form delete me').locator('summary').click();
+  await item(alice.page, 'form delete me').getByLabel('Message actions').click();
   await item(alice.page, 'form delete me').getByRole('button', { name: 'Delete' }).click();
   await expect(tombstones(alice.page)).toHaveCount(1);
 
-  await item(alice.page, 'form, fixed').locator('summary').click();
+  await item(alice.page, 'form, fixed').getByLabel('Message actions').click();
   await item(alice.page, 'form, fixed').getByRole('button', { name: 'React with 🙏' }).click();
   await expect(item(alice.page, 'form, fixed').locator('.reaction')).toContainText('🙏');
   // Bob's page, rendered by the server, shows it all.

@@ -17,7 +17,7 @@ use crate::api::messages::{
 };
 use crate::components::attachments::AttachmentList;
 use crate::components::composer::Composer;
-use crate::components::emoji_picker::EmojiPicker;
+use crate::components::emoji_picker::LazyEmojiPicker;
 use crate::components::live::{Live, TypingChannel};
 use crate::components::message_body::MessageBody;
 use crate::components::saved;
@@ -81,6 +81,8 @@ struct MessageActions {
     highlighted: RwSignal<Option<i64>>,
     /// The message whose full reaction picker is open.
     picking: RwSignal<Option<i64>>,
+    /// The message whose "⋯" menu is open (also `?actions=ID` without JavaScript). One at a time.
+    menu: RwSignal<Option<i64>>,
     jump: Callback<i64>,
     /// `(message, emoji, add)`: add my reaction, or take it back.
     react: Callback<(i64, String, bool)>,
@@ -304,6 +306,8 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     let open_at = use_query_map().with_untracked(|q| q.get("at").and_then(|id| id.parse::<i64>().ok()));
     let highlighted = RwSignal::new(open_at);
     let picking = RwSignal::new(None::<i64>);
+    let menu =
+        RwSignal::new(use_query_map().with_untracked(|q| q.get("actions").and_then(|id| id.parse::<i64>().ok())));
     let show = move |id: i64| {
         when_in_document(format!("m-{id}"), 120, move |el| {
             let options = web_sys::ScrollIntoViewOptions::new();
@@ -412,6 +416,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         editing,
         highlighted,
         picking,
+        menu,
         jump,
         react: react_to,
         save_edit,
@@ -987,17 +992,66 @@ fn ReactionChip(id: i64, reaction: Reaction) -> impl IntoView {
 /// The reactions offered first in a message's menu.
 const QUICK_REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 
-/// A message's actions behind a "⋯" button (a native disclosure: Tab to it, Enter opens it; it
-/// works without JavaScript too): quick reactions, more reactions, reply, edit, delete.
+/// A message's actions behind a "⋯" button: quick reactions, more reactions, reply, edit, delete.
+/// The menu is drawn only while open, so a page of messages carries one small link each, not
+/// sixty menus. The button is a link to `?actions=ID`: without JavaScript the server draws that
+/// message's menu open (plain forms), with JavaScript it opens in place. Enter opens it, Tab moves
+/// through it, Esc closes it and gives focus back to the button.
 #[component]
 fn ActionsMenu(id: i64, mine: bool, editable: Signal<bool>) -> impl IntoView {
     let actions = expect_context::<MessageActions>();
-    let details = NodeRef::<leptos::html::Details>::new();
+    let button = NodeRef::<leptos::html::A>::new();
+    let open = move || actions.menu.get() == Some(id);
     let close = move || {
-        if let Some(el) = details.get_untracked() {
-            el.set_open(false);
-        }
+        actions.menu.update(|menu| {
+            if *menu == Some(id) {
+                *menu = None;
+            }
+        })
     };
+    view! {
+        <div
+            class="message-actions"
+            class:open=open
+            on:keydown=move |ev| {
+                if ev.key() == "Escape" && actions.menu.get_untracked() == Some(id) {
+                    ev.prevent_default();
+                    close();
+                    if let Some(button) = button.get_untracked() {
+                        let _ = button.focus();
+                    }
+                }
+            }
+        >
+            <a
+                class="actions-button"
+                node_ref=button
+                href=move || if open() { format!("?#m-{id}") } else { format!("?actions={id}#m-{id}") }
+                aria-label="Message actions"
+                title="Message actions"
+                aria-expanded=move || if open() { "true" } else { "false" }
+                on:click=move |ev| {
+                    ev.prevent_default();
+                    actions.menu.update(|menu| *menu = if *menu == Some(id) { None } else { Some(id) });
+                }
+            >
+                "⋯"
+            </a>
+            <Show when=open>
+                <MenuItems id mine editable close=Callback::new(move |()| close()) />
+            </Show>
+        </div>
+        <Show when=move || actions.picking.get() == Some(id)>
+            <ReactionPicker id />
+        </Show>
+    }
+    .into_any()
+}
+
+/// The open "⋯" menu's items; `close` closes the menu (an item was chosen).
+#[component]
+fn MenuItems(id: i64, mine: bool, editable: Signal<bool>, close: Callback<()>) -> impl IntoView {
+    let actions = expect_context::<MessageActions>();
     let quick = QUICK_REACTIONS
         .iter()
         .map(|&emoji| {
@@ -1010,7 +1064,7 @@ fn ActionsMenu(id: i64, mine: bool, editable: Signal<bool>) -> impl IntoView {
                     aria-label=format!("React with {emoji}")
                     on:click=move |ev| {
                         ev.prevent_default();
-                        close();
+                        close.run(());
                         actions.react.run((id, emoji.to_owned(), true));
                     }
                 >
@@ -1023,93 +1077,71 @@ fn ActionsMenu(id: i64, mine: bool, editable: Signal<bool>) -> impl IntoView {
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
     view! {
-        <details
-            class="message-actions"
-            node_ref=details
-            on:keydown=move |ev| {
-                if ev.key() == "Escape" && details.get_untracked().is_some_and(|d| d.open()) {
-                    ev.prevent_default();
-                    close();
-                    if let Some(summary) = details.get_untracked().and_then(|d| d.query_selector("summary").ok().flatten())
-                        && let Ok(summary) = leptos::wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(summary)
-                    {
-                        let _ = summary.focus();
+        <div class="actions-menu">
+            <form class="quick-reactions" method="post" action=React::PATH>
+                <input type="hidden" name="message_id" value=id />
+                {quick}
+            </form>
+            <Show when=move || hydrated.get()>
+                <button
+                    class="menu-item"
+                    type="button"
+                    on:click=move |_| {
+                        close.run(());
+                        actions.picking.set(Some(id));
                     }
-                }
-            }
-        >
-            <summary class="actions-button" aria-label="Message actions" title="Message actions">
-                "⋯"
-            </summary>
-            <div class="actions-menu">
-                <form class="quick-reactions" method="post" action=React::PATH>
-                    <input type="hidden" name="message_id" value=id />
-                    {quick}
-                </form>
-                <Show when=move || hydrated.get()>
-                    <button
-                        class="menu-item"
-                        type="button"
-                        on:click=move |_| {
-                            close();
-                            actions.picking.set(Some(id));
-                        }
-                    >
-                        "More reactions…"
-                    </button>
-                    <button
-                        class="menu-item"
-                        type="button"
-                        on:click=move |_| {
-                            close();
-                            actions.reply.run(id);
-                        }
-                    >
-                        "Reply"
-                    </button>
-                </Show>
-                {mine
-                    .then(|| {
-                        view! {
-                            <a
-                                class="menu-item"
-                                href=format!("?edit={id}#m-{id}")
-                                hidden=move || !editable.get()
+                >
+                    "More reactions…"
+                </button>
+                <button
+                    class="menu-item"
+                    type="button"
+                    on:click=move |_| {
+                        close.run(());
+                        actions.reply.run(id);
+                    }
+                >
+                    "Reply"
+                </button>
+            </Show>
+            {mine
+                .then(|| {
+                    view! {
+                        <a
+                            class="menu-item"
+                            href=format!("?edit={id}#m-{id}")
+                            hidden=move || !editable.get()
+                            on:click=move |ev| {
+                                ev.prevent_default();
+                                close.run(());
+                                actions.editing.set(Some(id));
+                            }
+                        >
+                            "Edit"
+                        </a>
+                        <form class="delete-form" method="post" action=DeleteMessage::PATH>
+                            <input type="hidden" name="message_id" value=id />
+                            <button
+                                class="menu-item danger"
+                                type="submit"
                                 on:click=move |ev| {
                                     ev.prevent_default();
-                                    close();
-                                    actions.editing.set(Some(id));
+                                    close.run(());
+                                    let sure = window()
+                                        .confirm_with_message("Delete this message for everyone?")
+                                        .unwrap_or(false);
+                                    if sure {
+                                        actions.delete.run(id);
+                                    }
                                 }
                             >
-                                "Edit"
-                            </a>
-                            <form class="delete-form" method="post" action=DeleteMessage::PATH>
-                                <input type="hidden" name="message_id" value=id />
-                                <button
-                                    class="menu-item danger"
-                                    type="submit"
-                                    on:click=move |ev| {
-                                        ev.prevent_default();
-                                        close();
-                                        let sure = window()
-                                            .confirm_with_message("Delete this message for everyone?")
-                                            .unwrap_or(false);
-                                        if sure {
-                                            actions.delete.run(id);
-                                        }
-                                    }
-                                >
-                                    "Delete"
-                                </button>
-                            </form>
-                        }
+                                "Delete"
+                            </button>
+                        </form>
+                    }
                         .into_any()
-                    })}
-            </div>
-        </details>
-        <Show when=move || actions.picking.get() == Some(id)>
-            <ReactionPicker id />
-        </Show>
+                })}
+        </div>
     }
     .into_any()
 }
@@ -1128,7 +1160,7 @@ fn ReactionPicker(id: i64) -> impl IntoView {
     });
     view! {
         <div class="reaction-picker">
-            <EmojiPicker on_pick on_close label="Choose a reaction" />
+            <LazyEmojiPicker on_pick on_close label="Choose a reaction" />
         </div>
     }
     .into_any()
