@@ -45,10 +45,10 @@ fi
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ ! -x "$server" ]; then
-  echo "building the release server (cargo leptos build --release)"
+  echo "building the release server (cargo leptos build --release --split)"
   . scripts/toolchain.sh
   ensure_toolchain
-  cargo leptos build --release
+  cargo leptos build --release --split
 fi
 
 # The database: created when it does not exist yet (PostgreSQL; the instances migrate it).

@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/toolchain.sh
 ensure_toolchain
-exec cargo leptos serve --release "$@"
+exec cargo leptos serve --release --split "$@"

@@ -285,7 +285,7 @@ phase clippy-server cargo clippy -p app -p server -p migration -p pusher-protoco
 phase clippy-browser cargo clippy -p frontend -p app -p pusher-protocol --features app/hydrate --target wasm32-unknown-unknown -- -D warnings; count_single $?
 phase wasm-deps bash scripts/check-wasm-deps.sh; count_single $?
 phase rust-tests rust_tests; count_cargo "$LOG_DIR/rust-tests.log"
-if phase release-build cargo leptos build --release; then
+if phase release-build cargo leptos build --release --split; then
   count_single 0
   ls -l target/site/pkg/ | sed 's/^/  /'
   phase serve-command serve_command; count_single $?

@@ -22,9 +22,9 @@ pub mod timeline;
 pub mod validation;
 
 use leptos::prelude::*;
-use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::{SsrMode, path};
+use leptos_router::{Lazy, LazyRoute, SsrMode, lazy_route, path};
 
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};
@@ -34,6 +34,27 @@ use pages::{NotFound, home::HomePage};
 
 /// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
 const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('banter-theme');if(t==='dark'||t==='light')document.documentElement.setAttribute('data-theme',t)}catch(e){}";
+
+/// The stylesheet's address: `/pkg/banter.<hash>.css` when the build named its files after their
+/// content (cargo-leptos' `hash.txt` beside the server says which hash), else `/pkg/banter.css`.
+/// Worked out once per process; Leptos' `HashedStylesheet` reads `hash.txt` again at every render.
+fn stylesheet_href(options: &LeptosOptions) -> &'static str {
+    static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HREF.get_or_init(|| {
+        let hash_txt = options
+            .hash_files
+            .then(|| std::env::current_exe().ok()?.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .flatten()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let hash = hash_txt.lines().find_map(|line| line.split_once(':').filter(|(kind, _)| kind.trim() == "css"));
+        let name = match hash {
+            Some((_, hash)) => format!("{}.{}.css", options.output_name, hash.trim()),
+            None => format!("{}.css", options.output_name),
+        };
+        format!("/{}/{name}", options.site_pkg_dir)
+    })
+}
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -56,7 +77,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <script nonce=use_nonce() inner_html=THEME_SCRIPT></script>
                 <AutoReload options=options.clone() />
-                <HashedStylesheet options=options.clone() id="leptos" />
+                <link id="leptos" rel="stylesheet" href=stylesheet_href(&options) />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -89,12 +110,41 @@ pub fn App() -> impl IntoView {
                 // reload always shows the truth and every pane works without JavaScript.
                 <ParentRoute path=path!("/chat") view=ChatLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=NoConversation ssr=SsrMode::Async />
-                    <Route path=path!("new-group") view=NewGroupPage ssr=SsrMode::Async />
-                    <Route path=path!("search") view=SearchPane ssr=SsrMode::Async />
+                    <Route path=path!("new-group") view={Lazy::<NewGroupRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("search") view={Lazy::<SearchRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("g/:room_id") view=GroupPane ssr=SsrMode::Async />
                     <Route path=path!(":peer_id") view=ConversationPane ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>
+    }
+}
+
+/// `/chat/search`: its code is a chunk of its own in the split browser build, fetched when search
+/// is first opened (or with the page, when the page is a search).
+struct SearchRoute;
+
+#[lazy_route]
+impl LazyRoute for SearchRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <SearchPane /> }.into_any()
+    }
+}
+
+/// `/chat/new-group`, with the people picker: a chunk of its own, like search.
+struct NewGroupRoute;
+
+#[lazy_route]
+impl LazyRoute for NewGroupRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <NewGroupPage /> }.into_any()
     }
 }

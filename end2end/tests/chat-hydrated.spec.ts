@@ -51,10 +51,16 @@ test('the bundle: named by content, compressed, immutable; a second visit fetche
   });
   await openChat(alice, info, bob);
   const first = [...bundle];
-  expect(first.map((b) => b.path.split('.').pop()).sort()).toEqual(['css', 'js', 'wasm']);
+  // The app's stylesheet, script and WASM, and the split build's chunk loader; no lazy chunk.
+  expect(first.map((b) => b.path.replace(/\.[A-Za-z0-9_-]{22}\./, '.')).sort()).toEqual([
+    '/pkg/__wasm_split.js',
+    '/pkg/banter.css',
+    '/pkg/banter.js',
+    '/pkg/banter.wasm',
+  ]);
   for (const b of first) {
     // cargo-leptos' names: the output name, then the file's MD5 in URL-safe base64 (22 characters).
-    expect(b.path).toMatch(/^\/pkg\/banter\.[A-Za-z0-9_-]{22}\.(css|js|wasm)$/);
+    expect(b.path).toMatch(/^\/pkg\/(banter|__wasm_split)\.[A-Za-z0-9_-]{22}\.(css|js|wasm)$/);
     expect(b.cache, b.path).toBe('public, max-age=31536000, immutable');
     expect(['br', 'gzip'], b.path).toContain(b.encoding);
   }
@@ -74,6 +80,48 @@ test('the bundle: named by content, compressed, immutable; a second visit fetche
     expect(e.size, e.path).toBeGreaterThan(0);
     expect(e.transferred, `${e.path} came over the network`).toBe(0);
   }
+  await done(alice, bob);
+});
+
+test('lazily loaded pieces: a conversation loads one WASM module; the emoji picker, search and the new-group form each fetch their own chunk when first used', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'alice');
+  const bob = await person(browser, info, 'bob');
+  const wasm: { path: string; cache: string }[] = [];
+  alice.page.on('response', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith('/pkg/') && path.endsWith('.wasm')) wasm.push({ path, cache: r.headers()['cache-control'] ?? '' });
+  });
+  await openChat(alice, info, bob);
+  expect(wasm.map((w) => w.path)).toEqual([expect.stringMatching(/^\/pkg\/banter\.[A-Za-z0-9_-]{22}\.wasm$/)]);
+
+  // Each piece, used for the first time, brings at least one chunk the page did not have, and works.
+  const fetchedFor = async (piece: string, use: () => Promise<void>) => {
+    const before = wasm.length;
+    await use();
+    await expect.poll(() => wasm.length, `${piece} fetched its chunk`).toBeGreaterThan(before);
+  };
+  await fetchedFor('the emoji picker', async () => {
+    await alice.page.getByRole('button', { name: 'Emoji' }).click();
+    await expect(alice.page.getByRole('dialog', { name: 'Choose an emoji' }).getByRole('button', { name: /grinning/i }).first()).toBeVisible();
+    await alice.page.keyboard.press('Escape');
+    await expect(alice.page.getByRole('dialog', { name: 'Choose an emoji' })).toHaveCount(0);
+  });
+  await fetchedFor('search', async () => {
+    await alice.page.getByLabel('Search people').fill('nothing like this');
+    await alice.page.getByTestId('search-messages').click();
+    await expect(alice.page).toHaveURL(/\/chat\/search\?q=nothing/);
+    await expect(alice.page.getByRole('main')).toContainText('No messages');
+  });
+  await fetchedFor('the new-group form', async () => {
+    await alice.page.getByTestId('new-group').click();
+    await expect(alice.page.getByLabel('Group name')).toBeVisible();
+  });
+  // Every chunk is named by its content and kept by the browser; none was fetched twice.
+  for (const w of wasm) {
+    expect(w.path).toMatch(/\.[A-Za-z0-9_-]{22}\.wasm$/);
+    expect(w.cache, w.path).toBe('public, max-age=31536000, immutable');
+  }
+  expect(new Set(wasm.map((w) => w.path)).size).toBe(wasm.length);
   await done(alice, bob);
 });
 

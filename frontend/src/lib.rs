@@ -7,5 +7,7 @@
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Lazy: a page whose route is a chunk of its own (search, the new-group form) waits for that
+    // chunk before it hydrates.
+    leptos::mount::hydrate_lazy(app::App);
 }

@@ -65,12 +65,37 @@ pub fn hashed_names(hash_txt: &str, output_name: &str) -> HashSet<String> {
         .collect()
 }
 
-/// The content-named files of the build this binary belongs to (none without a `hash.txt`).
+/// The content-named files of the build this binary belongs to (none without a `hash.txt`): those
+/// `hash.txt` lists, and, of a split build, the chunks, the loader and the manifest that
+/// cargo-leptos named after their content in the bundle's directory.
 pub fn build_hashes(options: &LeptosOptions) -> HashSet<String> {
-    hash_file(options)
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|text| hashed_names(&text, &options.output_name))
-        .unwrap_or_default()
+    let Some(text) = hash_file(options).and_then(|path| std::fs::read_to_string(path).ok()) else {
+        return HashSet::new();
+    };
+    let mut names = hashed_names(&text, &options.output_name);
+    if let Ok(entries) = std::fs::read_dir(pkg_dir(options)) {
+        names.extend(
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| content_named(name)),
+        );
+    }
+    names
+}
+
+/// Whether a bundle file's name carries its content's hash the way cargo-leptos writes it:
+/// `{stem}.{hash}.{ext}`, the hash being MD5 in unpadded base64url (22 characters). Compressed
+/// variants (`.br`, `.gz`) are not requested by name, so they do not count.
+pub fn content_named(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let (Some(ext), Some(hash), Some(stem)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    matches!(ext, "js" | "wasm" | "json" | "css")
+        && !stem.is_empty()
+        && hash.len() == 22
+        && hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The bundle's directory (`target/site/pkg`).
@@ -207,6 +232,18 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn split_chunks_count_as_content_named() {
+        assert!(content_named("__wasm_split.kvyrgv42nMBX31Tw-_pKYQ.js"));
+        assert!(content_named("split_emoji_picker_view_123.kvyrgv42nMBX31Tw-_pKYQ.wasm"));
+        assert!(content_named("__wasm_split_manifest.kvyrgv42nMBX31Tw-_pKYQ.json"));
+        assert!(!content_named("banter.wasm"), "no hash");
+        assert!(!content_named("banter.short.wasm"), "not an MD5");
+        assert!(!content_named("banter.kvyrgv42nMBX31Tw-_pKYQ.wasm.br"), "a variant");
+        assert!(!content_named(".kvyrgv42nMBX31Tw-_pKYQ.wasm"), "no stem");
+        assert!(!content_named("notes.kvyrgv42nMBX31Tw/XNpKQ.txt"));
+    }
 
     #[test]
     fn hashed_names_come_from_the_hash_file() {

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 
-use super::emoji_picker::{EmojiPicker, table as emoji_table};
+use super::emoji_picker::{LazyEmojiPicker, table as emoji_table};
 use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
 use crate::components::saved;
@@ -468,7 +468,7 @@ pub fn Composer(
             </Show>
             {suggestion_list}
             <Show when=move || picker_open.get()>
-                <EmojiPicker on_pick=pick_emoji on_close=close_picker label="Choose an emoji" />
+                <LazyEmojiPicker on_pick=pick_emoji on_close=close_picker label="Choose an emoji" />
             </Show>
         </div>
     }

@@ -102,6 +102,30 @@ fn save_recent(recent: &[String]) {
 /// Distinguishes the ids of two pickers on one page.
 static NEXT_PICKER: AtomicU32 = AtomicU32::new(0);
 
+/// The picker as its callers mount it: its code is a chunk of its own in the split browser build
+/// (`#[lazy]`), fetched the first time a picker opens, not with the page. While the chunk loads,
+/// a box of the picker's size says so.
+#[component]
+pub fn LazyEmojiPicker(
+    on_pick: Callback<String>,
+    on_close: Callback<()>,
+    #[prop(into)] label: String,
+) -> impl IntoView {
+    let picker = move || {
+        let label = label.clone();
+        Suspend::new(async move { emoji_picker_view(on_pick, on_close, label).await })
+    };
+    view! {
+        <Suspense fallback=|| view! { <div class="emoji-picker" role="status">"Loading emoji…"</div> }>{picker}</Suspense>
+    }
+}
+
+/// The split point: everything only the picker uses lands in its chunk.
+#[lazy]
+fn emoji_picker_view(on_pick: Callback<String>, on_close: Callback<()>, label: String) -> AnyView {
+    view! { <EmojiPicker on_pick on_close label /> }.into_any()
+}
+
 /// A popover to choose an emoji. `on_pick` gets the emoji chosen (it is also remembered as recently
 /// used); `on_close` is called on Escape, and the caller then closes the picker and puts focus back
 /// on whatever opened it. `label` names the dialog ("Choose an emoji").
@@ -110,7 +134,7 @@ static NEXT_PICKER: AtomicU32 = AtomicU32::new(0);
 /// Home and End move between emoji (one tab stop for the whole grid), Enter or Space picks, and
 /// Enter in the search box picks the first match.
 #[component]
-pub fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] label: String) -> impl IntoView {
+fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] label: String) -> impl IntoView {
     let id = format!("emoji-picker-{}", NEXT_PICKER.fetch_add(1, Ordering::Relaxed));
     let search_id = format!("{id}-search");
     let table = RwSignal::new(table::cached());
@@ -136,9 +160,13 @@ pub fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(int
             load();
         }
     });
+    // Focus goes to the search box once the picker is in the document: its chunk may have arrived
+    // after the button was pressed, and a Suspense mounts what it waited for a moment later.
     Effect::new(move |_| {
         if let Some(input) = search.get() {
-            let _ = input.focus();
+            request_animation_frame(move || {
+                let _ = input.focus();
+            });
         }
     });
 
