@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SelectStatement, UnionType};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::error::AppError;
 use crate::model::{
@@ -38,32 +40,16 @@ pub const SEARCH_RESULTS: u64 = 50;
 pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Result<ContactPage, AppError> {
     let search = validation::search(search)?;
 
-    // One pass over my messages, both directions: per peer, the newest message id and how many of
-    // theirs I have not read.
-    let peer = Expr::case(messages::Column::UserId.eq(me), Expr::col(messages::Column::RecipientId))
-        .finally(Expr::col(messages::Column::UserId));
-    let unread_from_them = Expr::case(
-        messages::Column::RecipientId
-            .eq(me)
-            .and(messages::Column::ReadAt.is_null())
-            .and(messages::Column::DeletedAt.is_null()),
-        Expr::val(1),
-    )
-    .finally(Expr::val(0));
-    let per_peer: Vec<(i64, i64, i64)> = messages::Entity::find()
-        .select_only()
-        .column_as(Expr::expr(peer), "peer")
-        .column_as(messages::Column::Id.max(), "last_id")
-        .column_as(Expr::expr(unread_from_them).sum(), "unread")
-        .filter(
-            Condition::any()
-                .add(messages::Column::UserId.eq(me).and(messages::Column::RecipientId.is_not_null()))
-                .add(messages::Column::RecipientId.eq(me)),
-        )
-        .group_by(Expr::col("peer"))
-        .into_tuple()
-        .all(db)
-        .await?;
+    // Per peer, the newest message id and how many of theirs I have not read: what I sent and what
+    // I received, each by its own index, summed per peer. The statement's only parameters are in
+    // WHERE terms: SQLite prepares a statement again at every run when a parameter sits in an
+    // expression it must match (a GROUP BY or a CASE over `me`), so none does.
+    let per_peer: Vec<(i64, i64, i64)> = db
+        .query_all(&per_peer(me))
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("", "peer")?, row.try_get("", "last_id")?, row.try_get("", "unread")?)))
+        .collect::<Result<_, sea_orm::DbErr>>()?;
     let last_id: HashMap<i64, i64> = per_peer.iter().map(|&(peer, last, _)| (peer, last)).collect();
     let unread: HashMap<i64, i64> =
         per_peer.iter().filter(|&&(_, _, n)| n > 0).map(|&(peer, _, n)| (peer, n)).collect();
@@ -159,6 +145,36 @@ pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) ->
         contact.online = contact.kind == ContactKind::Person && online.contains(&contact.id);
     }
     Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
+}
+
+/// `SELECT peer, last_id, unread`: one row per person `me` has exchanged direct messages with.
+pub(crate) fn per_peer(me: i64) -> SelectStatement {
+    let unread =
+        Expr::case(messages::Column::ReadAt.is_null().and(messages::Column::DeletedAt.is_null()), Expr::cust("1"))
+            .finally(Expr::cust("0"));
+    let mut mine = Query::select()
+        .expr_as(Expr::col(messages::Column::RecipientId), "peer")
+        .column(messages::Column::Id)
+        .expr_as(Expr::cust("0"), "unread")
+        .from(messages::Entity)
+        .and_where(messages::Column::UserId.eq(me))
+        .and_where(messages::Column::RecipientId.is_not_null())
+        .to_owned();
+    let theirs = Query::select()
+        .expr_as(Expr::col(messages::Column::UserId), "peer")
+        .column(messages::Column::Id)
+        .expr_as(unread, "unread")
+        .from(messages::Entity)
+        .and_where(messages::Column::RecipientId.eq(me))
+        .to_owned();
+    mine.union(UnionType::All, theirs);
+    Query::select()
+        .column("peer")
+        .expr_as(Expr::col("id").max(), "last_id")
+        .expr_as(Expr::col("unread").sum(), "unread")
+        .from_subquery(mine, "mine")
+        .group_by_col("peer")
+        .to_owned()
 }
 
 /// `text` with LIKE's wildcards (and the escape character itself) escaped by a backslash.

@@ -107,6 +107,22 @@ pub async fn names(
 /// Stored rows as the browser sees them: with their senders' names, the quotes of the messages
 /// they reply to, and their reactions. A few queries for the whole page, none per row.
 pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> Result<Vec<ChatMessage>, AppError> {
+    present_with(db, rows, Lookups { reactions: true, files: true }).await
+}
+
+/// What [`present_with`] asks the database for besides names and quotes: a message stored a moment
+/// ago has no reactions yet, and files only when it was sent with some.
+#[derive(Debug, Clone, Copy)]
+struct Lookups {
+    reactions: bool,
+    files: bool,
+}
+
+async fn present_with(
+    db: &impl ConnectionTrait,
+    rows: Vec<messages::Model>,
+    lookups: Lookups,
+) -> Result<Vec<ChatMessage>, AppError> {
     let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
     let reply_ids: HashSet<i64> = rows.iter().filter_map(|m| m.reply_to_id).collect();
     let originals: Vec<messages::Model> = if reply_ids.is_empty() {
@@ -114,8 +130,8 @@ pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> R
     } else {
         messages::Entity::find().filter(messages::Column::Id.is_in(reply_ids)).all(db).await?
     };
-    let reactions = reactions_of(db, &ids).await?;
-    let mut files = crate::ssr::attachments::of_messages(db, &ids).await?;
+    let reactions = if lookups.reactions { reactions_of(db, &ids).await? } else { HashMap::new() };
+    let mut files = if lookups.files { crate::ssr::attachments::of_messages(db, &ids).await? } else { HashMap::new() };
     let names = names(
         db,
         rows.iter().map(|m| m.user_id).chain(originals.iter().map(|m| m.user_id)).chain(
@@ -613,10 +629,13 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         }
         Err(e) => return Err(e.into()),
     };
-    if created {
-        metrics::counter!("banter_messages_sent_total").increment(1);
+    if !created {
+        return Ok(Sent { message: present_one(db, row).await?, created });
     }
-    Ok(Sent { message: present_one(db, row).await?, created })
+    metrics::counter!("banter_messages_sent_total").increment(1);
+    let fresh = Lookups { reactions: false, files: !new.attachments.is_empty() };
+    let message = present_with(db, vec![row], fresh).await?.pop().ok_or(AppError::Internal)?;
+    Ok(Sent { message, created })
 }
 
 /// Inserts a message people wrote and, on SQLite, puts it in the search index in the same

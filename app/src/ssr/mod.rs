@@ -330,6 +330,22 @@ mod tests {
         (0..n).map(|i| row.try_get_by_index(i).unwrap()).collect()
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner stability guarantee,
+    /// so a cached statement with `LIMIT ?` is not prepared again at every run.
+    #[tokio::test]
+    async fn sqlite_keeps_its_plans_whatever_the_bound_values() {
+        let db = connect("sqlite::memory:").await.unwrap();
+        let found = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.try_get_by_index::<i64>(0).unwrap(), 1, "SQLite built without SQLITE_ENABLE_QPSG");
+    }
+
     #[tokio::test]
     async fn sqlite_files_leave_wal_checkpoints_to_the_background_task() {
         let dir = std::env::temp_dir().join(format!("banter-wal-{}", rand::random::<u64>()));

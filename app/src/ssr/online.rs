@@ -16,16 +16,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Set, TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Set,
+    TryInsertResult,
 };
 use tokio::sync::mpsc;
 
 use crate::error::AppError;
 use crate::realtime::{ChannelAccess, EVENT_STATUS_CHANGED, StatusChanged};
 use crate::ssr::broadcast::{Broadcaster, Publication};
-use crate::ssr::entities::{chat_room_participants as participants, messages, online_status};
+use crate::ssr::entities::{chat_room_participants as participants, online_status};
 
 /// How long a vacated user channel must stay vacated before its person counts as offline.
 pub const OFFLINE_GRACE: Duration = Duration::from_secs(2);
@@ -219,20 +220,12 @@ async fn announce(
 /// The people who may see `user_id`'s status, and whose status `user_id` may see: everyone they
 /// have exchanged a one-to-one message with, and the current members of their current groups.
 pub async fn circle(db: &DatabaseConnection, user_id: i64) -> Result<HashSet<i64>, AppError> {
-    let peer = Expr::case(messages::Column::UserId.eq(user_id), Expr::col(messages::Column::RecipientId))
-        .finally(Expr::col(messages::Column::UserId));
-    let partners: Vec<i64> = messages::Entity::find()
-        .select_only()
-        .column_as(Expr::expr(peer), "peer")
-        .filter(
-            Condition::any()
-                .add(messages::Column::UserId.eq(user_id).and(messages::Column::RecipientId.is_not_null()))
-                .add(messages::Column::RecipientId.eq(user_id)),
-        )
-        .group_by(Expr::col("peer"))
-        .into_tuple()
-        .all(db)
-        .await?;
+    let partners: Vec<i64> = db
+        .query_all(&crate::ssr::conversations::per_peer(user_id))
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "peer"))
+        .collect::<Result<_, sea_orm::DbErr>>()?;
     let mut circle: HashSet<i64> = partners.into_iter().chain(fellows(db, user_id).await?).collect();
     circle.remove(&user_id);
     Ok(circle)
@@ -303,6 +296,7 @@ pub async fn all_online(db: &DatabaseConnection) -> Result<HashSet<i64>, AppErro
 mod tests {
     use super::*;
     use crate::ssr::broadcast::Recorder;
+    use crate::ssr::entities::messages;
     use crate::ssr::test_support::{for_each_database, memory_db, message, user};
 
     /// The status events each user channel received, in order.
