@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 
 use crate::error::AppError;
@@ -716,56 +716,78 @@ pub async fn make_admin(
 
 /// The groups `me` is or was in, as conversation-list rows: newest message, my unread count
 /// (messages by others after my read mark), size and my standing. `search` narrows by name.
+/// Two queries however many groups: the rows, then the newest messages' senders' names.
 pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Result<Vec<Contact>, AppError> {
-    let mine = participants::Entity::find().filter(participants::Column::UserId.eq(me)).all(db).await?;
-    if mine.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rooms: HashMap<i64, chat_rooms::Model> = chat_rooms::Entity::find()
-        .filter(chat_rooms::Column::Id.is_in(mine.iter().map(|p| p.chat_room_id)))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
+    // Per group of mine: the newest message I may see (all of them while a member; up to my
+    // leaving after), my unread count while a member, and the current members. Each subquery is
+    // a seek in an index on (chat_room_id, id) or (chat_room_id, left_at), not a scan of the group.
+    let backend = db.get_database_backend();
+    let me_param = match backend {
+        DbBackend::Postgres => "$1",
+        _ => "?1",
+    };
+    let sql = format!(
+        "SELECT p.chat_room_id AS room_id, r.name AS name, \
+           CAST(CASE WHEN p.left_at IS NULL THEN 1 ELSE 0 END AS BIGINT) AS member, \
+           (SELECT MAX(m.id) FROM messages m WHERE m.chat_room_id = p.chat_room_id \
+              AND m.id <= CASE WHEN p.left_at IS NULL THEN {newest} ELSE COALESCE(p.visible_up_to, 0) END) AS last_id, \
+           CASE WHEN p.left_at IS NULL THEN (SELECT COUNT(*) FROM messages m WHERE m.chat_room_id = p.chat_room_id \
+              AND m.id > COALESCE(p.last_read_message_id, 0) AND m.deleted_at IS NULL \
+              AND m.user_id <> {me_param} AND m.kind = '{text}') ELSE 0 END AS unread, \
+           (SELECT COUNT(*) FROM chat_room_participants q \
+              WHERE q.chat_room_id = p.chat_room_id AND q.left_at IS NULL) AS members \
+         FROM chat_room_participants p JOIN chat_rooms r ON r.id = p.chat_room_id \
+         WHERE p.user_id = {me_param} ORDER BY p.chat_room_id",
+        newest = i64::MAX,
+        text = MessageKind::Text.as_str(),
+    );
     let needle = search.map(str::to_lowercase);
-    let mut out = Vec::new();
-    for row in mine {
-        let Some(room) = rooms.get(&row.chat_room_id) else { continue };
-        if needle.as_ref().is_some_and(|n| !room.name.to_lowercase().contains(n.as_str())) {
+    let mut rows = Vec::new();
+    for row in db.query_all_raw(Statement::from_sql_and_values(backend, sql, [me.into()])).await? {
+        let name: String = row.try_get("", "name")?;
+        if needle.as_ref().is_some_and(|n| !name.to_lowercase().contains(n.as_str())) {
             continue;
         }
-        let visible = if row.left_at.is_none() { i64::MAX } else { row.visible_up_to.unwrap_or(0) };
-        let in_room = || {
-            messages::Entity::find()
-                .filter(messages::Column::ChatRoomId.eq(room.id))
-                .filter(messages::Column::Id.lte(visible))
-        };
-        let last = in_room().order_by_desc(messages::Column::Id).one(db).await?;
-        let unread = in_room()
-            .filter(messages::Column::DeletedAt.is_null())
-            .filter(messages::Column::Id.gt(row.last_read_message_id.unwrap_or(0)))
-            .filter(messages::Column::UserId.ne(me))
-            .filter(messages::Column::Kind.eq(MessageKind::Text.as_str()))
-            .count(db)
-            .await?;
-        let unread = if row.left_at.is_none() { i64::try_from(unread).unwrap_or(i64::MAX) } else { 0 };
-        let last = match last {
-            Some(m) => with_names(db, vec![m]).await?.pop(),
-            None => None,
-        };
-        out.push(Contact {
-            id: room.id,
-            kind: ContactKind::Group { members: member_count(db, room.id).await?, member: row.left_at.is_none() },
-            name: room.name.clone(),
-            last_message_id: last.as_ref().map(|m| m.id),
-            last_message: last.as_ref().map(|m| last_message(me, m)),
-            unread,
-            muted: false,
-            online: false,
-        });
+        let room_id: i64 = row.try_get("", "room_id")?;
+        let member = row.try_get::<i64>("", "member")? == 1;
+        let last_id: Option<i64> = row.try_get("", "last_id")?;
+        let unread: i64 = row.try_get("", "unread")?;
+        let members: i64 = row.try_get("", "members")?;
+        rows.push((room_id, name, member, last_id, unread, members));
     }
-    Ok(out)
+    let last_ids: Vec<i64> = rows.iter().filter_map(|r| r.3).collect();
+    let newest: HashMap<i64, messages::Model> = if last_ids.is_empty() {
+        HashMap::new()
+    } else {
+        messages::Entity::find()
+            .filter(messages::Column::Id.is_in(last_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect()
+    };
+    let senders = names(db, newest.values().map(|m| m.user_id)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(room_id, name, member, last_id, unread, members)| {
+            let last = last_id.and_then(|id| newest.get(&id)).map(|m| {
+                let mut message = ChatMessage::from(m.clone());
+                message.sender_name = senders.get(&message.sender_id).cloned().unwrap_or_default();
+                message
+            });
+            Contact {
+                id: room_id,
+                kind: ContactKind::Group { members, member },
+                name,
+                last_message_id: last.as_ref().map(|m| m.id),
+                last_message: last.as_ref().map(|m| last_message(me, m)),
+                unread,
+                muted: false,
+                online: false,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -936,6 +958,42 @@ mod tests {
             leave(&db, &cy, room).await.unwrap();
             let listed = list(&db, cy.id, None).await.unwrap();
             assert_eq!(listed[0].kind, ContactKind::Group { members: 0, member: false });
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_list_shows_each_group_as_its_member_sees_it_and_a_left_one_as_it_was_when_left() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let ada = user(&db, "ada").await;
+            let bob = user(&db, "bob").await;
+            let cy = user(&db, "cy").await;
+            let left = create(&db, &ada, "Left behind", &[bob.id, cy.id]).await.unwrap().group.id;
+            let kept = create(&db, &ada, "Kept", &[bob.id]).await.unwrap().group.id;
+            send(&db, &limiter, &ada, left, "before", "c-1", None).await.unwrap();
+            leave(&db, &bob, left).await.unwrap();
+            send(&db, &limiter, &ada, left, "after bob left", "c-2", None).await.unwrap();
+            send(&db, &limiter, &cy, kept, "not a member", "c-3", None).await.unwrap_err();
+            send(&db, &limiter, &ada, kept, "one", "c-4", None).await.unwrap();
+            send(&db, &limiter, &ada, kept, "two", "c-5", None).await.unwrap();
+
+            let listed = list(&db, bob.id, None).await.unwrap();
+            let row = |id: i64| listed.iter().find(|c| c.id == id).unwrap();
+            let gone = row(left);
+            assert_eq!(gone.kind, ContactKind::Group { members: 2, member: false });
+            assert_eq!(gone.unread, 0, "a group you left counts nothing as unread");
+            let last = gone.last_message.as_ref().unwrap();
+            assert_eq!(last.body, "bob left", "what was said after you left stays unseen");
+            let here = row(kept);
+            assert_eq!(here.kind, ContactKind::Group { members: 2, member: true });
+            assert_eq!(here.unread, 2);
+            let last = here.last_message.as_ref().unwrap();
+            assert_eq!((last.body.as_str(), last.sender_name.as_deref(), last.from_me), ("two", Some("ada"), false));
+
+            let found = list(&db, bob.id, Some("KEP")).await.unwrap();
+            assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), [kept]);
+            assert!(list(&db, user(&db, "dee").await.id, None).await.unwrap().is_empty());
         })
         .await;
     }
