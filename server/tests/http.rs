@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestServer, browser, post, registration, temp_sqlite_url};
+use common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
 use reqwest::{Client, StatusCode};
 
 #[tokio::test]
@@ -138,5 +138,27 @@ async fn healthz_and_pages() {
 
     let missing = browser().get(server.url("/no/such/page")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_chat_page_carries_its_contact_list_and_conversation_once() {
+    let server = TestServer::start(&temp_sqlite_url()).await;
+    let ann = sign_up(&server, "Ann").await;
+    let bob = sign_up(&server, "Bob").await;
+    let to_ann = ann.id.to_string();
+    let form = [("recipient_id", to_ann.as_str()), ("body", "hello ann"), ("client_id", "page-once-1")];
+    let (status, body, _) = post(&bob.client, server.url("/api/messages/send"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let page = ann.client.get(server.url(&format!("/chat/{}", bob.id))).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<p class=\"body\">hello ann"), "the message is drawn by the server");
+    // The data the browser hydrates from, serialized as JSON strings in the page: each once (the
+    // shell was once drawn twice on the server, loading and sending both again).
+    for (what, key) in [("contact list", r#"\"people\":["#), ("conversation", r#"\"messages\":["#)] {
+        assert_eq!(html.matches(key).count(), 1, "the page carries its {what} once");
+    }
     server.stop().await;
 }

@@ -3,9 +3,10 @@
 
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect};
-use leptos_router::hooks::{use_location, use_params_map, use_query_map};
+use leptos_router::hooks::{use_location, use_query_map};
 
 use crate::api::auth::{Logout, session};
+use crate::api::groups::group_messages;
 use crate::api::messages::{contacts, messages};
 use crate::components::contacts::ContactList;
 use crate::components::conversation::Conversation;
@@ -14,7 +15,7 @@ use crate::components::notify::{self, Incoming, NotificationSwitch};
 use crate::components::saved;
 use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{ChatSession, ConversationRef, CurrentUser};
+use crate::model::{ChatSession, ConversationPage, ConversationRef, CurrentUser};
 use crate::realtime::LiveEvent;
 use crate::timeline::Unsent;
 
@@ -22,9 +23,14 @@ use crate::timeline::Unsent;
 #[component]
 pub fn ChatLayout() -> impl IntoView {
     let session = Resource::new_blocking(|| (), |_| session());
+    // One Suspend, not a closure making one: on the server, Suspense walks its children again
+    // until every resource read in them has settled, and a closure would run again at each walk,
+    // drawing a new shell whose contact list and conversation load again (the chat page queried
+    // its data twice and carried it twice). A Suspend keeps the view it resolved to. The session
+    // is read once per page, so nothing is lost by not reacting to it.
     view! {
         <Suspense fallback=|| view! { <div class="chat-layout skeleton" aria-busy="true"></div> }>
-            {move || Suspend::new(async move {
+            {Suspend::new(async move {
                 match session.await {
                     Ok(session) => view! { <ChatShell session /> }.into_any(),
                     Err(AppError::Unauthorized) => view! { <Redirect path="/login" /> }.into_any(),
@@ -63,6 +69,8 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
             }
         })
     });
+    OpenPage::provide(open_peer);
+    crate::pages::group::OpenMembers::provide(open_peer);
     // Any pane but the welcome (a conversation, or the new-group form) replaces the list on a phone.
     // Messages that arrive out of sight: a notification (when turned on), unless muted.
     let navigate = leptos_router::hooks::use_navigate();
@@ -170,6 +178,31 @@ pub fn NoConversation() -> impl IntoView {
     }
 }
 
+/// The open conversation's first page (`/chat/{peer_id}` or `/chat/g/{room_id}`, opened at `?at=`
+/// if given), loaded by the chat shell rather than by the pane that shows it. On the server,
+/// Suspense walks its children again until every resource read in them has settled, and the
+/// router's outlet draws its route afresh at each walk: a resource made in the pane was loaded,
+/// and sent to the browser, once per walk (twice for every chat page).
+#[derive(Clone, Copy)]
+pub struct OpenPage(pub Resource<Result<ConversationPage, AppError>>);
+
+impl OpenPage {
+    fn provide(open: Memo<Option<ConversationRef>>) {
+        let query = use_query_map();
+        let page = Resource::new_blocking(
+            move || (open.get(), at_param(query)),
+            |(open, at)| async move {
+                match open {
+                    Some(ConversationRef::Direct(peer)) => messages(peer, None, None, at).await,
+                    Some(ConversationRef::Group(room)) => group_messages(room, None, None, at).await,
+                    None => Err(AppError::not_found("no such conversation")),
+                }
+            },
+        );
+        provide_context(OpenPage(page));
+    }
+}
+
 /// The message a conversation is opened at (`?at=`, a search hit).
 pub fn at_param(query: Memo<leptos_router::params::ParamsMap>) -> Option<i64> {
     query.read().get("at").and_then(|id| id.parse::<i64>().ok())
@@ -178,18 +211,7 @@ pub fn at_param(query: Memo<leptos_router::params::ParamsMap>) -> Option<i64> {
 /// `/chat/{peer_id}`: one conversation.
 #[component]
 pub fn ConversationPane() -> impl IntoView {
-    let params = use_params_map();
-    let peer_id = move || params.read().get("peer_id").and_then(|id| id.parse::<i64>().ok());
-    let query = use_query_map();
-    let page = Resource::new_blocking(
-        move || (peer_id(), at_param(query)),
-        |(peer, at)| async move {
-            match peer {
-                Some(peer) => messages(peer, None, None, at).await,
-                None => Err(AppError::not_found("no such conversation")),
-            }
-        },
-    );
+    let page = expect_context::<OpenPage>().0;
     view! {
         <main class="conversation" aria-label="Conversation">
             <Transition fallback=|| view! { <div class="conversation-skeleton" aria-busy="true"></div> }>

@@ -3,17 +3,15 @@
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 
-use crate::api::groups::{
-    AddMembers, CreateGroup, LeaveGroup, MakeAdmin, RemoveMember, RenameGroup, group_members, group_messages,
-};
+use crate::api::groups::{AddMembers, CreateGroup, LeaveGroup, MakeAdmin, RemoveMember, RenameGroup, group_members};
 use crate::api::messages::contacts;
 use crate::components::conversation::Conversation;
 use crate::components::live::Live;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
-use crate::model::{Contact, CurrentUser, GROUP_NAME_MAX_CHARS, Member, MemberPage};
+use crate::model::{Contact, ConversationRef, CurrentUser, GROUP_NAME_MAX_CHARS, Member, MemberPage};
 use crate::realtime::LiveEvent;
 
 /// The message a finished action failed with, if it did.
@@ -44,36 +42,37 @@ impl PeopleSearch {
     }
 }
 
+/// The open group's first page of members (from `members_after` without JavaScript, where "More"
+/// is a link), loaded by the chat shell for the reason given at `OpenPage`; `version` reloads it.
+#[derive(Clone, Copy)]
+pub struct OpenMembers {
+    pub members: MembersResource,
+    pub version: RwSignal<u32>,
+}
+
+impl OpenMembers {
+    pub fn provide(open: Memo<Option<ConversationRef>>) {
+        let version = RwSignal::new(0u32);
+        let query = use_query_map();
+        let members = Resource::new_blocking(
+            move || (open.get(), version.get(), query.with(|q| q.get("members_after"))),
+            |(open, _, after)| async move {
+                match open {
+                    Some(ConversationRef::Group(room)) => group_members(room, after).await,
+                    _ => Err(AppError::not_found("no such group")),
+                }
+            },
+        );
+        provide_context(Self { members, version });
+    }
+}
+
 /// `/chat/g/{room_id}`: one group.
 #[component]
 pub fn GroupPane() -> impl IntoView {
-    let params = use_params_map();
-    let room_id = move || params.read().get("room_id").and_then(|id| id.parse::<i64>().ok());
-    let query = use_query_map();
-    let page = Resource::new_blocking(
-        move || (room_id(), super::chat::at_param(query)),
-        |(room, at)| async move {
-            match room {
-                Some(room) => group_messages(room, None, None, at).await,
-                None => Err(AppError::not_found("no such group")),
-            }
-        },
-    );
-    // The member panel's first page (from `members_after` without JavaScript, where "More" is a link).
-    let members_version = RwSignal::new(0u32);
-    let first_after = use_query_map().with_untracked(|q| q.get("members_after"));
-    let members = Resource::new_blocking(
-        move || (room_id(), members_version.get()),
-        move |(room, _)| {
-            let after = first_after.clone();
-            async move {
-                match room {
-                    Some(room) => group_members(room, after).await,
-                    None => Err(AppError::not_found("no such group")),
-                }
-            }
-        },
-    );
+    // Loaded by the chat shell (see `OpenPage`).
+    let page = expect_context::<super::chat::OpenPage>().0;
+    let OpenMembers { members, version: members_version } = expect_context();
     let add_search = PeopleSearch::new("add");
     view! {
         <main class="conversation" aria-label="Conversation">
