@@ -11,6 +11,7 @@ mod room;
 mod search;
 mod ssr;
 mod stats;
+mod tti;
 mod upload;
 
 use std::path::PathBuf;
@@ -104,6 +105,9 @@ enum Scenario {
     Connections(connections::ConnectionsArgs),
     /// The signed-in chat page under concurrent load.
     Ssr(ssr::SsrArgs),
+    /// Time to interactive and first contentful paint of the chat page in Chromium, on loopback and
+    /// under "Fast 3G" (Playwright: `end2end/tti.mjs`, needs node, `npm ci` in end2end and chromium).
+    Tti(tti::TtiArgs),
     /// Message search over a large corpus loaded by `server seed-corpus` (needs --spawn).
     Search(search::SearchArgs),
     /// People uploading large files at once, then one downloading them: MB/s and the server's memory.
@@ -384,6 +388,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
         (Scenario::Connections(a), _) if !smoke => connections::run(ctx, a, &mut r).await,
         (Scenario::Ssr(a), _) if !smoke => ssr::run(ctx, a, &mut r).await,
         (Scenario::Upload(a), _) if !smoke => upload::run(ctx, a, &mut r).await,
+        (Scenario::Tti(a), _) if !smoke => tti::run(ctx, a, &mut r).await,
         (_, "search") => search::run(ctx, &search_args(cli), &mut r).await,
         (_, "chat") => {
             chat::run(ctx, &if smoke { chat::ChatArgs::smoke() } else { default_args::<chat::ChatArgs>() }, &mut r)
@@ -399,6 +404,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
             connections::run(ctx, &a, &mut r).await
         }
         (_, "ssr") => ssr::run(ctx, &if smoke { ssr::SsrArgs::smoke() } else { default_args() }, &mut r).await,
+        (_, "tti") => tti::run(ctx, &if smoke { tti::TtiArgs::smoke() } else { default_args() }, &mut r).await,
         (_, "upload") => {
             upload::run(ctx, &if smoke { upload::UploadArgs::smoke() } else { default_args() }, &mut r).await
         }
@@ -491,9 +497,12 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
         Scenario::Ssr(_) => ("ssr", vec!["ssr"]),
         Scenario::Search(_) => ("search", vec!["search"]),
         Scenario::Upload(_) => ("upload", vec!["upload"]),
+        Scenario::Tti(_) => ("tti", vec!["tti"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
-        Scenario::All => ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "search", "upload", "connections"]),
+        Scenario::All => {
+            ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "tti", "search", "upload", "connections"])
+        }
     }
 }
 
@@ -809,5 +818,8 @@ mod tests {
         assert_eq!((u.users, u.size), (20, 25_000_000));
         let s: search::SearchArgs = default_args();
         assert_eq!((s.messages, s.conversations, s.concurrency), (1_000_000, 10_000, 10));
+        let t: tti::TtiArgs = default_args();
+        assert_eq!((t.runs, t.messages, t.contacts), (5, 60, 20));
+        assert_eq!(tti::TtiArgs::smoke().script, t.script);
     }
 }

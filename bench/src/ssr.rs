@@ -12,6 +12,9 @@ pub struct SsrArgs {
     /// Messages in the conversation (the page shows the newest page of them).
     #[arg(long, default_value_t = 60)]
     pub messages: usize,
+    /// People in the reader's contact list (the conversation's peer and others who wrote once).
+    #[arg(long, default_value_t = 20)]
+    pub contacts: usize,
     #[arg(long, value_delimiter = ',', default_value = "10,50")]
     pub concurrency: Vec<usize>,
     /// Seconds per concurrency level.
@@ -21,32 +24,14 @@ pub struct SsrArgs {
 
 impl SsrArgs {
     pub fn smoke() -> Self {
-        Self { messages: 40, concurrency: vec![10, 50], duration: 1 }
+        Self { messages: 40, contacts: 3, concurrency: vec![10, 50], duration: 1 }
     }
 }
 
 pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<(), client::Error> {
     let http = client::http_client();
     let base = &ctx.base_url;
-    // One conversation between two users. The server allows 20 sends per user per 10 s, so more than 40
-    // messages take a pause.
-    let reader = client::register(&http, base, &format!("ssr{}r", ctx.nonce)).await?;
-    let peer = client::register(&http, base, &format!("ssr{}p", ctx.nonce)).await?;
-    let mut stored = 0;
-    let mut n = 0;
-    while stored < args.messages {
-        let (from, to) = if n % 2 == 0 { (&peer, reader.id) } else { (&reader, peer.id) };
-        let cid = format!("ssr{}-{n}", ctx.nonce);
-        n += 1;
-        match client::send_message(&http, base, from, to, &format!("history message {n}"), &cid, None).await? {
-            Some(_) => stored += 1,
-            None => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-        if n > args.messages * 20 {
-            return Err(err("could not store the conversation's messages"));
-        }
-    }
-    r.figure("conversation", format!("{stored} messages, page /chat/{}", peer.id));
+    let (reader, peer) = seed_conversation(ctx, &http, args.messages, args.contacts, r).await?;
 
     let url = format!("{base}/chat/{}", peer.id);
     // Check once that it really is the signed-in page.
@@ -89,7 +74,11 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
             r.metric(&format!("page p99 at {c} connections"), crate::stats::ms_f64(s.p99), "ms", Better::Lower);
         }
         let mut row = vec![
-            if path == chat_page { "chat, 50 messages".to_owned() } else { format!("{path} (no database)") },
+            if path == chat_page {
+                format!("chat, 50 messages, {} listed", args.contacts)
+            } else {
+                format!("{path} (no database)")
+            },
             c.to_string(),
             m.latency.len().to_string(),
             format!("{per_second:.1}"),
@@ -112,6 +101,57 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
         r.fail(format!("{total_errors} failed page requests, first: {}", first_error.unwrap_or_default()));
     }
     Ok(())
+}
+
+/// One conversation of `messages` messages between two new users, `(reader, peer)`: the reader's
+/// page of it is `/chat/{peer.id}`. `contacts - 1` more people write the reader once each, so that
+/// the contact list holds `contacts` conversations.
+pub async fn seed_conversation(
+    ctx: &Ctx,
+    http: &reqwest::Client,
+    messages: usize,
+    contacts: usize,
+    r: &mut ScenarioReport,
+) -> Result<(client::User, client::User), client::Error> {
+    let base = &ctx.base_url;
+    let reader = client::register(http, base, &format!("{}{}r", r.name, ctx.nonce)).await?;
+    let peer = client::register(http, base, &format!("{}{}p", r.name, ctx.nonce)).await?;
+    // The server allows 20 sends per user per 10 s, so more than 40 messages take a pause.
+    let mut stored = 0;
+    let mut n = 0;
+    while stored < messages {
+        let (from, to) = if n % 2 == 0 { (&peer, reader.id) } else { (&reader, peer.id) };
+        let cid = format!("{}{}-{n}", r.name, ctx.nonce);
+        n += 1;
+        match client::send_message(http, base, from, to, &format!("history message {n}"), &cid, None).await? {
+            Some(_) => stored += 1,
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+        if n > messages * 20 {
+            return Err(err("could not store the conversation's messages"));
+        }
+    }
+    let others = client::register_many(
+        std::slice::from_ref(http),
+        base,
+        &format!("{}{}c", r.name, ctx.nonce),
+        contacts.saturating_sub(1),
+    )
+    .await?;
+    for (i, other) in others.iter().enumerate() {
+        let cid = format!("{}{}-c{i}", r.name, ctx.nonce);
+        if client::send_message(http, base, other, reader.id, &format!("hello from contact {i}"), &cid, None)
+            .await?
+            .is_none()
+        {
+            return Err(err("a contact's first message was refused"));
+        }
+    }
+    r.figure(
+        "conversation",
+        format!("{stored} messages, page /chat/{}, {} conversations in the contact list", peer.id, others.len() + 1),
+    );
+    Ok((reader, peer))
 }
 
 /// What `concurrency` clients loading `url` back to back for `duration` saw.
