@@ -7,6 +7,14 @@
 #[cfg(all(feature = "ssr", feature = "hydrate"))]
 compile_error!("`ssr` and `hydrate` are separate builds: enable one of them, not both");
 
+// The server and the browser must both build erased views (.cargo/config.toml): a typed view on
+// one side and an erased one on the other write and expect different hydration markers, and the
+// page would not hydrate.
+#[cfg(not(erase_components))]
+compile_error!(
+    "build with `--cfg erase_components` (.cargo/config.toml sets it; a RUSTFLAGS variable replaces that list)"
+);
+
 pub mod api;
 mod components;
 pub mod emoji;
