@@ -1,7 +1,7 @@
 //! How times read on screen. The server renders UTC; once hydrated, the browser switches to its
 //! own time zone (a `LocalClock` flips in an effect), so hydration never sees a mismatch.
 
-use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, Timelike, Utc};
 use leptos::prelude::*;
 
 /// True once the component that made it has hydrated (or mounted) in a browser and may use the
@@ -30,13 +30,45 @@ impl Default for LocalClock {
     }
 }
 
-fn naive(at: DateTime<Utc>, local: bool) -> chrono::NaiveDateTime {
+fn naive(at: DateTime<Utc>, local: bool) -> NaiveDateTime {
     if local { at.with_timezone(&Local).naive_local() } else { at.naive_utc() }
+}
+
+// Names spelt out here rather than through chrono's `format`: its strftime parser and formatter
+// are code every browser would download for five patterns (bench `bundle`).
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn weekday(day: NaiveDate) -> &'static str {
+    WEEKDAYS[day.weekday().num_days_from_monday() as usize]
+}
+
+fn month(day: NaiveDate) -> &'static str {
+    MONTHS[day.month0() as usize]
+}
+
+/// "3 Nov": a day of the year in short.
+pub fn day_month(day: NaiveDate) -> String {
+    format!("{} {}", day.day(), &month(day)[..3])
 }
 
 /// "14:05" (and " UTC" before hydration, so nobody mistakes it for their own time).
 pub fn clock(at: DateTime<Utc>, local: bool) -> String {
-    let time = naive(at, local).format("%H:%M").to_string();
+    let at = naive(at, local);
+    let time = format!("{:02}:{:02}", at.hour(), at.minute());
     if local { time } else { format!("{time} UTC") }
 }
 
@@ -52,7 +84,7 @@ pub fn day_label(day: NaiveDate, today: NaiveDate) -> String {
     } else if Some(day) == today.pred_opt() {
         "Yesterday".to_owned()
     } else {
-        day.format("%A %-d %B %Y").to_string()
+        format!("{} {} {} {}", weekday(day), day.day(), month(day), day.year())
     }
 }
 
@@ -66,11 +98,11 @@ pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>, local: bool) -> String {
     } else if age < Duration::hours(24) {
         format!("{}h", age.num_hours())
     } else if age < Duration::days(7) {
-        naive(at, local).format("%a").to_string()
-    } else if naive(at, local).year() == naive(now, local).year() {
-        naive(at, local).format("%-d %b").to_string()
+        weekday(day(at, local))[..3].to_owned()
+    } else if day(at, local).year() == day(now, local).year() {
+        day_month(day(at, local))
     } else {
-        naive(at, local).format("%-d %b %Y").to_string()
+        format!("{} {}", day_month(day(at, local)), day(at, local).year())
     }
 }
 
@@ -88,6 +120,7 @@ mod tests {
     fn server_side_rendering_is_utc_and_says_so() {
         let at = Utc.with_ymd_and_hms(2026, 11, 26, 9, 5, 0).unwrap();
         assert_eq!(clock(at, false), "09:05 UTC");
+        assert_eq!(clock(Utc.with_ymd_and_hms(2026, 1, 2, 23, 59, 0).unwrap(), false), "23:59 UTC");
         assert_eq!(day(at, false), NaiveDate::from_ymd_opt(2026, 11, 26).unwrap());
     }
 
@@ -97,6 +130,8 @@ mod tests {
         assert_eq!(day_label(today, today), "Today");
         assert_eq!(day_label(today.pred_opt().unwrap(), today), "Yesterday");
         assert_eq!(day_label(NaiveDate::from_ymd_opt(2026, 11, 3).unwrap(), today), "Tuesday 3 November 2026");
+        assert_eq!(day_label(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), today), "Sunday 22 November 2026");
+        assert_eq!(day_label(NaiveDate::from_ymd_opt(2025, 5, 12).unwrap(), today), "Monday 12 May 2025");
     }
 
     #[test]
@@ -108,5 +143,7 @@ mod tests {
         assert_eq!(relative(now - Duration::days(2), now, false), "Tue");
         assert_eq!(relative(now - Duration::days(30), now, false), "27 Oct");
         assert_eq!(relative(now - Duration::days(400), now, false), "22 Oct 2025");
+        assert_eq!(relative(now - Duration::days(6), now, false), "Fri");
+        assert_eq!(day_month(NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()), "1 Sep");
     }
 }

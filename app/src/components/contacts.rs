@@ -10,7 +10,7 @@ use crate::components::{notify, saved};
 use crate::error::AppError;
 use crate::model::{Contact, ContactKind, ContactPage, ConversationRef, MessageKind};
 use crate::text::{plain, preview};
-use crate::time::{LocalClock, relative};
+use crate::time::{LocalClock, day_month, relative};
 use crate::validation::NAME_MAX_CHARS;
 
 pub type ContactsResource = Resource<Result<ContactPage, AppError>>;
@@ -225,7 +225,7 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> imp
                                         if local {
                                             relative(at, chrono::Utc::now(), true)
                                         } else {
-                                            at.format("%-d %b").to_string()
+                                            day_month(at.date_naive())
                                         }
                                     }}
                                 </time>
