@@ -97,12 +97,15 @@ pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>, local: bool) -> String {
         format!("{}m", age.num_minutes())
     } else if age < Duration::hours(24) {
         format!("{}h", age.num_hours())
-    } else if age < Duration::days(7) {
-        weekday(day(at, local))[..3].to_owned()
-    } else if day(at, local).year() == day(now, local).year() {
-        day_month(day(at, local))
     } else {
-        format!("{} {}", day_month(day(at, local)), day(at, local).year())
+        let on = day(at, local);
+        if age < Duration::days(7) {
+            weekday(on)[..3].to_owned()
+        } else if on.year() == day(now, local).year() {
+            day_month(on)
+        } else {
+            format!("{} {}", day_month(on), on.year())
+        }
     }
 }
 
