@@ -214,8 +214,11 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
             firsts.entry(*id).and_modify(|t| *t = (*t).min(*at)).or_insert(*at);
         }
     }
+    let mut timed = Vec::with_capacity(firsts.len());
     for (id, at) in &firsts {
-        lat.push(at.saturating_duration_since(sent[id].started));
+        let latency = at.saturating_duration_since(sent[id].started);
+        lat.push(latency);
+        timed.push((sent[id].started.saturating_duration_since(t2), latency));
     }
     let s = lat.summary();
     let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
@@ -225,6 +228,16 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     r.figure("send errors / 429s", format!("{errors} / {limited}"));
     r.figure("latency p50 / p95 / p99 / max", s.latency_cells().join(" / "));
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
+    // Whether the tail is one stall or spread over the run: the seconds (by send time) holding the
+    // most sends slower than 10 ms.
+    let slow = stats::slow_seconds(&timed, Duration::from_millis(10), 3);
+    let over: usize = stats::slow_seconds(&timed, Duration::from_millis(10), usize::MAX).iter().map(|s| s.over).sum();
+    let worst: Vec<String> =
+        slow.iter().map(|s| format!("{} of {} at {} s (max {})", s.over, s.count, s.at, ms(s.max))).collect();
+    r.figure(
+        "sends slower than 10 ms",
+        if worst.is_empty() { "none".to_owned() } else { format!("{over}; worst seconds: {}", worst.join(", ")) },
+    );
     r.metric("send→receive p50", ms_f64(s.p50), "ms", Better::Lower);
     r.metric("send→receive p95", ms_f64(s.p95), "ms", Better::Lower);
     r.metric("send→receive p99", ms_f64(s.p99), "ms", Better::Lower);

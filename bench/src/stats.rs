@@ -201,3 +201,57 @@ mod tests {
         assert_eq!(Samples::default().summary(), Summary::default());
     }
 }
+
+/// One second of a run, by when its samples started: how many, how many over a threshold, the slowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Second {
+    pub at: u64,
+    pub count: usize,
+    pub over: usize,
+    pub max: Duration,
+}
+
+/// The seconds (counted from the run's start) holding samples over `threshold`, the worst first
+/// (most such samples, then the slowest), at most `keep` of them: whether a tail is one stall or
+/// spread over the whole run. `samples` are (started after the run's start, latency).
+pub fn slow_seconds(samples: &[(Duration, Duration)], threshold: Duration, keep: usize) -> Vec<Second> {
+    let mut by_second: std::collections::BTreeMap<u64, Second> = std::collections::BTreeMap::new();
+    for (start, latency) in samples {
+        let at = start.as_secs();
+        let s = by_second.entry(at).or_insert(Second { at, count: 0, over: 0, max: Duration::ZERO });
+        s.count += 1;
+        if *latency > threshold {
+            s.over += 1;
+        }
+        s.max = s.max.max(*latency);
+    }
+    let mut slow: Vec<Second> = by_second.into_values().filter(|s| s.over > 0).collect();
+    slow.sort_by(|a, b| b.over.cmp(&a.over).then(b.max.cmp(&a.max)).then(a.at.cmp(&b.at)));
+    slow.truncate(keep);
+    slow
+}
+
+#[cfg(test)]
+mod slow_seconds_tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_second_where_the_tail_is() {
+        let ms = Duration::from_millis;
+        let samples = [
+            (ms(100), ms(1)),
+            (ms(1_200), ms(40)),
+            (ms(1_300), ms(30)),
+            (ms(1_900), ms(2)),
+            (ms(2_500), ms(15)),
+            (ms(3_000), ms(3)),
+        ];
+        let slow = slow_seconds(&samples, ms(10), 5);
+        assert_eq!(
+            slow,
+            vec![Second { at: 1, count: 3, over: 2, max: ms(40) }, Second { at: 2, count: 1, over: 1, max: ms(15) },]
+        );
+        assert_eq!(slow_seconds(&samples, ms(10), 1).len(), 1);
+        assert!(slow_seconds(&samples, ms(50), 5).is_empty());
+    }
+}
