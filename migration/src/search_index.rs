@@ -64,6 +64,16 @@ pub fn indexed_text(body: &str, scopes: &[String]) -> String {
     text
 }
 
+/// What the index is given for one message.
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed<'a> {
+    pub id: i64,
+    pub body: &'a str,
+    pub sender: i64,
+    pub recipient: Option<i64>,
+    pub room: Option<i64>,
+}
+
 /// SQLite: puts message `id` in the index (replacing what it held for it). PostgreSQL keeps its
 /// index itself: nothing to do.
 pub async fn index_one<C: ConnectionTrait>(
@@ -74,16 +84,23 @@ pub async fn index_one<C: ConnectionTrait>(
     recipient: Option<i64>,
     room: Option<i64>,
 ) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Sqlite {
+    index_many(db, &[Indexed { id, body, sender, recipient, room }]).await
+}
+
+/// SQLite: puts `messages` in the index in one statement (replacing what it held for them).
+/// PostgreSQL keeps its index itself: nothing to do.
+pub async fn index_many<C: ConnectionTrait>(db: &C, messages: &[Indexed<'_>]) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite || messages.is_empty() {
         return Ok(());
     }
-    let text = indexed_text(body, &scopes(sender, recipient, room));
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        "INSERT OR REPLACE INTO messages_fts (rowid, words) VALUES (?, ?)",
-        [Value::from(id), Value::from(text)],
-    ))
-    .await?;
+    let mut sql = String::from("INSERT OR REPLACE INTO messages_fts (rowid, words) VALUES ");
+    let mut values: Vec<Value> = Vec::with_capacity(messages.len() * 2);
+    for (i, m) in messages.iter().enumerate() {
+        sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+        values.push(m.id.into());
+        values.push(indexed_text(m.body, &scopes(m.sender, m.recipient, m.room)).into());
+    }
+    db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
     Ok(())
 }
 
@@ -109,21 +126,29 @@ pub async fn index_after<C: ConnectionTrait>(db: &C, mut after: i64) -> Result<u
             .await?;
         let Some(last) = rows.last() else { return Ok(indexed) };
         after = last.try_get_by_index(0)?;
-        let mut sql = String::from("INSERT OR REPLACE INTO messages_fts (rowid, words) VALUES ");
-        let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 2);
-        for (i, row) in rows.iter().enumerate() {
-            let (id, body, sender, recipient, room): (i64, String, i64, Option<i64>, Option<i64>) = (
-                row.try_get_by_index(0)?,
-                row.try_get_by_index(1)?,
-                row.try_get_by_index(2)?,
-                row.try_get_by_index(3)?,
-                row.try_get_by_index(4)?,
-            );
-            sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
-            values.push(id.into());
-            values.push(indexed_text(&body, &scopes(sender, recipient, room)).into());
-        }
-        db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
+        let read = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get_by_index::<i64>(0)?,
+                    row.try_get_by_index::<String>(1)?,
+                    row.try_get_by_index::<i64>(2)?,
+                    row.try_get_by_index::<Option<i64>>(3)?,
+                    row.try_get_by_index::<Option<i64>>(4)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        let batch: Vec<Indexed<'_>> = read
+            .iter()
+            .map(|(id, body, sender, recipient, room)| Indexed {
+                id: *id,
+                body,
+                sender: *sender,
+                recipient: *recipient,
+                room: *room,
+            })
+            .collect();
+        index_many(db, &batch).await?;
         indexed += rows.len() as u64;
     }
 }
