@@ -180,7 +180,7 @@ async fn send_with_files(State(state): State<AppState>, headers: HeaderMap, mut 
         let draft = Draft { body: &body, client_id: &client_id, reply_to_id: None, attachments: &files };
         let sent = match conversation {
             ConversationRef::Direct(peer) => {
-                conversations::send_draft(&state.db, &state.send_limiter, me, peer, draft).await?
+                conversations::send_draft(&state.db, &state.send_limiter, &user, peer, draft).await?
             }
             ConversationRef::Group(room) => {
                 groups::send_draft(&state.db, &state.send_limiter, &user, room, draft).await?

@@ -6,6 +6,7 @@
 //! | `http_requests_total` | counter | `route` (the matched route, not the path), `method`, `status` |
 //! | `http_request_duration_seconds` | histogram | `route`, `method` |
 //! | `banter_messages_sent_total` | counter | |
+//! | `banter_send_batch_size` | histogram | (sends written per SQLite transaction, see `app::ssr::group_commit`) |
 //! | `banter_rate_limit_refusals_total` | counter | |
 //! | `banter_database_errors_total` | counter | |
 //! | `banter_redis_errors_total` | counter | `component` (`bus`, `presence`, `rate_limits`) |
@@ -57,12 +58,16 @@ impl std::fmt::Debug for MetricsAccess {
 /// Request latency buckets, in seconds: pages and API calls take a millisecond or a few.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
+/// Sends per SQLite group commit (`app::ssr::group_commit`): one when idle, more under load.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 /// The process's recorder, installed on first use (one per process: tests start many servers).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full("banter_send_batch_size".into()), BATCH_BUCKETS))
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();

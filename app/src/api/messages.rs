@@ -112,7 +112,7 @@ pub async fn send_message(
     let me = request.require_user().await?;
     let exclude = realtime::sending_socket(socket_id.as_deref())?;
     let draft = Draft { body: &body, client_id: &client_id, reply_to_id, attachments: &attachments };
-    let sent = conversations::send_draft(request.db(), &request.state.send_limiter, me.id, recipient_id, draft).await?;
+    let sent = conversations::send_draft(request.db(), &request.state.send_limiter, &me, recipient_id, draft).await?;
     // Stored: now, and only now, it is announced. A retry announces again; clients drop duplicates by id.
     realtime::announce_message(request.state.broadcaster.as_ref(), &sent.message, exclude);
     Ok(sent.message)

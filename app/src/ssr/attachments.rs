@@ -551,11 +551,10 @@ mod tests {
                     assert_eq!(fetch(&db, &storage, ann.id, file.id, false).await.unwrap(), photo);
                     assert_eq!(fetch(&db, &storage, ben.id, file.id, false).await.unwrap_err().status(), 404);
 
-                    let sent =
-                        conversations::send_draft(&db, &unlimited(), ann.id, ben.id, draft("", "c-1", &[file.id]))
-                            .await
-                            .unwrap()
-                            .message;
+                    let sent = conversations::send_draft(&db, &unlimited(), &ann, ben.id, draft("", "c-1", &[file.id]))
+                        .await
+                        .unwrap()
+                        .message;
                     assert_eq!(sent.body, "", "the text is optional with a file");
                     assert_eq!(sent.attachments.len(), 1);
                     assert_eq!(sent.attachments[0].name, "holiday.txt");
@@ -571,18 +570,12 @@ mod tests {
 
                     // Sent once: it cannot go out again, nor be sent by someone else.
                     let again =
-                        conversations::send_draft(&db, &unlimited(), ann.id, eve.id, draft("x", "c-2", &[file.id]))
-                            .await;
+                        conversations::send_draft(&db, &unlimited(), &ann, eve.id, draft("x", "c-2", &[file.id])).await;
                     assert_eq!(again.unwrap_err().status(), 400);
                     let theirs = stored(&db, &storage, ann.id, "b.png", &png(10, 10)).await;
-                    let stolen = conversations::send_draft(
-                        &db,
-                        &unlimited(),
-                        ben.id,
-                        ann.id,
-                        draft("mine", "c-3", &[theirs.id]),
-                    )
-                    .await;
+                    let stolen =
+                        conversations::send_draft(&db, &unlimited(), &ben, ann.id, draft("mine", "c-3", &[theirs.id]))
+                            .await;
                     assert_eq!(stolen.unwrap_err().status(), 400);
                     let history = conversations::conversation(&db, ben.id, ann.id, None, Some(50)).await.unwrap();
                     assert!(!history.messages.iter().any(|m| m.body == "mine"), "a refused file stores no message");
@@ -697,7 +690,7 @@ mod tests {
 
                     let ids: Vec<i64> = (1..=11).collect();
                     let eleven =
-                        conversations::send_draft(&db, &unlimited(), ann.id, ann.id + 1, draft("x", "c-1", &ids)).await;
+                        conversations::send_draft(&db, &unlimited(), &ann, ann.id + 1, draft("x", "c-1", &ids)).await;
                     assert_eq!(eleven.unwrap_err().status(), 400);
                 }
             })
@@ -715,7 +708,7 @@ mod tests {
                     let (ann, ben) = (user(&db, "ann").await, user(&db, "ben").await);
                     let sent_file = stored(&db, &storage, ann.id, "a.png", &png(500, 500)).await;
                     let unsent = stored(&db, &storage, ann.id, "b.txt", b"never sent").await;
-                    let message = conversations::send_draft(&db, &unlimited(), ann.id, ben.id, draft("look", "c-1", &[sent_file.id]))
+                    let message = conversations::send_draft(&db, &unlimited(), &ann, ben.id, draft("look", "c-1", &[sent_file.id]))
                         .await
                         .unwrap()
                         .message;

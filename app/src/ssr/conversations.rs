@@ -305,7 +305,7 @@ pub fn new_client_id() -> String {
 pub async fn send(
     db: &DatabaseConnection,
     limiter: &SlidingWindow,
-    me: i64,
+    me: &users::Model,
     recipient_id: i64,
     body: &str,
     client_id: &str,
@@ -318,22 +318,23 @@ pub async fn send(
 pub async fn send_draft(
     db: &DatabaseConnection,
     limiter: &SlidingWindow,
-    me: i64,
+    me: &users::Model,
     recipient_id: i64,
     draft: Draft<'_>,
 ) -> Result<Sent, AppError> {
+    let (me, sender_name) = (me.id, me.name.as_str());
     let client_id = validation::client_id(draft.client_id)?;
     let to = Destination::Person(recipient_id);
-    if let Some(sent) = messages_service::already_sent(db, me, to, &client_id).await? {
-        return Ok(sent);
-    }
-    messages_service::checked_body(draft.body, draft.attachments)?;
-    if recipient_id == me {
-        return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
-    }
-    let Draft { body, reply_to_id, attachments, .. } = draft;
-    messages_service::store(db, limiter, NewMessage { me, to, body, client_id: &client_id, reply_to_id, attachments })
-        .await
+    let attempt = async {
+        messages_service::checked_body(draft.body, draft.attachments)?;
+        if recipient_id == me {
+            return Err(AppError::invalid("recipient_id", "you cannot send a message to yourself"));
+        }
+        let Draft { body, reply_to_id, attachments, .. } = draft;
+        let new = NewMessage { me, sender_name, to, body, client_id: &client_id, reply_to_id, attachments };
+        messages_service::store(db, limiter, new).await
+    };
+    messages_service::or_already_sent(db, me, to, &client_id, attempt.await).await
 }
 
 /// Marks as read, at `at`, the unread messages from `peer_id` to `me` with id ≤ `up_to_id`; returns
@@ -717,13 +718,13 @@ mod tests {
             let bob = user(&db, "bob").await;
             let limiter = message_sends();
 
-            let first = send(&db, &limiter, alice.id, bob.id, "hello", "client-1", None).await.unwrap();
+            let first = send(&db, &limiter, &alice, bob.id, "hello", "client-1", None).await.unwrap();
             assert!(first.created);
             assert_eq!(
                 (first.message.sender_id, first.message.recipient_id, first.message.body.as_str()),
                 (alice.id, bob.id, "hello")
             );
-            let again = send(&db, &limiter, alice.id, bob.id, "hello", "client-1", None).await.unwrap();
+            let again = send(&db, &limiter, &alice, bob.id, "hello", "client-1", None).await.unwrap();
             assert!(!again.created);
             assert_eq!(again.message, first.message);
             assert_eq!(stored_by(&db, alice.id).await, 1);
@@ -733,8 +734,8 @@ mod tests {
                 let client_id = format!("together-{round}");
                 let (db1, db2) = (db.clone(), db.clone());
                 let (one, two) = tokio::join!(
-                    send(&db1, &limiter, alice.id, bob.id, "together", &client_id, None),
-                    send(&db2, &limiter, alice.id, bob.id, "together", &client_id, None),
+                    send(&db1, &limiter, &alice, bob.id, "together", &client_id, None),
+                    send(&db2, &limiter, &alice, bob.id, "together", &client_id, None),
                 );
                 let (one, two) = (one.unwrap(), two.unwrap());
                 assert_eq!(one.message, two.message, "round {round}");
@@ -743,12 +744,17 @@ mod tests {
             assert_eq!(stored_by(&db, alice.id).await, 6);
 
             // A different client id is a different message, even with the same text.
-            let other = send(&db, &limiter, alice.id, bob.id, "hello", "client-2", None).await.unwrap();
+            let other = send(&db, &limiter, &alice, bob.id, "hello", "client-2", None).await.unwrap();
             assert!(other.created);
             assert_ne!(other.message.id, first.message.id);
             assert_eq!(stored_by(&db, alice.id).await, 7);
+            // The same key for another conversation is refused, by name, and stores nothing.
+            let carol = user(&db, "carol").await;
+            let err = send(&db, &limiter, &alice, carol.id, "hello", "client-1", None).await.unwrap_err();
+            assert_eq!((err.status(), field_of(&err)), (400, Some("client_id")), "{err:?}");
+            assert_eq!(stored_by(&db, alice.id).await, 7);
             // The key is per sender: Bob may use the same client id.
-            let bobs = send(&db, &limiter, bob.id, alice.id, "hi", "client-1", None).await.unwrap();
+            let bobs = send(&db, &limiter, &bob, alice.id, "hi", "client-1", None).await.unwrap();
             assert!(bobs.created);
             assert_ne!(bobs.message.id, first.message.id);
 
@@ -767,38 +773,38 @@ mod tests {
             let limiter = message_sends();
 
             for body in ["", "  \n\t  ", &"a".repeat(5001), "ring\u{7}the bell", "nul\0"] {
-                let err = send(&db, &limiter, alice.id, bob.id, body, "c-bad", None).await.unwrap_err();
+                let err = send(&db, &limiter, &alice, bob.id, body, "c-bad", None).await.unwrap_err();
                 assert_eq!(field_of(&err), Some("body"), "{body:?}: {err:?}");
                 assert_eq!(err.status(), 400);
             }
             let at_limit = "é".repeat(5000);
-            let err = send(&db, &limiter, alice.id, alice.id, "hi me", "c-self", None).await.unwrap_err();
+            let err = send(&db, &limiter, &alice, alice.id, "hi me", "c-self", None).await.unwrap_err();
             assert_eq!(field_of(&err), Some("recipient_id"), "{err:?}");
-            let err = send(&db, &limiter, alice.id, bob.id + 1000, "hi?", "c-nobody", None).await.unwrap_err();
+            let err = send(&db, &limiter, &alice, bob.id + 1000, "hi?", "c-nobody", None).await.unwrap_err();
             assert!(matches!(err, AppError::NotFound { .. }), "{err:?}");
             assert_eq!(err.status(), 404);
-            let err = send(&db, &limiter, alice.id, bob.id, "hi", "not a client id", None).await.unwrap_err();
+            let err = send(&db, &limiter, &alice, bob.id, "hi", "not a client id", None).await.unwrap_err();
             assert_eq!(field_of(&err), Some("client_id"), "{err:?}");
             assert_eq!(stored_by(&db, alice.id).await, 0, "nothing refused is stored");
 
             // Refused sends did not use up the allowance: 20 go through (one of them 5000 characters).
             for i in 0..20 {
                 let body = if i == 0 { at_limit.clone() } else { format!("message {i}") };
-                let sent = send(&db, &limiter, alice.id, bob.id, &body, &format!("c-{i}"), None).await.unwrap();
+                let sent = send(&db, &limiter, &alice, bob.id, &body, &format!("c-{i}"), None).await.unwrap();
                 assert!(sent.created, "send {i}");
             }
-            let err = send(&db, &limiter, alice.id, bob.id, "one too many", "c-20", None).await.unwrap_err();
+            let err = send(&db, &limiter, &alice, bob.id, "one too many", "c-20", None).await.unwrap_err();
             assert!(matches!(err, AppError::RateLimited { .. }), "{err:?}");
             assert_eq!(err.status(), 429);
             assert!(err.to_string().starts_with("slow down: try again in "), "{err}");
             assert_eq!(stored_by(&db, alice.id).await, 20);
 
             // A retry of a message already stored is not a new send: it still gets its answer.
-            let retry = send(&db, &limiter, alice.id, bob.id, "message 5", "c-5", None).await.unwrap();
+            let retry = send(&db, &limiter, &alice, bob.id, "message 5", "c-5", None).await.unwrap();
             assert!(!retry.created);
             assert_eq!(retry.message.body, "message 5");
             // The limit is per sender: Bob can still answer.
-            assert!(send(&db, &limiter, bob.id, alice.id, "calm down", "c-0", None).await.unwrap().created);
+            assert!(send(&db, &limiter, &bob, alice.id, "calm down", "c-0", None).await.unwrap().created);
         })
         .await;
     }
@@ -813,8 +819,8 @@ mod tests {
             let mut sends = tokio::task::JoinSet::new();
             for i in 0..40 {
                 let (db, limiter) = (db.clone(), limiter.clone());
-                let (alice, bob) = (alice.id, bob.id);
-                sends.spawn(async move { send(&db, &limiter, alice, bob, "spam", &format!("p-{i}"), None).await });
+                let (alice, bob) = (alice.clone(), bob.id);
+                sends.spawn(async move { send(&db, &limiter, &alice, bob, "spam", &format!("p-{i}"), None).await });
             }
             let results = sends.join_all().await;
             let accepted = results.iter().filter(|r| r.is_ok()).count();
@@ -832,9 +838,9 @@ mod tests {
             let bob = user(&db, "bob").await;
             let limiter = unlimited();
             let markup = "<img src=x onerror=alert(1)>";
-            let sent = send(&db, &limiter, alice.id, bob.id, markup, "c-1", None).await.unwrap();
+            let sent = send(&db, &limiter, &alice, bob.id, markup, "c-1", None).await.unwrap();
             assert_eq!(sent.message.body, markup);
-            let sent = send(&db, &limiter, alice.id, bob.id, "  two\r\nlines\t\n", "c-2", None).await.unwrap();
+            let sent = send(&db, &limiter, &alice, bob.id, "  two\r\nlines\t\n", "c-2", None).await.unwrap();
             assert_eq!(sent.message.body, "two\nlines");
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
             let bodies: Vec<&str> = page.messages.iter().map(|m| m.body.as_str()).collect();

@@ -440,15 +440,17 @@ pub async fn send_draft(
 ) -> Result<Sent, AppError> {
     let client_id = validation::client_id(draft.client_id)?;
     let to = Destination::Group(room_id);
-    // A retry is answered with what the first attempt stored, whatever changed since.
-    if let Some(sent) = crate::ssr::messages::already_sent(db, me.id, to, &client_id).await? {
-        return Ok(sent);
-    }
-    crate::ssr::messages::checked_body(draft.body, draft.attachments)?;
-    membership(db, me.id, room_id).await?.require_current()?;
-    let Draft { body, reply_to_id, attachments, .. } = draft;
-    let new = NewMessage { me: me.id, to, body, client_id: &client_id, reply_to_id, attachments };
-    crate::ssr::messages::store(db, limiter, new).await
+    let attempt = async {
+        crate::ssr::messages::checked_body(draft.body, draft.attachments)?;
+        membership(db, me.id, room_id).await?.require_current()?;
+        let Draft { body, reply_to_id, attachments, .. } = draft;
+        let new =
+            NewMessage { me: me.id, sender_name: &me.name, to, body, client_id: &client_id, reply_to_id, attachments };
+        crate::ssr::messages::store(db, limiter, new).await
+    };
+    // A retry is answered with what the first attempt stored, whatever changed since (a former
+    // member's retry included).
+    crate::ssr::messages::or_already_sent(db, me.id, to, &client_id, attempt.await).await
 }
 
 /// Moves my read mark in group `room_id` forward to `up_to_id` (never past the group's newest
@@ -875,7 +877,13 @@ mod tests {
             assert!(!is_member(&db, outsider.id, room).await.unwrap());
 
             // A plain member talks, reads and leaves, but the admin actions are 403.
-            assert!(send(&db, &limiter, &member, room, "hello team", "c-1", None).await.unwrap().created);
+            let first = send(&db, &limiter, &member, room, "hello team", "c-1", None).await.unwrap();
+            assert!(first.created);
+            let retry = send(&db, &limiter, &member, room, "hello team", "c-1", None).await.unwrap();
+            assert_eq!((retry.created, retry.message.id), (false, first.message.id), "a retry stores nothing");
+            // The key of a group message cannot be used again elsewhere.
+            let elsewhere = crate::ssr::conversations::send(&db, &limiter, &member, admin.id, "hi", "c-1", None).await;
+            assert_eq!(status(elsewhere), 400);
             assert_eq!(members(&db, member.id, room, None).await.unwrap().total, 2);
             assert_eq!(status(rename(&db, &member, room, "Mine").await), 403);
             assert_eq!(status(add(&db, &member, room, &[extra.id]).await), 403);
@@ -1066,10 +1074,10 @@ mod tests {
             assert!(!again.created);
             assert_eq!(again.message, first.message);
             // A client id of a one-to-one message cannot be replayed into the group, nor back.
-            crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "direct", "c-3", None).await.unwrap();
+            crate::ssr::conversations::send(&db, &limiter, &ada, bob.id, "direct", "c-3", None).await.unwrap();
             assert_eq!(status(send(&db, &limiter, &ada, room, "direct", "c-3", None).await), 400);
             assert_eq!(
-                status(crate::ssr::conversations::send(&db, &limiter, ada.id, bob.id, "x", "c-1", None).await),
+                status(crate::ssr::conversations::send(&db, &limiter, &ada, bob.id, "x", "c-1", None).await),
                 400
             );
             for body in ["", "   ", &"a".repeat(5001)] {

@@ -483,6 +483,8 @@ pub struct Sent {
 /// The checked parts of a send: who writes, where, what, under which idempotency key.
 pub struct NewMessage<'a> {
     pub me: i64,
+    /// `me`'s name, which the stored message carries.
+    pub sender_name: &'a str,
     pub to: Destination,
     pub body: &'a str,
     pub client_id: &'a str,
@@ -565,9 +567,34 @@ pub async fn already_sent(
     }
 }
 
+/// A send's outcome as its sender sees it: a refused attempt (rate limit, membership, the message it
+/// answers, ...) whose key `(me, client_id)` already stored a message is a retry, answered with what
+/// the first attempt stored, whatever changed since. Looked up only on refusal: a send does not
+/// ask the database whether it is a retry before it tries (the insert's unique key tells).
+pub async fn or_already_sent(
+    db: &DatabaseConnection,
+    me: i64,
+    to: Destination,
+    client_id: &str,
+    attempt: Result<Sent, AppError>,
+) -> Result<Sent, AppError> {
+    let refused = match attempt {
+        Ok(sent) => return Ok(sent),
+        Err(refused) => refused,
+    };
+    match already_sent(db, me, to, client_id).await {
+        Ok(Some(sent)) => Ok(sent),
+        Ok(None) => Err(refused),
+        // The key was used for another conversation: that is what the sender must hear.
+        Err(e @ AppError::Invalid { .. }) => Err(e),
+        Err(_) => Err(refused),
+    }
+}
+
 /// Stores a new message once its conversation has been checked by the caller: counts it against
-/// `limiter` (refunded when nothing is stored), and answers a concurrent identical send with the
-/// row that won. `client_id` must already be validated.
+/// `limiter` (refunded when nothing is stored), and answers a repeat of an earlier send (the same
+/// `client_id`, even a concurrent one) with the row stored first. `client_id` must already be
+/// validated; callers pass refusals through [`or_already_sent`].
 pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMessage<'_>) -> Result<Sent, AppError> {
     let body = checked_body(new.body, new.attachments)?;
     let reply_to_id = match new.reply_to_id {
@@ -584,30 +611,29 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         Destination::Person(id) => (Some(id), None),
         Destination::Group(room) => (None, Some(room)),
     };
-    let turn = crate::ssr::sqlite_write_turn(db).await;
     let at = Utc::now();
-    let inserted = insert_sent(
-        db,
-        new.me,
-        new.attachments,
-        messages::ActiveModel {
-            body: Set(body),
-            user_id: Set(new.me),
-            recipient_id: Set(recipient_id),
-            chat_room_id: Set(room_id),
-            client_id: Set(new.client_id.to_owned()),
-            kind: Set(MessageKind::Text.as_str().to_owned()),
-            read_at: Set(None),
-            edited_at: Set(None),
-            deleted_at: Set(None),
-            created_at: Set(at),
-            updated_at: Set(at),
-            reply_to_id: Set(reply_to_id),
-            ..Default::default()
-        },
-    )
-    .await;
-    drop(turn);
+    let row = messages::ActiveModel {
+        body: Set(body),
+        user_id: Set(new.me),
+        recipient_id: Set(recipient_id),
+        chat_room_id: Set(room_id),
+        client_id: Set(new.client_id.to_owned()),
+        kind: Set(MessageKind::Text.as_str().to_owned()),
+        read_at: Set(None),
+        edited_at: Set(None),
+        deleted_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        reply_to_id: Set(reply_to_id),
+        ..Default::default()
+    };
+    let inserted = if new.attachments.is_empty() && db.get_database_backend() == DbBackend::Sqlite {
+        // Written with the sends that arrive beside it, in one transaction (it takes its own turn).
+        Ok(crate::ssr::group_commit::insert(db, row).await)
+    } else {
+        let _turn = crate::ssr::sqlite_write_turn(db).await;
+        insert_sent(db, new.me, new.attachments, row).await
+    };
     let inserted = match inserted {
         Ok(inserted) => inserted,
         Err(refused) => {
@@ -623,9 +649,10 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         Ok(row) => (row, true),
         // The recipient is checked by the foreign key, not by a query of its own on every send.
         Err(e) if crate::ssr::is_foreign_key_violation(&e) => return Err(AppError::not_found("no such recipient")),
-        // A concurrent identical send won the race: answer with its row.
+        // A retry, or a concurrent identical send that won the race: answer with what was stored
+        // (400 if the key was used for another conversation).
         Err(e) if crate::ssr::is_unique_violation(&e) => {
-            (find_sent(db, new.me, new.client_id).await?.ok_or(AppError::Internal)?, false)
+            return already_sent(db, new.me, new.to, new.client_id).await?.ok_or(AppError::Internal);
         }
         Err(e) => return Err(e.into()),
     };
@@ -633,8 +660,15 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         return Ok(Sent { message: present_one(db, row).await?, created });
     }
     metrics::counter!("banter_messages_sent_total").increment(1);
-    let fresh = Lookups { reactions: false, files: !new.attachments.is_empty() };
-    let message = present_with(db, vec![row], fresh).await?.pop().ok_or(AppError::Internal)?;
+    let message = if reply_to_id.is_none() && new.attachments.is_empty() {
+        // Nothing to look up: a message stored a moment ago has no reactions, and its sender is `me`.
+        let mut message = ChatMessage::from(row);
+        message.sender_name = new.sender_name.to_owned();
+        message
+    } else {
+        let fresh = Lookups { reactions: false, files: !new.attachments.is_empty() };
+        present_with(db, vec![row], fresh).await?.pop().ok_or(AppError::Internal)?
+    };
     Ok(Sent { message, created })
 }
 
@@ -792,7 +826,7 @@ mod tests {
             let limiter = unlimited();
             let alice = user(&db, "alice").await;
             let bob = user(&db, "bob").await;
-            let m = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
+            let m = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
             react(&db, bob.id, m.id, "😮").await.unwrap();
 
             assert_eq!(status(delete(&db, None, bob.id, m.id).await), 403, "only the author");
@@ -829,7 +863,7 @@ mod tests {
             assert_eq!(status(react(&db, bob.id, m.id, "👍").await), 400);
             assert!(delete(&db, None, alice.id, m.id).await.unwrap().0.deleted);
             // The retried send of a deleted message answers the tombstone, never the old body.
-            let retry = send(&db, &limiter, alice.id, bob.id, "my secret plan", "c-1", None).await.unwrap();
+            let retry = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap();
             assert!(!retry.created && retry.message.deleted && retry.message.body.is_empty());
             assert_eq!(TOMBSTONE, "This message was deleted");
         })
@@ -876,10 +910,10 @@ mod tests {
             let bob = user(&db, "bob").await;
             let carol = user(&db, "carol").await;
             let original =
-                send(&db, &limiter, alice.id, bob.id, "\n  lunch at noon?\nor 1pm", "c-1", None).await.unwrap();
+                send(&db, &limiter, &alice, bob.id, "\n  lunch at noon?\nor 1pm", "c-1", None).await.unwrap();
             let elsewhere = message(&db, carol.id, bob.id, "not yours").await;
 
-            let reply = send(&db, &limiter, bob.id, alice.id, "noon!", "c-2", Some(original.message.id)).await.unwrap();
+            let reply = send(&db, &limiter, &bob, alice.id, "noon!", "c-2", Some(original.message.id)).await.unwrap();
             let quote = reply.message.reply_to.clone().unwrap();
             assert_eq!(
                 (quote.id, quote.sender_name.as_str(), quote.excerpt.as_str(), quote.deleted),
@@ -887,7 +921,7 @@ mod tests {
             );
             // Only a message of the same conversation can be answered.
             for target in [elsewhere.id, original.message.id + 1000] {
-                let err = send(&db, &limiter, bob.id, alice.id, "hm", &format!("bad-{target}"), Some(target)).await;
+                let err = send(&db, &limiter, &bob, alice.id, "hm", &format!("bad-{target}"), Some(target)).await;
                 assert!(err.unwrap_err().for_field("reply_to_id").is_some());
             }
 
@@ -900,7 +934,7 @@ mod tests {
             let quote = page.messages.last().unwrap().reply_to.clone().unwrap();
             assert!(quote.deleted && quote.excerpt.is_empty());
             // Replying to a tombstone is allowed (it shows as one).
-            let late = send(&db, &limiter, bob.id, alice.id, "?", "c-3", Some(original.message.id)).await.unwrap();
+            let late = send(&db, &limiter, &bob, alice.id, "?", "c-3", Some(original.message.id)).await.unwrap();
             assert!(late.message.reply_to.unwrap().deleted);
         })
         .await;

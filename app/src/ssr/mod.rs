@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod broadcast;
 pub mod conversations;
 pub mod entities;
+pub mod group_commit;
 pub mod groups;
 pub mod messages;
 pub mod mutes;
