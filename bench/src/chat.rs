@@ -230,8 +230,9 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
     // Whether the tail is one stall or spread over the run: the seconds (by send time) holding the
     // most sends slower than 10 ms.
-    let slow = stats::slow_seconds(&timed, Duration::from_millis(10), 3);
-    let over: usize = stats::slow_seconds(&timed, Duration::from_millis(10), usize::MAX).iter().map(|s| s.over).sum();
+    let threshold = Duration::from_millis(10);
+    let slow = stats::slow_seconds(&timed, threshold, 3);
+    let over = timed.iter().filter(|(_, latency)| *latency > threshold).count();
     let worst: Vec<String> =
         slow.iter().map(|s| format!("{} of {} at {} s (max {})", s.over, s.count, s.at, ms(s.max))).collect();
     r.figure(

@@ -627,14 +627,7 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         reply_to_id: Set(reply_to_id),
         ..Default::default()
     };
-    let inserted = if new.attachments.is_empty() && db.get_database_backend() == DbBackend::Sqlite {
-        // Written with the sends that arrive beside it, in one transaction (it takes its own turn).
-        Ok(crate::ssr::group_commit::insert(db, row).await)
-    } else {
-        let _turn = crate::ssr::sqlite_write_turn(db).await;
-        insert_sent(db, new.me, new.attachments, row).await
-    };
-    let inserted = match inserted {
+    let inserted = match insert_sent(db, new.me, new.attachments, row).await {
         Ok(inserted) => inserted,
         Err(refused) => {
             limiter.refund(ticket).await;
@@ -688,12 +681,19 @@ pub async fn insert_searchable(db: &DatabaseConnection, row: messages::ActiveMod
 /// As [`insert_searchable`], and gives `me`'s uploads `files` to the new message in the same
 /// transaction: a refused file stores nothing. The outer error is that refusal (or the
 /// transaction failing); the inner one the insert's own (a duplicate `client_id`, no recipient).
+/// On SQLite it takes the writer's turn; sends without files share a transaction
+/// ([`crate::ssr::group_commit`]).
 async fn insert_sent(
     db: &DatabaseConnection,
     me: i64,
     files: &[i64],
     row: messages::ActiveModel,
 ) -> Result<Result<messages::Model, DbErr>, AppError> {
+    if files.is_empty() && db.get_database_backend() == DbBackend::Sqlite {
+        // Written with the sends that arrive beside it, in one transaction (it takes its own turn).
+        return Ok(crate::ssr::group_commit::insert(db, row).await);
+    }
+    let _turn = crate::ssr::sqlite_write_turn(db).await;
     if files.is_empty() {
         return Ok(insert_searchable(db, row).await);
     }
