@@ -148,6 +148,58 @@ test('an edit, a deletion and a reaction made while a tab is offline all show on
   await done(alice, bob);
 });
 
+test('Enter and Down pressed in the emoji search before the emoji table has arrived are acted on when it does', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'emojislow');
+  await openChat(alice, info, bob);
+  await live(alice);
+  const box = alice.page.getByLabel('Message', { exact: true });
+  // The table (a static file) is held back until the keys have been pressed, as on a slow network.
+  let release!: () => void;
+  const arrived = new Promise<void>((resolve) => (release = resolve));
+  await alice.page.route('**/emoji.tsv', async (route) => {
+    await arrived;
+    await route.continue();
+  });
+  const open = async () => {
+    await alice.page.getByRole('button', { name: 'Emoji' }).click();
+    const picker = alice.page.getByRole('dialog', { name: /emoji/i });
+    await expect(picker.getByRole('searchbox', { name: 'Search emoji' })).toBeFocused();
+    return picker;
+  };
+
+  // Enter: the first match for what the box holds is picked once the table is there.
+  let picker = await open();
+  await expect(picker.getByRole('status').filter({ hasText: 'Loading' })).toBeVisible();
+  await alice.page.keyboard.type('rocket');
+  await alice.page.keyboard.press('Enter');
+  await expect(picker).toBeVisible();
+  release();
+  await expect(picker).toHaveCount(0);
+  await expect(box).toHaveValue(/🚀/);
+
+  // Down (the table is kept for the page now, so it is held back on a new page): focus lands on
+  // the first result once it is drawn, and Enter there picks it.
+  await box.fill('');
+  await alice.page.reload();
+  await live(alice);
+  let releaseAgain!: () => void;
+  const arrivedAgain = new Promise<void>((resolve) => (releaseAgain = resolve));
+  await alice.page.unroute('**/emoji.tsv');
+  await alice.page.route('**/emoji.tsv', async (route) => {
+    await arrivedAgain;
+    await route.continue();
+  });
+  picker = await open();
+  await alice.page.keyboard.type('tada');
+  await alice.page.keyboard.press('ArrowDown');
+  releaseAgain();
+  await expect(picker.getByRole('button', { name: 'party popper', exact: true })).toBeFocused();
+  await alice.page.keyboard.press('Enter');
+  await expect(picker).toHaveCount(0);
+  await expect(box).toHaveValue(/🎉/);
+  await done(alice, bob);
+});
+
 test('the emoji picker and :shortcode: completion work by keyboard; emoji-only is large; markup is text', { tag: '@js-only' }, async ({ browser }, info) => {
   const { alice, bob } = await pair(browser, info, 'emoji');
   await openChat(alice, info, bob);

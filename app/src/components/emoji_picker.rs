@@ -237,16 +237,51 @@ fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] 
             focus_item(next);
         }
     };
+    let pick_first = move || {
+        let first = sections.with_untracked(|s| s.first().and_then(|s| s.items.first()).map(|i| i.emoji.clone()));
+        if let Some(emoji) = first {
+            pick(emoji);
+        }
+    };
+    // Down or Enter pressed in the search box before the table had arrived (a keyboard user does
+    // not wait for it): done once it has, on the results for what the box holds then.
+    let pending = RwSignal::new(None::<Pending>);
+    Effect::new({
+        let focus_item = focus_item.clone();
+        move |_| {
+            if table.with(Option::is_none) {
+                return;
+            }
+            match pending.get_untracked() {
+                None => {}
+                Some(Pending::Enter) => {
+                    pending.set(None);
+                    pick_first();
+                }
+                Some(Pending::Down) => {
+                    pending.set(None);
+                    let focus_item = focus_item.clone();
+                    // The grid is drawn by now or in this frame.
+                    request_animation_frame(move || focus_item(active.get_untracked()));
+                }
+            }
+        }
+    });
     let on_search_keydown = move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
         "ArrowDown" if sections.with_untracked(|s| !s.is_empty()) => {
             ev.prevent_default();
             focus_item(active.get_untracked());
         }
+        "ArrowDown" if table.with_untracked(Option::is_none) => {
+            ev.prevent_default();
+            pending.set(Some(Pending::Down));
+        }
         "Enter" => {
             ev.prevent_default();
-            let first = sections.with_untracked(|s| s.first().and_then(|s| s.items.first()).map(|i| i.emoji.clone()));
-            if let Some(emoji) = first {
-                pick(emoji);
+            if table.with_untracked(Option::is_none) {
+                pending.set(Some(Pending::Enter));
+            } else {
+                pick_first();
             }
         }
         _ => {}
@@ -372,6 +407,13 @@ fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] 
         </div>
     }
     .into_any()
+}
+
+/// A key the search box got before the emoji table arrived.
+#[derive(Clone, Copy)]
+enum Pending {
+    Down,
+    Enter,
 }
 
 /// `smileys & emotion` → `Smileys & emotion`, for a section title.
