@@ -136,6 +136,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let sent: Arc<std::sync::Mutex<HashMap<i64, Sent>>> = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let users = Arc::new(users);
     let socket_ids = Arc::new(socket_ids);
@@ -152,7 +153,8 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         let http = clients[n % clients.len()].clone();
         // The sender's own instance, as its browser would be.
         let base = ctx.at(n % senders).0.to_owned();
-        let (sent, errors, limited, first_error) = (sent.clone(), errors.clone(), limited.clone(), first_error.clone());
+        let (sent, errors, limited, busy, first_error) =
+            (sent.clone(), errors.clone(), limited.clone(), busy.clone(), first_error.clone());
         let client_id = format!("{run_tag}-{n}");
         tasks.push(tokio::spawn(async move {
             let from = &users[n % senders];
@@ -167,6 +169,9 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
                 }
                 Ok(None) => {
                     limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) if e.is::<client::Busy>() => {
+                    busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => {
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -223,9 +228,10 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let s = lat.summary();
     let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
     let limited = limited.load(std::sync::atomic::Ordering::Relaxed);
+    let busy = busy.load(std::sync::atomic::Ordering::Relaxed);
     r.figure("senders / target rate", format!("{senders} / {rate:.1} msg/s for {} s", args.duration));
     r.figure("sends persisted", format!("{} ({:.1}/s)", sent.len(), sent.len() as f64 / send_secs));
-    r.figure("send errors / 429s", format!("{errors} / {limited}"));
+    r.figure("send errors / 429s / 503s (busy)", format!("{errors} / {limited} / {busy}"));
     r.figure("latency p50 / p95 / p99 / max", s.latency_cells().join(" / "));
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
     // Whether the tail is one stall or spread over the run: the seconds (by send time) holding the
@@ -264,6 +270,9 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     }
     if limited > 0 {
         r.fail(format!("{limited} sends rate-limited (429)"));
+    }
+    if busy > 0 {
+        r.fail(format!("{busy} sends refused: the server was past its capacity (503)"));
     }
     if acc.lost > 0 || acc.duplicated > 0 {
         r.fail(format!("{} messages lost, {} duplicated", acc.lost, acc.duplicated));

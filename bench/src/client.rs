@@ -20,6 +20,19 @@ pub fn err(msg: impl Into<String>) -> Error {
     msg.into().into()
 }
 
+/// A 503 from the server: it was past its capacity and refused the request at once (see
+/// `REQUEST_QUEUE_TIMEOUT_SECS`), which a scenario counts apart from failures.
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: HTTP 503, the server is busy", self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -178,6 +191,9 @@ pub async fn post_as<T: serde::de::DeserializeOwned>(
     let status = resp.status();
     if status.as_u16() == 429 {
         return Ok(None);
+    }
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Err(Box::new(Busy(path.to_owned())));
     }
     let text = resp.text().await?;
     if !status.is_success() {
