@@ -143,13 +143,20 @@ fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] 
     let query = RwSignal::new(String::new());
     let active = RwSignal::new(0usize);
     let search = NodeRef::<Input>::new();
+    // Down or Enter pressed in the search box before the table had arrived (a keyboard user does
+    // not wait for it): done once it has, on the results for what the box holds then. Forgotten
+    // when the table cannot be loaded: a later Retry is a new start.
+    let pending = RwSignal::new(None::<Pending>);
 
     let load = move || {
         failed.set(false);
         spawn_local(async move {
             match table::load().await {
                 Ok(loaded) => table.set(Some(loaded)),
-                Err(()) => failed.set(true),
+                Err(()) => {
+                    pending.set(None);
+                    failed.set(true);
+                }
             }
         });
     };
@@ -243,23 +250,18 @@ fn EmojiPicker(on_pick: Callback<String>, on_close: Callback<()>, #[prop(into)] 
             pick(emoji);
         }
     };
-    // Down or Enter pressed in the search box before the table had arrived (a keyboard user does
-    // not wait for it): done once it has, on the results for what the box holds then.
-    let pending = RwSignal::new(None::<Pending>);
+    // The table has arrived: a key pressed while it loaded is done now.
     Effect::new({
         let focus_item = focus_item.clone();
         move |_| {
             if table.with(Option::is_none) {
                 return;
             }
-            match pending.get_untracked() {
-                None => {}
-                Some(Pending::Enter) => {
-                    pending.set(None);
-                    pick_first();
-                }
-                Some(Pending::Down) => {
-                    pending.set(None);
+            let Some(key) = pending.get_untracked() else { return };
+            pending.set(None);
+            match key {
+                Pending::Enter => pick_first(),
+                Pending::Down => {
                     let focus_item = focus_item.clone();
                     // The grid is drawn by now or in this frame.
                     request_animation_frame(move || focus_item(active.get_untracked()));
