@@ -20,8 +20,8 @@ pub fn err(msg: impl Into<String>) -> Error {
     msg.into().into()
 }
 
-/// A 503 from the server: it was past its capacity and refused the request at once (see
-/// `REQUEST_QUEUE_TIMEOUT_SECS`), which a scenario counts apart from failures.
+/// A 503 from the server: the request waited for a turn or ran past `REQUEST_TIMEOUT_SECS`, so
+/// the server was past its capacity; a scenario counts these apart from failures to send.
 #[derive(Debug)]
 pub struct Busy(pub String);
 
