@@ -5,7 +5,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
-import { done, live, log, openChat, person, send, sendByApi, type Person } from './chat-support';
+import { createGroupByApi, done, live, log, openChat, person, send, sendByApi, type Person } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -146,6 +146,86 @@ test('a message written while sends fail survives a reload and is sent once when
   await alice.page.reload();
   await expect(waiting).toHaveCount(1);
   expect((await stored(bob, alice)).filter((b) => b === 'kept through a reload')).toHaveLength(1);
+  await done(alice, bob);
+});
+
+/** The bodies of group `room`'s messages, as the server has them for member `p`. */
+async function storedInGroup(p: Person, room: number): Promise<string[]> {
+  const response = await p.context.request.post('/api/groups/messages', { form: { room_id: String(room), limit: '100' }, headers: { accept: 'application/json' } });
+  expect(response.ok()).toBeTruthy();
+  return (await response.json()).messages.map((m: { body: string }) => m.body);
+}
+
+test('a send the server answers with "busy" (503) goes out by itself moments later, once, with no reload and no reconnect', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'busy-a');
+  const bob = await person(browser, info, 'busy-b');
+  await sendByApi(bob, alice, 'are you there?');
+  await openChat(alice, info, bob);
+  await openChat(bob, info, alice);
+  await live(alice);
+  await live(bob);
+  // The server's own answer when every request turn is taken, twice; then it has room again.
+  let refused = 0;
+  await alice.page.route('**/api/messages/send', async (route) => {
+    if (refused < 2) {
+      refused++;
+      await route.fulfill({ status: 503, headers: { 'retry-after': '1' }, contentType: 'text/plain', body: 'the server is busy; please try again' });
+    } else {
+      await route.continue();
+    }
+  });
+  await send(alice, 'through once the server has room');
+  const mine = log(alice.page).getByRole('listitem').filter({ hasText: 'through once the server has room' });
+  await expect(mine.locator('.ticks.waiting')).toBeVisible();
+  // Nothing else happens: the socket stays up, the browser stays online, nobody reloads.
+  await expect(mine.locator('.ticks.waiting')).toHaveCount(0);
+  expect(refused).toBe(2);
+  await expect(log(bob.page).getByText('through once the server has room')).toHaveCount(1);
+  await expect(alice.page.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');
+  expect((await stored(bob, alice)).filter((b) => b === 'through once the server has room')).toHaveLength(1);
+  await alice.page.reload();
+  await expect(mine).toHaveCount(1);
+  await expect(mine.locator('.ticks.waiting')).toHaveCount(0);
+  await done(alice, bob);
+});
+
+test('in a group, a message a proxy answered with a 502 page goes out by itself after leaving the conversation, once', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'proxy-a');
+  const bob = await person(browser, info, 'proxy-b');
+  await sendByApi(bob, alice, 'one to one, beside the group');
+  const room = await createGroupByApi(alice, 'Proxy trouble', [bob]);
+  for (const p of [alice, bob]) {
+    await p.page.goto(`/chat/g/${room}`);
+    await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+    await live(p);
+  }
+  // A load balancer whose upstream is restarting: an HTML error page, not Banter's JSON.
+  let restarting = true;
+  let refused = 0;
+  await alice.page.route('**/api/groups/send', async (route) => {
+    if (restarting) {
+      refused++;
+      await route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body><h1>502 Bad Gateway</h1></body></html>' });
+    } else {
+      await route.continue();
+    }
+  });
+  await send(alice, 'sent after the restart');
+  const mine = log(alice.page).getByRole('listitem').filter({ hasText: 'sent after the restart' });
+  await expect(mine.locator('.ticks.waiting')).toBeVisible();
+  // Alice opens her conversation with Bob (the chat shell now owns the waiting message) and the
+  // upstream comes back after a few refused tries.
+  await alice.page.getByRole('complementary', { name: 'Contacts' }).locator(`a[href="/chat/${bob.id}"]`).click();
+  await expect(log(alice.page).getByText('one to one, beside the group')).toBeVisible();
+  await expect.poll(() => refused).toBeGreaterThanOrEqual(2);
+  restarting = false;
+  await expect(log(bob.page).getByText('sent after the restart')).toHaveCount(1, { timeout: 30_000 });
+  expect((await storedInGroup(bob, room)).filter((b) => b === 'sent after the restart')).toHaveLength(1);
+  await alice.page.goto(`/chat/g/${room}`);
+  await expect(alice.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  await expect(mine).toHaveCount(1);
+  await expect(mine.locator('.ticks.waiting')).toHaveCount(0);
+  await expectAccessible(alice.page, 'group outbox after a 502');
   await done(alice, bob);
 });
 

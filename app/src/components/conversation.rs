@@ -20,6 +20,7 @@ use crate::components::composer::Composer;
 use crate::components::emoji_picker::LazyEmojiPicker;
 use crate::components::live::{Live, TypingChannel};
 use crate::components::message_body::MessageBody;
+use crate::components::retry::Retry;
 use crate::components::saved;
 use crate::components::{Avatar, ChatState, ErrorBanner};
 use crate::error::AppError;
@@ -526,9 +527,12 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     };
 
     // The outbox: one send at a time, in the order written (see `Timeline::next_to_send`). A
-    // network failure parks the rest as waiting; they go out when the connection is back.
-    // `client_id` makes every retry safe.
+    // send that does not get through parks the rest as waiting; they go out when the connection
+    // is back, or by themselves after a growing wait while the browser is online (a 502 or 503
+    // on the way, see `retry`). `client_id` makes every retry safe.
     let pumping = StoredValue::new(false);
+    let retry = Retry::new();
+    let retry_now = Trigger::new();
     let pump = move || {
         if pumping.get_value() {
             return;
@@ -547,9 +551,11 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                     break;
                 }
                 if stored {
+                    retry.succeeded();
                     chat.contacts_changed();
                 }
                 if offline {
+                    retry.schedule(move || retry_now.notify());
                     break;
                 }
                 if let Some(e) = error {
@@ -567,6 +573,12 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
     Effect::new(move |_| {
         if live.resynced.get() > 0 {
             catch_up();
+            flush_waiting();
+        }
+    });
+    Effect::new(move |first: Option<()>| {
+        retry_now.track();
+        if first.is_some() {
             flush_waiting();
         }
     });

@@ -76,7 +76,7 @@ impl Live {
     /// True while messages cannot go out: the connection is lost or the browser is offline.
     pub fn is_offline(&self) -> bool {
         matches!(self.connection.get_untracked(), ConnectionState::Unavailable | ConnectionState::Failed)
-            || !browser::Tab::browser_online()
+            || !browser_online()
     }
 
     /// `connected` once my channel is subscribed (tests wait for it), else the connection state.
@@ -168,6 +168,11 @@ impl TypingChannel {
     pub fn say_typing(&self, typing: &Typing) -> bool {
         self.channel.with_value(|channel| self.live.tab.whisper(channel, typing))
     }
+}
+
+/// What the browser says of its network (`navigator.onLine`); always true on the server.
+pub fn browser_online() -> bool {
+    browser::Tab::browser_online()
 }
 
 /// "Connecting…", "Offline — messages will be sent when you're back", "Back online": shown only

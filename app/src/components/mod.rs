@@ -10,6 +10,7 @@ pub mod emoji_picker;
 pub mod live;
 pub mod message_body;
 pub mod notify;
+pub mod retry;
 pub mod saved;
 pub mod uploads;
 

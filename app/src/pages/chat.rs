@@ -12,6 +12,7 @@ use crate::components::contacts::ContactList;
 use crate::components::conversation::Conversation;
 use crate::components::live::{self, ConnectionBanner, Live};
 use crate::components::notify::{self, Incoming, NotificationSwitch};
+use crate::components::retry::Retry;
 use crate::components::saved;
 use crate::components::{ChatState, ErrorBanner};
 use crate::error::AppError;
@@ -98,10 +99,14 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
         notify::show(&title, &line, &conversation.key(), move || navigate(&href, Default::default()));
     });
     // Messages written for other conversations and still waiting (the tab was offline, then left
-    // that conversation or reloaded): sent in order once the connection is back. The open
-    // conversation sends its own.
+    // that conversation or reloaded): sent in order once the connection is back, or after a
+    // growing wait when the server could not be reached while the browser is online (see
+    // `retry`). The open conversation sends its own.
+    let retry = Retry::new();
+    let retry_now = Trigger::new();
     Effect::new(move |_| {
         live.resynced.get();
+        retry_now.track();
         let open = open_peer.get();
         leptos::task::spawn_local(async move {
             for key in saved::keys(&format!("banter-outbox-{my_id}-")) {
@@ -113,10 +118,14 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
                     saved::read(&key).and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
                 while let Some(next) = waiting.first() {
                     match crate::components::conversation::send_to(conversation, next.draft(), None).await {
-                        Err(AppError::Transport { .. }) => return,
+                        Err(AppError::Transport { .. }) => {
+                            retry.schedule(move || retry_now.notify());
+                            return;
+                        }
                         // Refused: kept, for the conversation to show it as failed, with "Retry".
                         Err(_) => break,
                         Ok(_) => {
+                            retry.succeeded();
                             waiting.remove(0);
                             let json = if waiting.is_empty() {
                                 String::new()
