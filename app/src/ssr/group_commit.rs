@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex};
 
 use migration::search_index::{self, Indexed};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr};
 use tokio::sync::oneshot;
 
 use crate::ssr::entities::messages;
@@ -106,7 +106,7 @@ async fn write_rows(
     db: &DatabaseConnection,
     rows: Vec<messages::ActiveModel>,
 ) -> Result<Vec<Result<messages::Model, DbErr>>, DbErr> {
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
         // A constraint failure undoes this statement only; the transaction goes on.

@@ -10,7 +10,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
 use crate::error::AppError;
@@ -235,7 +235,7 @@ pub async fn create(
         return Err(AppError::invalid("member_ids", "add at least one person to the group"));
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let at = Utc::now();
     let room = chat_rooms::ActiveModel {
         name: Set(name.clone()),
@@ -545,7 +545,7 @@ pub async fn rename(db: &DatabaseConnection, me: &users::Model, room_id: i64, na
         return Err(AppError::invalid("name", "the group already has this name"));
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let mut room: chat_rooms::ActiveModel = membership.room.into();
     room.name = Set(name.clone());
     room.updated_at = Set(Utc::now());
@@ -585,7 +585,7 @@ pub async fn add(
     let mut names: Vec<String> = people.iter().map(|p| p.name.clone()).collect();
     names.sort_by_key(|n| n.to_lowercase());
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let line = system_line(&tx, room_id, me, format!("{} added {}", me.name, list_names(&names))).await?;
     join(&tx, room_id, &people, line.id).await?;
     tx.commit().await?;
@@ -647,7 +647,7 @@ pub async fn remove(
     }
     let name = names(db, [user_id]).await?.remove(&user_id).unwrap_or_default();
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let line = system_line(&tx, room_id, me, format!("{} removed {name}", me.name)).await?;
     depart(&tx, room_id, user_id, &line).await?;
     tx.commit().await?;
@@ -661,7 +661,7 @@ pub async fn leave(db: &DatabaseConnection, me: &users::Model, room_id: i64) -> 
     let membership = membership(db, me.id, room_id).await?;
     membership.require_current()?;
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let mut line = system_line(&tx, room_id, me, format!("{} left", me.name)).await?;
     depart(&tx, room_id, me.id, &line).await?;
     let promoted = ensure_admin(&tx, room_id).await?;
@@ -702,7 +702,7 @@ pub async fn make_admin(
     }
     let name = names(db, [user_id]).await?.remove(&user_id).unwrap_or_default();
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     participants::Entity::update_many()
         .col_expr(participants::Column::IsAdmin, Expr::value(true))
         .filter(participants::Column::ChatRoomId.eq(room_id))

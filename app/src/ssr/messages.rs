@@ -15,7 +15,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use migration::search_index;
@@ -274,7 +274,7 @@ pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Resu
         return Ok((present_one(db, row).await?, false));
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let seq = next_change(&tx).await?;
     let now = Utc::now();
     let mut active: messages::ActiveModel = row.into();
@@ -303,7 +303,7 @@ pub async fn delete(
         row
     } else {
         let _turn = crate::ssr::sqlite_write_turn(db).await;
-        let tx = db.begin().await?;
+        let tx = crate::ssr::begin_write(db).await?;
         let seq = next_change(&tx).await?;
         message_reactions::Entity::delete_many()
             .filter(message_reactions::Column::MessageId.eq(row.id))
@@ -386,7 +386,7 @@ pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Re
         return Err(AppError::invalid("message_id", "a deleted message cannot be reacted to"));
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let mine = message_reactions::Entity::find_by_id((row.id, me, emoji.clone())).one(&tx).await?;
     if mine.is_some() {
         tx.rollback().await?;
@@ -434,7 +434,7 @@ pub async fn unreact(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> 
     let emoji = reaction_emoji(emoji)?;
     let row = locate_for_action(db, me, id).await?;
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let removed = message_reactions::Entity::delete_by_id((row.id, me, emoji)).exec(&tx).await?.rows_affected;
     if removed > 0 {
         let seq = next_change(&tx).await?;
@@ -671,7 +671,7 @@ pub async fn insert_searchable(db: &DatabaseConnection, row: messages::ActiveMod
     if db.get_database_backend() != DbBackend::Sqlite {
         return row.insert(db).await;
     }
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let row = row.insert(&tx).await?;
     search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
     tx.commit().await?;
@@ -697,7 +697,7 @@ async fn insert_sent(
     if files.is_empty() {
         return Ok(insert_searchable(db, row).await);
     }
-    let tx = db.begin().await?;
+    let tx = crate::ssr::begin_write(db).await?;
     let row = match row.insert(&tx).await {
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),

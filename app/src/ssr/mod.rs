@@ -189,6 +189,20 @@ pub async fn sqlite_write_turn(db: &DatabaseConnection) -> Option<tokio::sync::M
     Some(SQLITE_WRITER.lock().await)
 }
 
+/// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`: it takes the write lock
+/// at once (waiting in the busy handler, as any writer does), so what it reads is the newest. A
+/// plain (deferred) `BEGIN` reads from the snapshot of its first read; when another connection
+/// commits a write between that read and the transaction's first write, the write fails at once
+/// with "database is locked" (SQLITE_BUSY_SNAPSHOT), whatever the busy timeout says. Seen in CI on
+/// 2026-12-04 as a 500 for a reaction (its transaction reads before it writes) beside a write
+/// that does not take [`sqlite_write_turn`]. PostgreSQL: a plain `BEGIN`.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::TransactionTrait;
+    let sqlite_transaction_mode =
+        (db.get_database_backend() == DbBackend::Sqlite).then_some(sea_orm::SqliteTransactionMode::Immediate);
+    db.begin_with_options(sea_orm::TransactionOptions { sqlite_transaction_mode, ..Default::default() }).await
+}
+
 /// Everything a server function needs from the request, read from the reactive context in one
 /// synchronous step. Server functions must call [`request`] before their first `.await`: after an
 /// await the context is not guaranteed to be there (seen as "AppState missing" during SSR).
@@ -362,6 +376,38 @@ mod tests {
     async fn sqlite_connections_are_lent_without_a_ping() {
         let db = connect("sqlite::memory:").await.unwrap();
         assert!(!db.get_sqlite_connection_pool().options().get_test_before_acquire());
+    }
+
+    /// A write transaction that reads first is not failed by a write another connection commits
+    /// meanwhile (with a deferred `BEGIN` its insert got "database is locked" at once).
+    #[tokio::test]
+    async fn a_write_transaction_that_reads_first_survives_a_write_beside_it() {
+        let dir = std::env::temp_dir().join(format!("banter-immediate-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = connect(&format!("sqlite://{}/t.sqlite?mode=rwc", dir.display())).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)").await.unwrap();
+        db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
+
+        let tx = begin_write(&db).await.unwrap();
+        let before = tx
+            .query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT count(*) FROM t"))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        // Another connection writes (an autocommit statement, as writes outside the turn are).
+        let beside = {
+            let db = db.clone();
+            tokio::spawn(async move { db.execute_unprepared("INSERT INTO t VALUES (1)").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tx.execute_unprepared(&format!("INSERT INTO t VALUES ({})", before + 10)).await.unwrap();
+        tx.commit().await.unwrap();
+        beside.await.unwrap().unwrap();
+        assert_eq!(pragma_row(&db, "SELECT count(*) FROM t", 1).await, [3], "both writes are stored");
+        db.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
