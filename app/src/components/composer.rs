@@ -68,11 +68,7 @@ fn replace_in_field(el: &web_sys::HtmlTextAreaElement, value: &str, from: usize,
 
 /// A new `client_id`, from the browser's cryptographic random source.
 fn new_client_id() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(crypto) = window().crypto() {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
-    uuid_v4(bytes)
+    uuid_v4(super::random_bytes())
 }
 
 #[component]

@@ -19,6 +19,16 @@ use leptos::prelude::*;
 use crate::error::AppError;
 use crate::text::initials;
 
+/// `N` bytes from the browser's cryptographic random source (zeros where there is none: on the
+/// server, which never calls it).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Ok(crypto) = window().crypto() {
+        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+    }
+    bytes
+}
+
 /// Shared state of the open chat shell.
 #[derive(Clone, Copy)]
 pub struct ChatState {

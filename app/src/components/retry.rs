@@ -79,11 +79,7 @@ impl Default for Retry {
 
 /// A random number in `0.0..1.0` from the browser's random source (0 where there is none).
 fn spread() -> f64 {
-    let mut bytes = [0u8; 2];
-    if let Ok(crypto) = window().crypto() {
-        let _ = crypto.get_random_values_with_u8_array(&mut bytes);
-    }
-    f64::from(u16::from_le_bytes(bytes)) / 65_536.0
+    f64::from(u16::from_le_bytes(super::random_bytes())) / 65_536.0
 }
 
 #[cfg(test)]
