@@ -1,6 +1,7 @@
 //! Abuse the server as an attacker would, over real HTTP and WebSocket connections: sign-in
 //! guesses in parallel, megabyte inputs, sign-up floods, socket and channel floods, over-size
-//! frames, a socket that outlives its sign-out, a half-sent request, forged proxy headers.
+//! frames, a socket that outlives its sign-out, a half-sent request, forged proxy headers, more
+//! connections than the server allows.
 
 mod common;
 
@@ -261,6 +262,26 @@ async fn a_client_that_stops_half_way_through_its_headers_is_hung_up_on() {
     .await;
     let hung_up = tokio::time::timeout(SOON, half_request(server.addr)).await;
     assert!(hung_up.is_ok(), "the half-open request was still open after {SOON:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn open_websockets_count_against_the_connection_limit_until_they_close() {
+    let server = TestServer::start_configured(&temp_sqlite_url(), |config| {
+        config.http.max_connections = 2;
+    })
+    .await;
+    let (first, _) = open_socket(&server).await;
+    let (_second, _) = open_socket(&server).await;
+    // A third connection waits in the kernel's queue: the two sockets hold both turns, though the
+    // HTTP requests that opened them were answered long ago.
+    let url = server.url("/login");
+    let mut third = tokio::spawn(async move { browser().get(url).send().await.map(|r| r.status()) });
+    let waited = tokio::time::timeout(Duration::from_secs(1), &mut third).await;
+    assert!(waited.is_err(), "a third connection was served while two WebSockets were open: {waited:?}");
+    drop(first);
+    let status = tokio::time::timeout(SOON, third).await.expect("served once a socket closed").unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
     server.stop().await;
 }
 
