@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -37,6 +39,28 @@ impl ChatArgs {
     pub fn smoke() -> Self {
         Self { users: 20, sender_pct: 50, rate: 10.0, duration: 3, http_clients: 2 }
     }
+}
+
+/// Retries of one send before it counts as failed: waits of 1, 2, 4, 8, 16 and 30 s at most.
+const RETRIES: u32 = 6;
+
+/// The wait before retry number `attempt` (0 is the first), as the browser's outbox waits
+/// (`app/src/components/retry.rs`): 1 s doubling up to 30 s, less up to half of it at random
+/// (`spread` in `0.0..1.0`), so sends refused together do not come back together.
+fn retry_delay(attempt: u32, spread: f64) -> Duration {
+    let full = Duration::from_secs(1 << attempt.min(5)).min(Duration::from_secs(30));
+    full.mul_f64(1.0 - spread.clamp(0.0, 1.0) / 2.0)
+}
+
+/// What the sends met on the way and got past by trying again.
+#[derive(Default)]
+struct Retries {
+    /// Answers of 503 (the server busy), each followed by a retry.
+    busy: AtomicUsize,
+    /// Requests that broke before an answer (connection refused or reset, timed out), each retried.
+    broken: AtomicUsize,
+    /// Sends stored on a retry.
+    then_stored: AtomicUsize,
 }
 
 /// One receipt: message id, the user whose socket got it, and when.
@@ -93,7 +117,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
     let mut readers = Vec::new();
     let prefix = if ctx.encrypted { "private-encrypted-user" } else { "private-user" };
     let channel_of = |u: &User| format!("{prefix}.{}", u.id);
-    let undecryptable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let undecryptable = Arc::new(AtomicUsize::new(0));
     let connected = client::subscribe_users(ctx, &clients, &users, channel_of, |i, sid, ws, secret| {
         let uid = users[i].id;
         socket_ids.insert(uid, sid.as_str().to_owned());
@@ -107,7 +131,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
                     Some(secret) => match secret.decrypt(data) {
                         Ok(plain) => std::borrow::Cow::Owned(plain),
                         Err(_) => {
-                            undecryptable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            undecryptable.fetch_add(1, Relaxed);
                             return;
                         }
                     },
@@ -134,9 +158,10 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         r.notes.push(format!("rate capped at {rate:.1}/s: {senders} senders × 1.8/s (server limit 20 per 10 s)"));
     }
     let sent: Arc<std::sync::Mutex<HashMap<i64, Sent>>> = Arc::default();
-    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(Retries::default());
     let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let users = Arc::new(users);
     let socket_ids = Arc::new(socket_ids);
@@ -153,8 +178,8 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         let http = clients[n % clients.len()].clone();
         // The sender's own instance, as its browser would be.
         let base = ctx.at(n % senders).0.to_owned();
-        let (sent, errors, limited, busy, first_error) =
-            (sent.clone(), errors.clone(), limited.clone(), busy.clone(), first_error.clone());
+        let (sent, errors, limited, busy, first_error, retries) =
+            (sent.clone(), errors.clone(), limited.clone(), busy.clone(), first_error.clone(), retries.clone());
         let client_id = format!("{run_tag}-{n}");
         tasks.push(tokio::spawn(async move {
             let from = &users[n % senders];
@@ -163,18 +188,41 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
             let sid = socket_ids.get(&from.id).map(String::as_str);
             let started = Instant::now();
             let body = format!("bench message {n}");
-            match client::send_message(&http, &base, from, to.id, &body, &client_id, sid).await {
+            // As a browser's outbox does: a send refused as busy or broken on the way goes again,
+            // with the same client id (so it is stored once), after a growing wait.
+            let mut attempt = 0;
+            let outcome = loop {
+                let outcome = client::send_message(&http, &base, from, to.id, &body, &client_id, sid).await;
+                let Err(e) = &outcome else { break outcome };
+                let counter = if e.is::<client::Busy>() {
+                    &retries.busy
+                } else if client::broke_on_the_way(e.as_ref()) {
+                    &retries.broken
+                } else {
+                    break outcome;
+                };
+                if attempt == RETRIES {
+                    break outcome;
+                }
+                counter.fetch_add(1, Relaxed);
+                tokio::time::sleep(retry_delay(attempt, rand::random())).await;
+                attempt += 1;
+            };
+            if attempt > 0 && matches!(outcome, Ok(Some(_))) {
+                retries.then_stored.fetch_add(1, Relaxed);
+            }
+            match outcome {
                 Ok(Some(m)) => {
                     sent.lock().unwrap().insert(m.id, Sent { recipient: m.recipient_id, started });
                 }
                 Ok(None) => {
-                    limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    limited.fetch_add(1, Relaxed);
                 }
                 Err(e) if e.is::<client::Busy>() => {
-                    busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    busy.fetch_add(1, Relaxed);
                 }
                 Err(e) => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    errors.fetch_add(1, Relaxed);
                     first_error.lock().unwrap().get_or_insert(e.to_string());
                 }
             }
@@ -226,12 +274,21 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         timed.push((sent[id].started.saturating_duration_since(t2), latency));
     }
     let s = lat.summary();
-    let errors = errors.load(std::sync::atomic::Ordering::Relaxed);
-    let limited = limited.load(std::sync::atomic::Ordering::Relaxed);
-    let busy = busy.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = errors.load(Relaxed);
+    let limited = limited.load(Relaxed);
+    let busy = busy.load(Relaxed);
     r.figure("senders / target rate", format!("{senders} / {rate:.1} msg/s for {} s", args.duration));
     r.figure("sends persisted", format!("{} ({:.1}/s)", sent.len(), sent.len() as f64 / send_secs));
     r.figure("send errors / 429s / 503s (busy)", format!("{errors} / {limited} / {busy}"));
+    r.figure(
+        "sent again: after a 503 / after breaking on the way; sends stored on a retry",
+        format!(
+            "{} / {}; {}",
+            retries.busy.load(Relaxed),
+            retries.broken.load(Relaxed),
+            retries.then_stored.load(Relaxed)
+        ),
+    );
     r.figure("latency p50 / p95 / p99 / max", s.latency_cells().join(" / "));
     r.figure("lost / duplicated", format!("{} / {}", acc.lost, acc.duplicated));
     // Whether the tail is one stall or spread over the run: the seconds (by send time) holding the
@@ -258,7 +315,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         r.metric("server CPU per message", ms_f64(per), "ms", Better::Lower);
     }
     r.figure("stray receipts", acc.stray);
-    let undecryptable = undecryptable.load(std::sync::atomic::Ordering::Relaxed);
+    let undecryptable = undecryptable.load(Relaxed);
     if ctx.encrypted {
         r.figure("channels", format!("private-encrypted-user.{{id}}; events that did not decrypt: {undecryptable}"));
     }
@@ -272,7 +329,7 @@ pub async fn run(ctx: &Ctx, args: &ChatArgs, r: &mut ScenarioReport) -> Result<(
         r.fail(format!("{limited} sends rate-limited (429)"));
     }
     if busy > 0 {
-        r.fail(format!("{busy} sends refused: the server was past its capacity (503)"));
+        r.fail(format!("{busy} sends still refused after {RETRIES} retries: the server was past its capacity (503)"));
     }
     if acc.lost > 0 || acc.duplicated > 0 {
         r.fail(format!("{} messages lost, {} duplicated", acc.lost, acc.duplicated));
@@ -299,5 +356,15 @@ mod tests {
         assert_eq!(account(&sent, &receipts), Accounting { lost: 1, duplicated: 1, stray: 2 });
         let exact = [(1, 10), (2, 20), (3, 30)];
         assert_eq!(account(&sent, &exact), Accounting::default());
+    }
+
+    #[test]
+    fn retries_wait_as_the_browser_does() {
+        let secs = |attempt, spread| retry_delay(attempt, spread).as_secs_f64();
+        let full: Vec<f64> = (0..RETRIES).map(|a| secs(a, 0.0)).collect();
+        assert_eq!(full, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]);
+        assert_eq!(secs(40, 0.0), 30.0, "never longer than 30 s");
+        assert_eq!(secs(2, 1.0), 2.0, "shortened by half at most");
+        assert_eq!(secs(2, 0.5), 3.0);
     }
 }

@@ -33,6 +33,12 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
+/// Whether `e` is a request that broke before an answer came (the connection refused, reset or
+/// timed out), which a browser would send again, rather than an answer it did not like.
+pub fn broke_on_the_way(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request())
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
