@@ -87,6 +87,11 @@ const browser = await chromium.launch({
     '--disable-sync',
     '--no-first-run',
     '--disable-quic',
+    // Each new context is a new browser window, and a new window preloads the browser's own
+    // address-bar popup (chrome://omnibox-popup.top-chrome, a WebUI renderer of its own): seen in
+    // a trace running beside the page's first load and taking the second of this machine's two
+    // cores. A person's first visit opens a tab in a window that has long finished doing that.
+    '--disable-features=PreloadTopChromeWebUI,WebUIOmniboxPopup,WebUIOmniboxFullPopup,WebUIOmniboxAimPopup',
   ],
 });
 const version = browser.version();
@@ -107,7 +112,11 @@ try {
         await cdp.send('Network.enable');
         await cdp.send('Network.emulateNetworkConditions', PROFILES[profile]);
       }
+      // TTI_TRACE=file.json records a Chromium performance trace of the first loopback visit.
+      const trace = process.env.TTI_TRACE && profile === 'loopback' && run === 0;
+      if (trace) await browser.startTracing(page, { path: process.env.TTI_TRACE, screenshots: false });
       const first = await load(page, config.url);
+      if (trace) await browser.stopTracing();
       results.push({ profile, visit: 'first', run, ...first });
       const again = await load(page, config.url);
       results.push({ profile, visit: 'repeat', run, ...again });
