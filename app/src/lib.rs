@@ -16,6 +16,7 @@ compile_error!(
 );
 
 pub mod api;
+mod bundle;
 mod components;
 pub mod emoji;
 pub mod error;
@@ -34,6 +35,7 @@ use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{Lazy, LazyRoute, SsrMode, lazy_route, path};
 
+use bundle::{BundleLinks, CompileWasm};
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};
 use pages::group::{GroupPane, NewGroupPage};
@@ -42,27 +44,6 @@ use pages::{NotFound, home::HomePage};
 
 /// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
 const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('banter-theme');if(t==='dark'||t==='light')document.documentElement.setAttribute('data-theme',t)}catch(e){}";
-
-/// The stylesheet's address: `/pkg/banter.<hash>.css` when the build named its files after their
-/// content (cargo-leptos' `hash.txt` beside the server says which hash), else `/pkg/banter.css`.
-/// Worked out once per process; Leptos' `HashedStylesheet` reads `hash.txt` again at every render.
-fn stylesheet_href(options: &LeptosOptions) -> &'static str {
-    static HREF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HREF.get_or_init(|| {
-        let hash_txt = options
-            .hash_files
-            .then(|| std::env::current_exe().ok()?.parent().map(|dir| dir.join(options.hash_file.as_ref())))
-            .flatten()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .unwrap_or_default();
-        let hash = hash_txt.lines().find_map(|line| line.split_once(':').filter(|(kind, _)| kind.trim() == "css"));
-        let name = match hash {
-            Some((_, hash)) => format!("{}.{}.css", options.output_name, hash.trim()),
-            None => format!("{}.css", options.output_name),
-        };
-        format!("/{}/{name}", options.site_pkg_dir)
-    })
-}
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -84,9 +65,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <script nonce=use_nonce() inner_html=THEME_SCRIPT></script>
+                <CompileWasm options=options.clone() />
                 <AutoReload options=options.clone() />
-                <link id="leptos" rel="stylesheet" href=stylesheet_href(&options) />
-                <HydrationScripts options />
+                <BundleLinks options />
                 <MetaTags />
             </head>
             <body>
