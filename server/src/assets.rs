@@ -39,7 +39,7 @@ const COMPRESSIBLE: &[&str] = &["wasm", "js", "css", "json", "svg", "tsv", "txt"
 const MIN_SIZE: u64 = 1024;
 
 /// Whether this server's bundle has content-hashed names: cargo-leptos wrote its `hash.txt`
-/// beside the running binary (where Leptos' `HydrationScripts` reads the names from).
+/// beside the running binary (where `app::bundle` reads the names from).
 pub fn hashed_build(options: &LeptosOptions) -> bool {
     hash_file(options).is_some_and(|path| path.is_file())
 }
