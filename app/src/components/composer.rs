@@ -116,7 +116,7 @@ pub fn Composer(
             text.set(if typed.is_empty() { draft } else { typed });
             let _ = el.focus();
             request_animation_frame(move || {
-                if let Some(el) = textarea.get_untracked() {
+                if let Some(el) = textarea.try_get_untracked().flatten() {
                     let html: &web_sys::HtmlElement = el.as_ref();
                     let style = html.style();
                     let _ = style.set_property("height", "auto");
@@ -138,7 +138,7 @@ pub fn Composer(
     let blank = move || text.with(|t| t.trim().is_empty());
 
     let grow = move || {
-        if let Some(el) = textarea.get_untracked() {
+        if let Some(el) = textarea.try_get_untracked().flatten() {
             let html: &web_sys::HtmlElement = el.as_ref();
             let style = html.style();
             let _ = style.set_property("height", "auto");
@@ -147,7 +147,7 @@ pub fn Composer(
     };
     let submit = move || {
         // The element is the truth: typing may have started before hydration attached handlers.
-        if let Some(el) = textarea.get_untracked() {
+        if let Some(el) = textarea.try_get_untracked().flatten() {
             text.set(el.value());
         }
         let Some(files) = uploads.ready() else {
@@ -173,7 +173,7 @@ pub fn Composer(
     // `:shortcode` suggestions: offered while the caret ends a `:fragment`, from the emoji table
     // (fetched the first time one is typed).
     let refresh_completion = move || {
-        let Some(el) = textarea.get_untracked() else { return };
+        let Some(el) = textarea.try_get_untracked().flatten() else { return };
         let value = el.value();
         let (start, end) = selection(&el, &value);
         let fragment = (start == end).then(|| shortcode_at(&value, end)).flatten();
@@ -221,7 +221,7 @@ pub fn Composer(
             return;
         };
         completion.set(None);
-        let Some(el) = textarea.get_untracked() else { return };
+        let Some(el) = textarea.try_get_untracked().flatten() else { return };
         let value = el.value();
         let (_, caret) = selection(&el, &value);
         if let Some((colon, _)) = shortcode_at(&value, caret) {
@@ -231,7 +231,7 @@ pub fn Composer(
 
     let pick_emoji = Callback::new(move |emoji: String| {
         picker_open.set(false);
-        if let Some(el) = textarea.get_untracked() {
+        if let Some(el) = textarea.try_get_untracked().flatten() {
             let value = el.value();
             let (start, end) = selection(&el, &value);
             inserted(replace_in_field(&el, &value, start, end, &emoji));

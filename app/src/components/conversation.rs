@@ -121,7 +121,7 @@ async fn mark_read_up_to(conversation: ConversationRef, up_to_id: i64) -> Result
 /// else at the newest message.
 fn open_at_unread_or_bottom(list: NodeRef<Div>) {
     request_animation_frame(move || {
-        let Some(el) = list.get_untracked() else { return };
+        let Some(el) = list.try_get_untracked().flatten() else { return };
         let divider = document().get_element_by_id("unread-divider");
         let below = divider.map(|d| {
             let top =
@@ -139,7 +139,7 @@ fn open_at_unread_or_bottom(list: NodeRef<Div>) {
 
 fn scroll_to_bottom(list: NodeRef<Div>) {
     request_animation_frame(move || {
-        if let Some(el) = list.get_untracked() {
+        if let Some(el) = list.try_get_untracked().flatten() {
             el.set_scroll_top(el.scroll_height());
         }
     });
@@ -148,7 +148,7 @@ fn scroll_to_bottom(list: NodeRef<Div>) {
 /// Whether the list shows its newest message (within a line of the bottom). A list not in the
 /// document yet (a page being swapped in) is not: it has no layout to be at the bottom of.
 fn at_bottom(list: NodeRef<Div>) -> bool {
-    match list.get_untracked() {
+    match list.try_get_untracked().flatten() {
         Some(el) if el.is_connected() => el.scroll_height() - el.scroll_top() - el.client_height() < 48,
         Some(_) => false,
         None => true,
@@ -157,7 +157,7 @@ fn at_bottom(list: NodeRef<Div>) -> bool {
 
 /// Runs `then` once the list is in the document; gives up after `frames` frames.
 fn when_drawn(list: NodeRef<Div>, frames: u32, then: impl FnOnce() + 'static) {
-    request_animation_frame(move || match list.get_untracked() {
+    request_animation_frame(move || match list.try_get_untracked().flatten() {
         Some(el) if el.is_connected() => then(),
         Some(_) if frames > 0 => when_drawn(list, frames - 1, then),
         _ => {}
@@ -243,14 +243,14 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         loading_older.set(true);
         older_error.set(None);
         let (height_before, top_before) =
-            list.get_untracked().map(|el| (el.scroll_height(), el.scroll_top())).unwrap_or_default();
+            list.try_get_untracked().flatten().map(|el| (el.scroll_height(), el.scroll_top())).unwrap_or_default();
         let loaded = match older_page(conversation, first_id).await {
             Ok(page) => {
                 has_more.try_set(page.has_more);
                 timeline.try_update(|t| t.merge_older(page));
                 // Keep the message that was on screen where it was.
                 request_animation_frame(move || {
-                    if let Some(el) = list.get_untracked() {
+                    if let Some(el) = list.try_get_untracked().flatten() {
                         el.set_scroll_top(el.scroll_height() - height_before + top_before);
                     }
                 });
@@ -502,7 +502,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         // Only a view at the newest message follows what the catch-up brings; one opened at a
         // search hit or at the "New messages" divider, or scrolled up into history, stays where
         // it is. Before the list is drawn, where it opens is the opening's business (below).
-        let was_at_bottom = list.get_untracked().is_some() && at_bottom(list);
+        let was_at_bottom = list.try_get_untracked().flatten().is_some() && at_bottom(list);
         spawn_local(async move {
             loop {
                 loop {
@@ -679,7 +679,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                 }
             }
             on:scroll=move |_| {
-                if list.get_untracked().is_some_and(|el| el.scroll_top() < 120) {
+                if list.try_get_untracked().flatten().is_some_and(|el| el.scroll_top() < 120) {
                     load_older();
                 }
                 if unseen.get_untracked() > 0 && at_bottom(list) {
@@ -1192,7 +1192,7 @@ fn EditForm(id: i64, body: String) -> impl IntoView {
         }
     });
     let save = move || {
-        if let Some(el) = textarea.get_untracked() {
+        if let Some(el) = textarea.try_get_untracked().flatten() {
             actions.save_edit.run((id, el.value()));
         }
     };
