@@ -19,9 +19,27 @@
 //! but hidden from the docs; this is the use it exists for), and the JS module is preloaded.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use leptos::prelude::*;
+
+/// cargo-leptos' `hash.txt` beside the running server binary: where a build that names its files
+/// after their content lists the hashes (the file need not exist).
+pub fn hash_txt_path(options: &LeptosOptions) -> Option<PathBuf> {
+    Some(std::env::current_exe().ok()?.parent()?.join(options.hash_file.as_ref()))
+}
+
+/// The `kind: hash` lines of a `hash.txt` (`js`, `wasm`, `css`, `manifest`, `split`). A hash that
+/// is empty or holds anything but letters, digits, `-` and `_` is left out: it becomes part of a
+/// file name, never a path.
+pub fn hashes(hash_txt: &str) -> impl Iterator<Item = (&str, &str)> {
+    hash_txt
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(kind, hash)| (kind.trim(), hash.trim()))
+        .filter(|(_, hash)| !hash.is_empty() && hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+}
 
 /// The build's file names and the split build's manifest, read once per process.
 struct Bundle {
@@ -42,7 +60,7 @@ impl Bundle {
     fn read(options: &LeptosOptions) -> Bundle {
         let hash_txt = options
             .hash_files
-            .then(|| std::env::current_exe().ok()?.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .then(|| hash_txt_path(options))
             .flatten()
             .and_then(|path| std::fs::read_to_string(path).ok())
             .unwrap_or_default();
@@ -58,12 +76,7 @@ impl Bundle {
         hash_txt: &str,
         read_manifest: impl FnOnce(&str) -> Option<String>,
     ) -> Bundle {
-        let hash = |kind: &str| {
-            hash_txt.lines().find_map(|line| {
-                let (k, hash) = line.split_once(':')?;
-                (k.trim() == kind).then(|| hash.trim().to_owned())
-            })
-        };
+        let hash = |kind: &str| hashes(hash_txt).find(|(k, _)| *k == kind).map(|(_, hash)| hash.to_owned());
         let pkg = format!("/{}", options.site_pkg_dir);
         let name = options.output_name.as_ref();
         let named = |kind: &str, plain: String| match hash(kind) {
@@ -176,6 +189,15 @@ mod tests {
         assert_eq!(bundle.js, "/pkg/banter.js");
         assert!(bundle.wasm == "/pkg/banter_bg.wasm" || bundle.wasm == "/pkg/banter.wasm", "{}", bundle.wasm);
         assert!(bundle.split.is_none());
+    }
+
+    #[test]
+    fn a_hash_that_is_not_a_plain_name_is_ignored() {
+        let listed: Vec<_> = hashes("js: Ab-1_x\nwasm: ../x\ncss:\nnot a line\n manifest :  M4 \n").collect();
+        assert_eq!(listed, [("js", "Ab-1_x"), ("manifest", "M4")]);
+        let bundle = Bundle::from_hashes(&options(), "wasm: ../../etc/passwd\ncss: a/b\n", |_| None);
+        assert_eq!(bundle.stylesheet, "/pkg/banter.css");
+        assert!(!bundle.wasm.contains(".."), "{}", bundle.wasm);
     }
 
     #[test]

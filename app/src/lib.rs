@@ -16,7 +16,7 @@ compile_error!(
 );
 
 pub mod api;
-mod bundle;
+pub mod bundle;
 mod components;
 pub mod emoji;
 pub mod error;

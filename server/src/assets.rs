@@ -41,27 +41,16 @@ const MIN_SIZE: u64 = 1024;
 /// Whether this server's bundle has content-hashed names: cargo-leptos wrote its `hash.txt`
 /// beside the running binary (where `app::bundle` reads the names from).
 pub fn hashed_build(options: &LeptosOptions) -> bool {
-    hash_file(options).is_some_and(|path| path.is_file())
-}
-
-fn hash_file(options: &LeptosOptions) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.join(options.hash_file.as_ref()))
+    app::bundle::hash_txt_path(options).is_some_and(|path| path.is_file())
 }
 
 /// The bundle's file names that carry their content's hash, from cargo-leptos' `hash.txt`
 /// (`js: <hash>`, `wasm: <hash>`, `css: <hash>` → `banter.<hash>.js`, ...). Other files under
 /// `/pkg` (wasm-bindgen's snippets) keep their names across builds.
 pub fn hashed_names(hash_txt: &str, output_name: &str) -> HashSet<String> {
-    hash_txt
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .filter_map(|(kind, hash)| {
-            let (kind, hash) = (kind.trim(), hash.trim());
-            let plain = hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            (matches!(kind, "js" | "wasm" | "css") && !hash.is_empty() && plain)
-                .then(|| format!("{output_name}.{hash}.{kind}"))
-        })
+    app::bundle::hashes(hash_txt)
+        .filter(|(kind, _)| matches!(*kind, "js" | "wasm" | "css"))
+        .map(|(kind, hash)| format!("{output_name}.{hash}.{kind}"))
         .collect()
 }
 
@@ -69,7 +58,7 @@ pub fn hashed_names(hash_txt: &str, output_name: &str) -> HashSet<String> {
 /// `hash.txt` lists, and, of a split build, the chunks, the loader and the manifest that
 /// cargo-leptos named after their content in the bundle's directory.
 pub fn build_hashes(options: &LeptosOptions) -> HashSet<String> {
-    let Some(text) = hash_file(options).and_then(|path| std::fs::read_to_string(path).ok()) else {
+    let Some(text) = app::bundle::hash_txt_path(options).and_then(|path| std::fs::read_to_string(path).ok()) else {
         return HashSet::new();
     };
     let mut names = hashed_names(&text, &options.output_name);
