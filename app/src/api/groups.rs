@@ -33,9 +33,10 @@ pub async fn group_messages(
     use crate::ssr::{groups, request};
     let request = request()?;
     let me = request.require_user().await?;
+    let reads = request.reads().await?;
     match (at, before_id) {
-        (Some(at), None) => groups::history_at(request.db(), me.id, room_id, at).await,
-        _ => groups::history(request.db(), me.id, room_id, before_id, limit).await,
+        (Some(at), None) => groups::history_at(&reads, me.id, room_id, at).await,
+        _ => groups::history(&reads, me.id, room_id, before_id, limit).await,
     }
 }
 
@@ -50,7 +51,7 @@ pub async fn group_messages_since(
     use crate::ssr::{groups, request};
     let request = request()?;
     let me = request.require_user().await?;
-    groups::since(request.db(), me.id, room_id, after_id, changes_after).await
+    groups::since(&request.reads().await?, me.id, room_id, after_id, changes_after).await
 }
 
 /// `POST /api/groups/send`: stores a message in group `room_id` (idempotent per `client_id`, the
@@ -95,7 +96,7 @@ pub async fn group_members(room_id: i64, #[server(default)] after: Option<String
     use crate::ssr::{groups, request};
     let request = request()?;
     let me = request.require_user().await?;
-    groups::members(request.db(), me.id, room_id, after.as_deref()).await
+    groups::members(&request.reads().await?, me.id, room_id, after.as_deref()).await
 }
 
 /// Runs an admin or membership action and announces what it changed (and, for a removal or a

@@ -12,7 +12,7 @@ pub async fn contacts(#[server(default)] search: Option<String>) -> Result<Conta
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
-    conversations::contacts(request.db(), me.id, search.as_deref()).await
+    conversations::contacts(&request.reads().await?, me.id, search.as_deref()).await
 }
 
 /// `POST /api/messages`: a page of the conversation with `peer_id`, oldest first: the newest, the
@@ -27,9 +27,10 @@ pub async fn messages(
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
+    let reads = request.reads().await?;
     match (at, before_id) {
-        (Some(at), None) => conversations::conversation_at(request.db(), me.id, peer_id, at).await,
-        _ => conversations::conversation(request.db(), me.id, peer_id, before_id, limit).await,
+        (Some(at), None) => conversations::conversation_at(&reads, me.id, peer_id, at).await,
+        _ => conversations::conversation(&reads, me.id, peer_id, before_id, limit).await,
     }
 }
 
@@ -91,7 +92,7 @@ pub async fn messages_since(
     use crate::ssr::{conversations, request};
     let request = request()?;
     let me = request.require_user().await?;
-    conversations::conversation_since(request.db(), me.id, peer_id, after_id, changes_after).await
+    conversations::conversation_since(&request.reads().await?, me.id, peer_id, after_id, changes_after).await
 }
 
 /// `POST /api/messages/send`: stores a message (idempotent per `client_id`), as a reply to

@@ -37,7 +37,7 @@ pub const SEARCH_RESULTS: u64 = 50;
 /// members you have not talked to yet. With one: people whose name contains it (any case),
 /// conversations first, then by name. Each with the newest message and how many of theirs you
 /// have not read. Its size never depends on how many accounts exist.
-pub async fn contacts(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Result<ContactPage, AppError> {
+pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> Result<ContactPage, AppError> {
     let search = validation::search(search)?;
 
     // Per peer, the newest message id and how many of theirs I have not read: what I sent and what
@@ -189,7 +189,7 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-async fn peer(db: &DatabaseConnection, me: i64, peer_id: i64) -> Result<users::Model, AppError> {
+async fn peer(db: &impl ConnectionTrait, me: i64, peer_id: i64) -> Result<users::Model, AppError> {
     match users::Entity::find_by_id(peer_id).one(db).await? {
         Some(user) if user.id != me => Ok(user),
         _ => Err(AppError::not_found("no such conversation")),
@@ -199,7 +199,7 @@ async fn peer(db: &DatabaseConnection, me: i64, peer_id: i64) -> Result<users::M
 /// One page of the conversation between `me` and `peer_id`, oldest first: the newest `limit`
 /// messages, or the newest `limit` before `before_id`.
 pub async fn conversation(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     peer_id: i64,
     before_id: Option<i64>,
@@ -211,7 +211,7 @@ pub async fn conversation(
 /// The newest page of the conversation with `peer_id` that reaches back to message `at` (a search
 /// hit), with a few older ones before it (see [`messages_service::reach`]).
 pub async fn conversation_at(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     peer_id: i64,
     at: i64,
@@ -221,7 +221,7 @@ pub async fn conversation_at(
 }
 
 async fn page(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     peer_id: i64,
     before_id: Option<i64>,
@@ -256,7 +256,7 @@ async fn page(
 /// read mine. A tab calls this after every (re)subscription, so a gap in live events never loses
 /// anything.
 pub async fn conversation_since(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     peer_id: i64,
     after_id: i64,

@@ -324,7 +324,7 @@ async fn info(db: &impl ConnectionTrait, me: &Membership, from_id: i64) -> Resul
 /// One page of group `room_id`'s history, oldest first (the newest `limit`, or those before
 /// `before_id`). A former member gets what they could see before they left.
 pub async fn history(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     room_id: i64,
     before_id: Option<i64>,
@@ -335,7 +335,12 @@ pub async fn history(
 
 /// The newest page of group `room_id` that reaches back to message `at` (a search hit), with a
 /// few older ones before it (see [`crate::ssr::messages::reach`]).
-pub async fn history_at(db: &DatabaseConnection, me: i64, room_id: i64, at: i64) -> Result<ConversationPage, AppError> {
+pub async fn history_at(
+    db: &impl ConnectionTrait,
+    me: i64,
+    room_id: i64,
+    at: i64,
+) -> Result<ConversationPage, AppError> {
     let limit =
         crate::ssr::messages::reach(db, sea_orm::Condition::all().add(messages::Column::ChatRoomId.eq(room_id)), at)
             .await?;
@@ -343,7 +348,7 @@ pub async fn history_at(db: &DatabaseConnection, me: i64, room_id: i64, at: i64)
 }
 
 async fn page(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     room_id: i64,
     before_id: Option<i64>,
@@ -378,7 +383,7 @@ async fn page(
 /// first), the messages up to it changed after change `changes_after`, and the members' read
 /// marks now.
 pub async fn since(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     room_id: i64,
     after_id: i64,
@@ -492,7 +497,7 @@ pub async fn mark_read(
 /// A page of group `room_id`'s members: admins first, then by name. `after` is the previous
 /// page's `next`.
 pub async fn members(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     me: i64,
     room_id: i64,
     after: Option<&str>,
@@ -719,7 +724,7 @@ pub async fn make_admin(
 /// The groups `me` is or was in, as conversation-list rows: newest message, my unread count
 /// (messages by others after my read mark), size and my standing. `search` narrows by name.
 /// Two queries however many groups: the rows, then the newest messages' senders' names.
-pub async fn list(db: &DatabaseConnection, me: i64, search: Option<&str>) -> Result<Vec<Contact>, AppError> {
+pub async fn list(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> Result<Vec<Contact>, AppError> {
     // Per group of mine: the newest message I may see (all of them while a member; up to my
     // leaving after), my unread count while a member, and the current members. Each subquery is
     // a seek in an index on (chat_room_id, id) or (chat_room_id, left_at), not a scan of the group.

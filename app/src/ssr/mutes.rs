@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use crate::error::AppError;
 use crate::model::ConversationRef;
@@ -41,7 +41,7 @@ pub async fn set_muted(
 }
 
 /// The conversations `me` muted.
-pub async fn muted(db: &DatabaseConnection, me: i64) -> Result<HashSet<ConversationRef>, AppError> {
+pub async fn muted(db: &impl ConnectionTrait, me: i64) -> Result<HashSet<ConversationRef>, AppError> {
     let keys: Vec<String> = mutes::Entity::find()
         .select_only()
         .column(mutes::Column::Conversation)
@@ -53,7 +53,7 @@ pub async fn muted(db: &DatabaseConnection, me: i64) -> Result<HashSet<Conversat
 }
 
 /// Whether `me` muted `conversation`.
-pub async fn is_muted(db: &DatabaseConnection, me: i64, conversation: ConversationRef) -> Result<bool, AppError> {
+pub async fn is_muted(db: &impl ConnectionTrait, me: i64, conversation: ConversationRef) -> Result<bool, AppError> {
     Ok(mutes::Entity::find_by_id((me, conversation.key())).one(db).await?.is_some())
 }
 

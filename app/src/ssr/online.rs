@@ -232,7 +232,7 @@ pub async fn circle(db: &DatabaseConnection, user_id: i64) -> Result<HashSet<i64
 }
 
 /// The current members of `user_id`'s current groups, `user_id` left out.
-pub async fn fellows(db: &DatabaseConnection, user_id: i64) -> Result<Vec<i64>, AppError> {
+pub async fn fellows(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<i64>, AppError> {
     let my_groups = participants::Entity::find()
         .select_only()
         .column(participants::Column::ChatRoomId)
@@ -254,7 +254,7 @@ pub async fn fellows(db: &DatabaseConnection, user_id: i64) -> Result<Vec<i64>, 
 
 /// Which of `ids` are online now.
 pub async fn online_among(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = i64>,
 ) -> Result<HashSet<i64>, AppError> {
     let ids: Vec<i64> = ids.into_iter().collect();
