@@ -5,9 +5,10 @@ use chrono::{DateTime, Datelike, Duration, Local, NaiveDate, NaiveDateTime, Time
 use leptos::prelude::*;
 
 /// True once the component that made it has hydrated (or mounted) in a browser and may use the
-/// visitor's time zone and clock. Each component makes its own: a flag shared across the page could
-/// flip before a later Suspense boundary hydrates, and that boundary would then render something
-/// other than what the server sent.
+/// visitor's time zone and clock. Each part of the page that hydrates in one go (a conversation's
+/// messages, the contact list) makes its own and hands it to its rows: a flag shared across the page
+/// could flip before a later Suspense boundary hydrates, and that boundary would then render
+/// something other than what the server sent.
 #[derive(Clone, Copy)]
 pub struct LocalClock(RwSignal<bool>);
 

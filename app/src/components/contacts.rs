@@ -130,6 +130,8 @@ pub fn ContactList(
                         // Only the unsearched list says whether you have talked to anyone.
                         let searching = !search.get_untracked().trim().is_empty();
                         let talked = searching || list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
+                        // One for the list, which hydrates as a whole, not a signal and an effect per row.
+                        let clock = LocalClock::new();
                         view! {
                             <Title text=title />
                             <Link rel="icon" href=icon />
@@ -141,7 +143,7 @@ pub fn ContactList(
                                         l.iter()
                                             .filter(|c| needle.is_empty() || c.name.to_lowercase().contains(&needle))
                                             .cloned()
-                                            .map(|contact| view! { <ContactRow contact open_peer /> })
+                                            .map(|contact| view! { <ContactRow contact open_peer clock /> })
                                             .collect_view()
                                     })
                                 }}
@@ -159,8 +161,7 @@ pub fn ContactList(
 }
 
 #[component]
-fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>) -> impl IntoView {
-    let clock = LocalClock::new();
+fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>, clock: LocalClock) -> impl IntoView {
     let id = contact.id;
     let target = match contact.kind {
         ContactKind::Person => ConversationRef::Direct(id),

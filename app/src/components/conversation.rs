@@ -717,8 +717,8 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
                                 }
                                     .into_any()
                             }
-                            Entry::Message(entry) if entry.row.is_system() => view! { <SystemLine entry=*entry /> }.into_any(),
-                            Entry::Message(entry) => view! { <MessageItem entry=*entry is_group send /> }.into_any(),
+                            Entry::Message(entry) if entry.row.is_system() => view! { <SystemLine entry=*entry clock /> }.into_any(),
+                            Entry::Message(entry) => view! { <MessageItem entry=*entry is_group send clock /> }.into_any(),
                         }
                     />
                 </ol>
@@ -791,8 +791,7 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
 
 /// A line the server wrote about the group ("Dana added Erin"): centred, not a bubble.
 #[component]
-fn SystemLine(entry: MessageEntry) -> impl IntoView {
-    let clock = LocalClock::new();
+fn SystemLine(entry: MessageEntry, clock: LocalClock) -> impl IntoView {
     let created_at = entry.row.created_at;
     view! {
         <li class="system-line">
@@ -807,8 +806,10 @@ fn MessageItem(
     entry: MessageEntry,
     is_group: bool,
     send: Callback<(String, String, Vec<Attachment>)>,
+    /// The conversation's: it flips once the list has hydrated (a clock per message cost each of
+    /// them a signal and an effect of its own).
+    clock: LocalClock,
 ) -> impl IntoView {
-    let clock = LocalClock::new();
     let actions = expect_context::<MessageActions>();
     let MessageEntry { row, mine, starts_run, seen_by } = entry;
     let created_at = row.created_at;
