@@ -812,6 +812,9 @@ fn MessageItem(
 ) -> impl IntoView {
     let actions = expect_context::<MessageActions>();
     let MessageEntry { row, mine, starts_run, seen_by } = entry;
+    // Shared by the closures below (the body, whether it may still be edited), which each held a
+    // copy of the whole message: its text, files, reactions and names, for every message drawn.
+    let row = std::sync::Arc::new(row);
     let created_at = row.created_at;
     let read_at = row.read_at;
     let status = row.status.clone();
