@@ -1053,13 +1053,11 @@ fn ActionsMenu(id: i64, mine: bool, editable: Signal<bool>) -> impl IntoView {
             >
                 "⋯"
             </a>
-            <Show when=open>
-                <MenuItems id mine editable close=Callback::new(move |()| close()) />
-            </Show>
+            // Plain closures, not `Show`s: a `Show` keeps a memo of its condition, two per message
+            // drawn; these conditions are a comparison each.
+            {move || open().then(|| view! { <MenuItems id mine editable close=Callback::new(move |()| close()) /> })}
         </div>
-        <Show when=move || actions.picking.get() == Some(id)>
-            <ReactionPicker id />
-        </Show>
+        {move || (actions.picking.get() == Some(id)).then(|| view! { <ReactionPicker id /> })}
     }
     .into_any()
 }
