@@ -11,7 +11,8 @@ use sea_orm::{
 
 use crate::error::AppError;
 use crate::model::{
-    Contact, ContactKind, ContactPage, ConversationPage, ConversationUpdate, LastMessage, PAGE_MAX, Peer,
+    Contact, ContactKind, ContactPage, ConversationPage, ConversationRef, ConversationUpdate, LastMessage, PAGE_MAX,
+    Peer,
 };
 use crate::ssr::entities::{messages, users};
 pub use crate::ssr::messages::Sent;
@@ -137,9 +138,10 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
     let muted = crate::ssr::mutes::muted(db, me).await?;
-    // My circle: the partners counted above, and my groups' members.
-    let circle = last_id.keys().copied().chain(crate::ssr::online::fellows(db, me).await?);
-    let online = crate::ssr::online::online_among(db, circle).await?;
+    // Online marks only for my circle: the people I talked with, and my groups' members.
+    let (partners, others): (Vec<i64>, Vec<i64>) =
+        people.iter().filter(|c| c.kind == ContactKind::Person).map(|c| c.id).partition(|id| last_id.contains_key(id));
+    let online = crate::ssr::online::online_shown(db, me, &partners, &others).await?;
     for contact in &mut people {
         contact.muted = muted.contains(&contact.conversation());
         contact.online = contact.kind == ContactKind::Person && online.contains(&contact.id);
@@ -227,9 +229,12 @@ async fn page(
     before_id: Option<i64>,
     limit: u64,
 ) -> Result<ConversationPage, AppError> {
-    let peer = peer(db, me, peer_id).await?;
     // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
-    let changes_up_to = messages_service::changes_now(db).await?;
+    let head = messages_service::page_head(db, me, ConversationRef::Direct(peer_id)).await?;
+    let peer = Peer {
+        id: peer_id,
+        name: head.peer_name.filter(|_| peer_id != me).ok_or_else(|| AppError::not_found("no such conversation"))?,
+    };
     let mut query = messages::Entity::find().filter(between(me, peer.id));
     if let Some(before_id) = before_id {
         query = query.filter(messages::Column::Id.lt(before_id));
@@ -240,13 +245,13 @@ async fn page(
     rows.truncate(limit as usize);
     rows.reverse();
     Ok(ConversationPage {
-        peer: Peer { id: peer.id, name: peer.name },
+        peer,
         group: None,
         messages: messages_service::present(db, rows).await?,
         has_more,
         compose_id: new_client_id(),
-        changes_up_to,
-        muted: crate::ssr::mutes::is_muted(db, me, crate::model::ConversationRef::Direct(peer.id)).await?,
+        changes_up_to: head.changes_up_to,
+        muted: head.muted,
     })
 }
 

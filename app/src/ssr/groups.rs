@@ -356,7 +356,7 @@ async fn page(
 ) -> Result<ConversationPage, AppError> {
     let membership = membership(db, me, room_id).await?;
     // Read before the rows: a change made meanwhile is sent again by the next catch-up, never lost.
-    let changes_up_to = crate::ssr::messages::changes_now(db).await?;
+    let head = crate::ssr::messages::page_head(db, me, crate::model::ConversationRef::Group(room_id)).await?;
     let mut query = messages::Entity::find()
         .filter(messages::Column::ChatRoomId.eq(room_id))
         .filter(messages::Column::Id.lte(membership.visible_up_to()));
@@ -374,8 +374,8 @@ async fn page(
         messages: with_names(db, rows).await?,
         has_more,
         compose_id: new_client_id(),
-        changes_up_to,
-        muted: crate::ssr::mutes::is_muted(db, me, crate::model::ConversationRef::Group(room_id)).await?,
+        changes_up_to: head.changes_up_to,
+        muted: head.muted,
     })
 }
 

@@ -61,6 +61,62 @@ pub async fn changes_now(db: &impl ConnectionTrait) -> Result<i64, AppError> {
     Ok(counters::Entity::find_by_id(CHANGES.to_owned()).one(db).await?.map_or(0, |row| row.value))
 }
 
+/// What a page of a conversation reads besides its rows, asked in one round trip to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageHead {
+    /// The change cursor now (see [`changes_now`]).
+    pub changes_up_to: i64,
+    /// Whether the reader muted the conversation.
+    pub muted: bool,
+    /// One-to-one: the other person's name, `None` when there is no such account. Groups: `None`.
+    pub peer_name: Option<String>,
+}
+
+/// The change cursor, whether `me` muted `conversation` and (one-to-one) the peer's name, in one
+/// statement of three subqueries: each was a query of its own, a round trip to the connection's
+/// thread apiece on SQLite.
+pub async fn page_head(
+    db: &impl ConnectionTrait,
+    me: i64,
+    conversation: crate::model::ConversationRef,
+) -> Result<PageHead, AppError> {
+    use crate::ssr::entities::conversation_mutes as mutes;
+    use sea_orm::sea_query::Query;
+    let changes = Query::select()
+        .column(counters::Column::Value)
+        .from(counters::Entity)
+        .and_where(counters::Column::Name.eq(CHANGES))
+        .to_owned();
+    let muted = Query::select()
+        .column(mutes::Column::UserId)
+        .from(mutes::Entity)
+        .and_where(mutes::Column::UserId.eq(me))
+        .and_where(mutes::Column::Conversation.eq(conversation.key()))
+        .to_owned();
+    let mut head = Query::select()
+        .expr_as(Expr::SubQuery(None, Box::new(changes.into())), "changes")
+        .expr_as(Expr::exists(muted), "muted")
+        .to_owned();
+    if let crate::model::ConversationRef::Direct(peer) = conversation {
+        let name = Query::select()
+            .column(users::Column::Name)
+            .from(users::Entity)
+            .and_where(users::Column::Id.eq(peer))
+            .to_owned();
+        head.expr_as(Expr::SubQuery(None, Box::new(name.into())), "peer_name");
+    }
+    // A SELECT without FROM always gives one row.
+    let row = db.query_one(&head).await?.ok_or(AppError::Internal)?;
+    Ok(PageHead {
+        changes_up_to: row.try_get::<Option<i64>>("", "changes")?.unwrap_or(0),
+        muted: row.try_get("", "muted")?,
+        peer_name: match conversation {
+            crate::model::ConversationRef::Direct(_) => row.try_get("", "peer_name")?,
+            crate::model::ConversationRef::Group(_) => None,
+        },
+    })
+}
+
 /// Draws the next change number, inside the change's transaction: on PostgreSQL the row stays
 /// locked until the change commits, so changes become visible in the order of their numbers.
 async fn next_change(tx: &impl ConnectionTrait) -> Result<i64, AppError> {
@@ -977,6 +1033,34 @@ mod tests {
             let update = conversation_since(&db, bob.id, alice.id, ms[0].id, page.changes_up_to).await.unwrap();
             assert_eq!(update.changed.len(), 1);
             assert_eq!(update.messages.len(), 2);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_page_head_is_the_change_cursor_the_mute_and_the_peer_in_one_read() {
+        use crate::model::ConversationRef::{Direct, Group};
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let room = groups::create(&db, &alice, "Team", &[bob.id]).await.unwrap().group.id;
+            let head = page_head(&db, alice.id, Direct(bob.id)).await.unwrap();
+            assert_eq!((head.muted, head.peer_name.as_deref()), (false, Some("bob")));
+            assert_eq!(head.changes_up_to, changes_now(&db).await.unwrap());
+
+            let hi = message(&db, alice.id, bob.id, "hi").await;
+            edit(&db, alice.id, hi.id, "hello").await.unwrap();
+            crate::ssr::mutes::set_muted(&db, alice.id, Group(room), true).await.unwrap();
+            let after = page_head(&db, alice.id, Group(room)).await.unwrap();
+            assert_eq!(after, PageHead { changes_up_to: head.changes_up_to + 1, muted: true, peer_name: None });
+            assert!(
+                !page_head(&db, alice.id, Direct(bob.id)).await.unwrap().muted,
+                "muting the group is not muting Bob"
+            );
+            assert!(!page_head(&db, bob.id, Group(room)).await.unwrap().muted, "Alice's mute is hers");
+            assert_eq!(page_head(&db, alice.id, Direct(999_999)).await.unwrap().peer_name, None, "nobody");
+            let page = conversation(&db, alice.id, 999_999, None, None).await;
+            assert_eq!(status(page), 404);
         })
         .await;
     }

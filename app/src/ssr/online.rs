@@ -233,23 +233,66 @@ pub async fn circle(db: &DatabaseConnection, user_id: i64) -> Result<HashSet<i64
 
 /// The current members of `user_id`'s current groups, `user_id` left out.
 pub async fn fellows(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<i64>, AppError> {
+    Ok(db
+        .query_all(&fellows_query(user_id))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect::<Result<_, sea_orm::DbErr>>()?)
+}
+
+/// `SELECT DISTINCT user_id`: the current members of `user_id`'s current groups but `user_id`.
+fn fellows_query(user_id: i64) -> sea_orm::sea_query::SelectStatement {
     let my_groups = participants::Entity::find()
         .select_only()
         .column(participants::Column::ChatRoomId)
         .filter(participants::Column::UserId.eq(user_id))
         .filter(participants::Column::LeftAt.is_null())
         .into_query();
-    let fellows = participants::Entity::find()
+    participants::Entity::find()
         .select_only()
         .column(participants::Column::UserId)
         .distinct()
         .filter(participants::Column::ChatRoomId.in_subquery(my_groups))
         .filter(participants::Column::LeftAt.is_null())
         .filter(participants::Column::UserId.ne(user_id))
+        .into_query()
+}
+
+/// Which of the people a contact list of `me` shows are online, as far as `me` may know it (see
+/// [`circle`]): `partners`, people `me` has talked with, always; `others` only while they share a
+/// group with `me`. One query, where asking for the circle and then for who of it is online was
+/// two; and only about the people shown (a list shows a few hundred at most, so one statement).
+pub async fn online_shown(
+    db: &impl ConnectionTrait,
+    me: i64,
+    partners: &[i64],
+    others: &[i64],
+) -> Result<HashSet<i64>, AppError> {
+    use sea_orm::Condition;
+    if partners.is_empty() && others.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut visible = Condition::any();
+    if !partners.is_empty() {
+        visible = visible.add(online_status::Column::UserId.is_in(partners.iter().copied()));
+    }
+    if !others.is_empty() {
+        visible = visible.add(
+            Condition::all()
+                .add(online_status::Column::UserId.is_in(others.iter().copied()))
+                .add(online_status::Column::UserId.in_subquery(fellows_query(me))),
+        );
+    }
+    let online: Vec<i64> = online_status::Entity::find()
+        .select_only()
+        .column(online_status::Column::UserId)
+        .filter(online_status::Column::Online.eq(true))
+        .filter(visible)
         .into_tuple()
         .all(db)
         .await?;
-    Ok(fellows)
+    Ok(online.into_iter().collect())
 }
 
 /// Which of `ids` are online now.
@@ -362,6 +405,35 @@ mod tests {
             went_online(&db, bob, stamp()).await.unwrap();
             went_online(&db, eve, stamp()).await.unwrap();
             assert_eq!(visible_online(&db, ann.id).await.unwrap(), HashSet::from([bob]));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_contact_list_shows_online_only_whom_its_reader_may_see() {
+        for_each_database(|db| async move {
+            let ann = user(&db, "ann").await;
+            let bob = user(&db, "bob").await.id;
+            let cy = user(&db, "cy").await;
+            let dee = user(&db, "dee").await.id;
+            let eve = user(&db, "eve").await.id;
+            message(&db, bob, ann.id, "hi").await;
+            let room = crate::ssr::groups::create(&db, &ann, "Climbing", &[cy.id, dee]).await.unwrap().group.id;
+            crate::ssr::groups::leave(&db, &cy, room).await.unwrap();
+            for id in [bob, cy.id, dee, eve] {
+                went_online(&db, id, stamp()).await.unwrap();
+            }
+            // Bob talked with Ann; Dee is in her group; Cy left it; Eve is a stranger.
+            let shown = online_shown(&db, ann.id, &[bob], &[cy.id, dee, eve]).await.unwrap();
+            assert_eq!(shown, HashSet::from([bob, dee]));
+            assert_eq!(online_shown(&db, ann.id, &[], &[eve]).await.unwrap(), HashSet::new());
+            assert_eq!(online_shown(&db, ann.id, &[], &[]).await.unwrap(), HashSet::new());
+            went_offline(&db, dee, stamp()).await.unwrap();
+            assert_eq!(online_shown(&db, ann.id, &[bob], &[dee]).await.unwrap(), HashSet::from([bob]));
+            // What the contact list says, drawn from the same rule.
+            let listed = crate::ssr::conversations::contacts(&db, ann.id, None).await.unwrap();
+            let online: HashSet<i64> = listed.people.iter().filter(|c| c.online).map(|c| c.id).collect();
+            assert_eq!(online, HashSet::from([bob]));
         })
         .await;
     }
