@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of the system allocator: server-side rendering allocates a lot of small
 /// strings (glibc's malloc was 15 % of the server's CPU under load), and glibc kept the 19 MiB
-/// buffers of finished password hashes (500 sign-ups left the process at 348 MiB).
+/// buffers of finished password hashes (500 sign-ups left the process at 348 MiB). The workspace
+/// builds it with `override`, so C code (the bundled SQLite) allocates through it too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
