@@ -387,24 +387,40 @@ mod tests {
         .await;
     }
 
+    /// Ann and four people: Bob wrote to her, Dee is in her group, Cy left it, Eve is a stranger.
+    struct Circle {
+        ann: i64,
+        bob: i64,
+        cy: i64,
+        dee: i64,
+        eve: i64,
+    }
+
+    impl Circle {
+        async fn of_ann(db: &DatabaseConnection) -> Self {
+            let ann = user(db, "ann").await;
+            let bob = user(db, "bob").await.id;
+            let cy = user(db, "cy").await;
+            let dee = user(db, "dee").await.id;
+            let eve = user(db, "eve").await.id;
+            message(db, bob, ann.id, "hi").await;
+            let room = crate::ssr::groups::create(db, &ann, "Climbing", &[cy.id, dee]).await.unwrap().group.id;
+            crate::ssr::groups::leave(db, &cy, room).await.unwrap();
+            Self { ann: ann.id, bob, cy: cy.id, dee, eve }
+        }
+    }
+
     #[tokio::test]
     async fn a_circle_is_conversation_partners_and_current_fellow_members() {
         for_each_database(|db| async move {
-            let ann = user(&db, "ann").await;
-            let bob = user(&db, "bob").await.id;
-            let cy = user(&db, "cy").await;
-            let dee = user(&db, "dee").await.id;
-            let eve = user(&db, "eve").await.id;
-            message(&db, bob, ann.id, "hi").await;
-            let room = crate::ssr::groups::create(&db, &ann, "Climbing", &[cy.id, dee]).await.unwrap().group.id;
-            crate::ssr::groups::leave(&db, &cy, room).await.unwrap();
-            assert_eq!(circle(&db, ann.id).await.unwrap(), HashSet::from([bob, dee]));
-            assert_eq!(circle(&db, dee).await.unwrap(), HashSet::from([ann.id]));
+            let Circle { ann, bob, dee, eve, .. } = Circle::of_ann(&db).await;
+            assert_eq!(circle(&db, ann).await.unwrap(), HashSet::from([bob, dee]));
+            assert_eq!(circle(&db, dee).await.unwrap(), HashSet::from([ann]));
             // A stranger sees nobody, and nobody sees them.
             assert!(circle(&db, eve).await.unwrap().is_empty());
             went_online(&db, bob, stamp()).await.unwrap();
             went_online(&db, eve, stamp()).await.unwrap();
-            assert_eq!(visible_online(&db, ann.id).await.unwrap(), HashSet::from([bob]));
+            assert_eq!(visible_online(&db, ann).await.unwrap(), HashSet::from([bob]));
         })
         .await;
     }
@@ -412,26 +428,18 @@ mod tests {
     #[tokio::test]
     async fn a_contact_list_shows_online_only_whom_its_reader_may_see() {
         for_each_database(|db| async move {
-            let ann = user(&db, "ann").await;
-            let bob = user(&db, "bob").await.id;
-            let cy = user(&db, "cy").await;
-            let dee = user(&db, "dee").await.id;
-            let eve = user(&db, "eve").await.id;
-            message(&db, bob, ann.id, "hi").await;
-            let room = crate::ssr::groups::create(&db, &ann, "Climbing", &[cy.id, dee]).await.unwrap().group.id;
-            crate::ssr::groups::leave(&db, &cy, room).await.unwrap();
-            for id in [bob, cy.id, dee, eve] {
+            let Circle { ann, bob, cy, dee, eve } = Circle::of_ann(&db).await;
+            for id in [bob, cy, dee, eve] {
                 went_online(&db, id, stamp()).await.unwrap();
             }
-            // Bob talked with Ann; Dee is in her group; Cy left it; Eve is a stranger.
-            let shown = online_shown(&db, ann.id, &[bob], &[cy.id, dee, eve]).await.unwrap();
+            let shown = online_shown(&db, ann, &[bob], &[cy, dee, eve]).await.unwrap();
             assert_eq!(shown, HashSet::from([bob, dee]));
-            assert_eq!(online_shown(&db, ann.id, &[], &[eve]).await.unwrap(), HashSet::new());
-            assert_eq!(online_shown(&db, ann.id, &[], &[]).await.unwrap(), HashSet::new());
+            assert_eq!(online_shown(&db, ann, &[], &[eve]).await.unwrap(), HashSet::new());
+            assert_eq!(online_shown(&db, ann, &[], &[]).await.unwrap(), HashSet::new());
             went_offline(&db, dee, stamp()).await.unwrap();
-            assert_eq!(online_shown(&db, ann.id, &[bob], &[dee]).await.unwrap(), HashSet::from([bob]));
+            assert_eq!(online_shown(&db, ann, &[bob], &[dee]).await.unwrap(), HashSet::from([bob]));
             // What the contact list says, drawn from the same rule.
-            let listed = crate::ssr::conversations::contacts(&db, ann.id, None).await.unwrap();
+            let listed = crate::ssr::conversations::contacts(&db, ann, None).await.unwrap();
             let online: HashSet<i64> = listed.people.iter().filter(|c| c.online).map(|c| c.id).collect();
             assert_eq!(online, HashSet::from([bob]));
         })
