@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SelectStatement, UnionType};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, Order, Query, SelectStatement, UnionType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
 };
 
 use crate::error::AppError;
@@ -18,6 +19,7 @@ use crate::ssr::entities::{messages, users};
 pub use crate::ssr::messages::Sent;
 use crate::ssr::messages::{self as messages_service, Destination, Draft, NewMessage};
 use crate::ssr::rate_limit::SlidingWindow;
+use crate::ssr::{mutes, online};
 use crate::validation;
 
 /// Messages between `me` and `peer`, in either direction (one-to-one only; tombstones too).
@@ -55,7 +57,9 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
     let unread: HashMap<i64, i64> =
         per_peer.iter().filter(|&&(_, _, n)| n > 0).map(|&(peer, _, n)| (peer, n)).collect();
 
-    let users: Vec<users::Model> = match &search {
+    // The people shown, each with the list's marks (online, muted) asked in the same statement,
+    // and for those I talked with the newest message between us.
+    let shown: Vec<Shown> = match &search {
         Some(needle) => {
             let pattern = |text: &str| LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
             // lower() folds every letter on PostgreSQL but only ASCII on SQLite, so the name as
@@ -63,72 +67,59 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
             let name = Condition::any()
                 .add(Expr::expr(Func::lower(Expr::col(users::Column::Name))).like(pattern(&needle.to_lowercase())))
                 .add(users::Column::Name.like(pattern(needle)));
-            users::Entity::find()
+            let found = users::Entity::find()
+                .select_only()
+                .columns([users::Column::Id, users::Column::Name])
                 .filter(users::Column::Id.ne(me))
                 .filter(name)
                 .order_by_asc(users::Column::Name)
-                .limit(SEARCH_RESULTS)
-                .all(db)
-                .await?
+                .limit(SEARCH_RESULTS);
+            let mut found = Shown::read(db, Shown::marked(me, found, users::Column::Name, Order::Asc)).await?;
+            // The newest message with each person found, for those I talked with.
+            let newest: Vec<i64> = found.iter().filter_map(|p| last_id.get(&p.id).copied()).collect();
+            let mut newest: HashMap<i64, messages::Model> = if newest.is_empty() {
+                HashMap::new()
+            } else {
+                let rows = messages::Entity::find().filter(messages::Column::Id.is_in(newest)).all(db).await?;
+                rows.into_iter().map(|m| (m.id, m)).collect()
+            };
+            for person in &mut found {
+                person.last = last_id.get(&person.id).and_then(|id| newest.remove(id)).map(|m| {
+                    let last = person_last(me, m.user_id, m.body, m.created_at, m.deleted_at.is_some());
+                    (m.id, last)
+                });
+            }
+            found
         }
         None => {
-            let mut talked: Vec<(i64, i64)> = last_id.iter().map(|(&peer, &id)| (peer, id)).collect();
-            talked.sort_unstable_by_key(|&(_, id)| std::cmp::Reverse(id));
+            let mut talked: Vec<i64> = last_id.values().copied().collect();
+            talked.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
             talked.truncate(CONVERSATIONS_SHOWN);
-            let mut users = if talked.is_empty() {
-                Vec::new()
-            } else {
-                users::Entity::find()
-                    .filter(users::Column::Id.is_in(talked.iter().map(|&(peer, _)| peer)))
-                    .all(db)
-                    .await?
-            };
+            let mut shown = if talked.is_empty() { Vec::new() } else { Shown::read_talked(db, me, talked).await? };
             let newcomers = users::Entity::find()
+                .select_only()
+                .columns([users::Column::Id, users::Column::Name])
                 .filter(users::Column::Id.ne(me))
                 .filter(users::Column::Id.is_not_in(last_id.keys().copied()))
                 .order_by_desc(users::Column::Id)
-                .limit(NEWCOMERS_SHOWN)
-                .all(db)
-                .await?;
-            users.extend(newcomers);
-            users
+                .limit(NEWCOMERS_SHOWN);
+            shown.extend(Shown::read(db, Shown::marked(me, newcomers, users::Column::Id, Order::Desc)).await?);
+            shown
         }
     };
 
-    let shown_last: Vec<i64> = users.iter().filter_map(|u| last_id.get(&u.id).copied()).collect();
-    let last_messages: HashMap<i64, messages::Model> = if shown_last.is_empty() {
-        HashMap::new()
-    } else {
-        messages::Entity::find()
-            .filter(messages::Column::Id.is_in(shown_last))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|m| (m.id, m))
-            .collect()
-    };
-
-    let mut people: Vec<Contact> = users
+    let mut people: Vec<Contact> = shown
         .into_iter()
-        .map(|user| {
-            let last = last_id.get(&user.id).and_then(|id| last_messages.get(id));
-            Contact {
-                id: user.id,
-                kind: ContactKind::Person,
-                name: user.name,
-                unread: unread.get(&user.id).copied().unwrap_or(0),
-                muted: false,
-                online: false,
-                last_message_id: last.map(|m| m.id),
-                last_message: last.map(|m| LastMessage {
-                    body: if m.deleted_at.is_some() { String::new() } else { m.body.clone() },
-                    from_me: m.user_id == me,
-                    created_at: m.created_at,
-                    sender_name: None,
-                    kind: crate::model::MessageKind::Text,
-                    deleted: m.deleted_at.is_some(),
-                }),
-            }
+        .map(|person| Contact {
+            id: person.id,
+            kind: ContactKind::Person,
+            unread: unread.get(&person.id).copied().unwrap_or(0),
+            muted: person.muted,
+            // Online marks only for my circle: the people I talked with, and my groups' members.
+            online: person.online && (last_id.contains_key(&person.id) || person.fellow),
+            last_message_id: person.last.as_ref().map(|&(id, _)| id),
+            last_message: person.last.map(|(_, last)| last),
+            name: person.name,
         })
         .collect();
     // Groups I am (or was) in share the list; the title counts their unread messages too.
@@ -137,15 +128,6 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
     people.extend(groups);
     // Newest conversation first; people without one keep their order (stable sort).
     people.sort_by_key(|c| std::cmp::Reverse(c.last_message_id));
-    let muted = crate::ssr::mutes::muted(db, me).await?;
-    // Online marks only for my circle: the people I talked with, and my groups' members.
-    let (partners, others): (Vec<i64>, Vec<i64>) =
-        people.iter().filter(|c| c.kind == ContactKind::Person).map(|c| c.id).partition(|id| last_id.contains_key(id));
-    let online = crate::ssr::online::online_shown(db, me, &partners, &others).await?;
-    for contact in &mut people {
-        contact.muted = muted.contains(&contact.conversation());
-        contact.online = contact.kind == ContactKind::Person && online.contains(&contact.id);
-    }
     Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
 }
 
@@ -177,6 +159,117 @@ pub(crate) fn per_peer(me: i64) -> SelectStatement {
         .from_subquery(mine, "mine")
         .group_by_col("peer")
         .to_owned()
+}
+
+/// A person the contact list shows, with its marks and, if we talked, our newest message.
+struct Shown {
+    id: i64,
+    name: String,
+    last: Option<(i64, LastMessage)>,
+    /// Online now; whether the reader may know it is [`contacts`]'s to decide.
+    online: bool,
+    /// In a group with the reader now (asked only of people the reader has not talked with).
+    fellow: bool,
+    muted: bool,
+}
+
+impl Shown {
+    /// `SELECT id, name, online, fellow, muted` for the people `people` selects (`id` and `name`
+    /// of users), in the same order. The marks are asked in an outer query, so that they are
+    /// looked up for the rows shown, not for every row the inner one sorts.
+    fn marked(me: i64, people: Select<users::Entity>, order: users::Column, direction: Order) -> SelectStatement {
+        let person = Alias::new("person");
+        let id = || Expr::col((person.clone(), users::Column::Id));
+        Query::select()
+            .column((person.clone(), users::Column::Id))
+            .column((person.clone(), users::Column::Name))
+            .expr_as(online::is_online(id()), "online")
+            .expr_as(online::is_fellow(me, id()), "fellow")
+            .expr_as(mutes::is_muted(me, person_key("person")), "muted")
+            .from_subquery(people.into_query(), person.clone())
+            .order_by((person, order), direction)
+            .to_owned()
+    }
+
+    async fn read(db: &impl ConnectionTrait, query: SelectStatement) -> Result<Vec<Self>, AppError> {
+        let rows = db.query_all(&query).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Self {
+                    id: row.try_get("", "id")?,
+                    name: row.try_get("", "name")?,
+                    last: None,
+                    online: row.try_get("", "online")?,
+                    fellow: row.try_get("", "fellow")?,
+                    muted: row.try_get("", "muted")?,
+                })
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()
+            .map_err(AppError::from)
+    }
+
+    /// The people of the conversations whose newest messages are `last_ids`, each with that
+    /// message and the list's marks: one statement, from the messages to their people.
+    async fn read_talked(db: &impl ConnectionTrait, me: i64, last_ids: Vec<i64>) -> Result<Vec<Self>, AppError> {
+        use messages::Column as M;
+        let m = |column: M| Expr::col((messages::Entity, column));
+        let person_id = || Expr::col((users::Entity, users::Column::Id));
+        let peer = Expr::case(m(M::UserId).eq(me), m(M::RecipientId)).finally(m(M::UserId));
+        let query = Query::select()
+            .expr_as(person_id(), "id")
+            .expr_as(Expr::col((users::Entity, users::Column::Name)), "name")
+            .expr_as(online::is_online(person_id()), "online")
+            .expr_as(mutes::is_muted(me, person_key("users")), "muted")
+            .expr_as(m(M::Id), "last_id")
+            .expr_as(m(M::UserId), "last_sender")
+            .expr_as(m(M::Body), "last_body")
+            .expr_as(m(M::CreatedAt), "last_at")
+            .expr_as(m(M::DeletedAt), "last_deleted_at")
+            .from(messages::Entity)
+            .inner_join(users::Entity, person_id().eq(peer))
+            .and_where(m(M::Id).is_in(last_ids))
+            .to_owned();
+        let rows = db.query_all(&query).await?;
+        rows.iter()
+            .map(|row| {
+                let deleted: Option<DateTime<Utc>> = row.try_get("", "last_deleted_at")?;
+                let last = person_last(
+                    me,
+                    row.try_get("", "last_sender")?,
+                    row.try_get("", "last_body")?,
+                    row.try_get("", "last_at")?,
+                    deleted.is_some(),
+                );
+                Ok(Self {
+                    id: row.try_get("", "id")?,
+                    name: row.try_get("", "name")?,
+                    last: Some((row.try_get("", "last_id")?, last)),
+                    online: row.try_get("", "online")?,
+                    fellow: false,
+                    muted: row.try_get("", "muted")?,
+                })
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()
+            .map_err(AppError::from)
+    }
+}
+
+/// The key of the one-to-one conversation with the person in `table`'s `id` column, in SQL
+/// (`'u' || person.id`, as [`ConversationRef::key`] spells it).
+fn person_key(table: &str) -> Expr {
+    Expr::cust(format!("'u' || {table}.id"))
+}
+
+/// A one-to-one conversation's newest message as the list shows it.
+fn person_last(me: i64, sender: i64, body: String, created_at: DateTime<Utc>, deleted: bool) -> LastMessage {
+    LastMessage {
+        body: if deleted { String::new() } else { body },
+        from_me: sender == me,
+        created_at,
+        sender_name: None,
+        kind: crate::model::MessageKind::Text,
+        deleted,
+    }
 }
 
 /// `text` with LIKE's wildcards (and the escape character itself) escaped by a backslash.
@@ -244,10 +337,12 @@ async fn page(
     let has_more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
+    // Every name on a one-to-one page is one of ours: nothing to look up.
+    let known = HashMap::from([(peer.id, peer.name.clone()), (me, head.reader_name.unwrap_or_default())]);
     Ok(ConversationPage {
+        messages: messages_service::present_among(db, rows, known).await?,
         peer,
         group: None,
-        messages: messages_service::present(db, rows).await?,
         has_more,
         compose_id: new_client_id(),
         changes_up_to: head.changes_up_to,
@@ -374,6 +469,27 @@ mod tests {
 
     fn ids(page: &ConversationPage) -> Vec<i64> {
         page.messages.iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_one_to_one_page_names_its_two_people_everywhere() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let hi = send(&db, &limiter, &alice, bob.id, "hi", "c-1", None).await.unwrap().message;
+            send(&db, &limiter, &bob, alice.id, "hey", "c-2", Some(hi.id)).await.unwrap();
+            crate::ssr::messages::react(&db, bob.id, hi.id, "👍").await.unwrap();
+            crate::ssr::messages::react(&db, alice.id, hi.id, "👍").await.unwrap();
+            for (me, peer) in [(&alice, &bob), (&bob, &alice)] {
+                let page = conversation(&db, me.id, peer.id, None, None).await.unwrap();
+                let senders: Vec<&str> = page.messages.iter().map(|m| m.sender_name.as_str()).collect();
+                assert_eq!(senders, ["alice", "bob"]);
+                assert_eq!(page.messages[0].reactions[0].names, ["bob", "alice"]);
+                assert_eq!(page.messages[1].reply_to.as_ref().unwrap().sender_name, "alice");
+            }
+        })
+        .await;
     }
 
     #[tokio::test]

@@ -70,10 +70,12 @@ pub struct PageHead {
     pub muted: bool,
     /// One-to-one: the other person's name, `None` when there is no such account. Groups: `None`.
     pub peer_name: Option<String>,
+    /// The reader's own name (one-to-one: with the peer's, every name the page shows).
+    pub reader_name: Option<String>,
 }
 
-/// The change cursor, whether `me` muted `conversation` and (one-to-one) the peer's name, in one
-/// statement of three subqueries: each was a query of its own, a round trip to the connection's
+/// The change cursor, whether `me` muted `conversation`, `me`'s name and (one-to-one) the peer's,
+/// in one statement of subqueries: each was a query of its own, a round trip to the connection's
 /// thread apiece on SQLite.
 pub async fn page_head(
     db: &impl ConnectionTrait,
@@ -93,17 +95,21 @@ pub async fn page_head(
         .and_where(mutes::Column::UserId.eq(me))
         .and_where(mutes::Column::Conversation.eq(conversation.key()))
         .to_owned();
-    let mut head = Query::select()
-        .expr_as(Expr::SubQuery(None, Box::new(changes.into())), "changes")
-        .expr_as(Expr::exists(muted), "muted")
-        .to_owned();
-    if let crate::model::ConversationRef::Direct(peer) = conversation {
+    let name_of = |id: i64| {
         let name = Query::select()
             .column(users::Column::Name)
             .from(users::Entity)
-            .and_where(users::Column::Id.eq(peer))
+            .and_where(users::Column::Id.eq(id))
             .to_owned();
-        head.expr_as(Expr::SubQuery(None, Box::new(name.into())), "peer_name");
+        Expr::SubQuery(None, Box::new(name.into()))
+    };
+    let mut head = Query::select()
+        .expr_as(Expr::SubQuery(None, Box::new(changes.into())), "changes")
+        .expr_as(Expr::exists(muted), "muted")
+        .expr_as(name_of(me), "reader_name")
+        .to_owned();
+    if let crate::model::ConversationRef::Direct(peer) = conversation {
+        head.expr_as(name_of(peer), "peer_name");
     }
     // A SELECT without FROM always gives one row.
     let row = db.query_one(&head).await?.ok_or(AppError::Internal)?;
@@ -114,6 +120,7 @@ pub async fn page_head(
             crate::model::ConversationRef::Direct(_) => row.try_get("", "peer_name")?,
             crate::model::ConversationRef::Group(_) => None,
         },
+        reader_name: row.try_get("", "reader_name")?,
     })
 }
 
@@ -163,7 +170,17 @@ pub async fn names(
 /// Stored rows as the browser sees them: with their senders' names, the quotes of the messages
 /// they reply to, and their reactions. A few queries for the whole page, none per row.
 pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> Result<Vec<ChatMessage>, AppError> {
-    present_with(db, rows, Lookups { reactions: true, files: true }).await
+    present_with(db, rows, Lookups { reactions: true, files: true }, HashMap::new()).await
+}
+
+/// As [`present`], with names the caller already knows (a one-to-one page knows both people's):
+/// only the others are looked up, and when there are none, nothing is.
+pub async fn present_among(
+    db: &impl ConnectionTrait,
+    rows: Vec<messages::Model>,
+    known: HashMap<i64, String>,
+) -> Result<Vec<ChatMessage>, AppError> {
+    present_with(db, rows, Lookups { reactions: true, files: true }, known).await
 }
 
 /// What [`present_with`] asks the database for besides names and quotes: a message stored a moment
@@ -178,6 +195,7 @@ async fn present_with(
     db: &impl ConnectionTrait,
     rows: Vec<messages::Model>,
     lookups: Lookups,
+    known: HashMap<i64, String>,
 ) -> Result<Vec<ChatMessage>, AppError> {
     let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
     let reply_ids: HashSet<i64> = rows.iter().filter_map(|m| m.reply_to_id).collect();
@@ -188,14 +206,16 @@ async fn present_with(
     };
     let reactions = if lookups.reactions { reactions_of(db, &ids).await? } else { HashMap::new() };
     let mut files = if lookups.files { crate::ssr::attachments::of_messages(db, &ids).await? } else { HashMap::new() };
-    let names = names(
-        db,
-        rows.iter().map(|m| m.user_id).chain(originals.iter().map(|m| m.user_id)).chain(
-            reactions.values().flatten().flat_map(|(_, users)| users.iter().take(REACTION_NAMES_SHOWN).copied()),
-        ),
-    )
-    .await?;
-    let name_of = |id: i64| names.get(&id).cloned().unwrap_or_default();
+    let unknown: Vec<i64> = rows
+        .iter()
+        .map(|m| m.user_id)
+        .chain(originals.iter().map(|m| m.user_id))
+        .chain(reactions.values().flatten().flat_map(|(_, users)| users.iter().take(REACTION_NAMES_SHOWN).copied()))
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    let mut named = known;
+    named.extend(names(db, unknown).await?);
+    let name_of = |id: i64| named.get(&id).cloned().unwrap_or_default();
     let quotes: HashMap<i64, ReplyQuote> = originals
         .into_iter()
         .map(|m| {
@@ -716,7 +736,7 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
         message
     } else {
         let fresh = Lookups { reactions: false, files: !new.attachments.is_empty() };
-        present_with(db, vec![row], fresh).await?.pop().ok_or(AppError::Internal)?
+        present_with(db, vec![row], fresh, HashMap::new()).await?.pop().ok_or(AppError::Internal)?
     };
     Ok(Sent { message, created })
 }
@@ -1045,14 +1065,25 @@ mod tests {
             let bob = user(&db, "bob").await;
             let room = groups::create(&db, &alice, "Team", &[bob.id]).await.unwrap().group.id;
             let head = page_head(&db, alice.id, Direct(bob.id)).await.unwrap();
-            assert_eq!((head.muted, head.peer_name.as_deref()), (false, Some("bob")));
+            assert_eq!(
+                (head.muted, head.peer_name.as_deref(), head.reader_name.as_deref()),
+                (false, Some("bob"), Some("alice"))
+            );
             assert_eq!(head.changes_up_to, changes_now(&db).await.unwrap());
 
             let hi = message(&db, alice.id, bob.id, "hi").await;
             edit(&db, alice.id, hi.id, "hello").await.unwrap();
             crate::ssr::mutes::set_muted(&db, alice.id, Group(room), true).await.unwrap();
             let after = page_head(&db, alice.id, Group(room)).await.unwrap();
-            assert_eq!(after, PageHead { changes_up_to: head.changes_up_to + 1, muted: true, peer_name: None });
+            assert_eq!(
+                after,
+                PageHead {
+                    changes_up_to: head.changes_up_to + 1,
+                    muted: true,
+                    peer_name: None,
+                    reader_name: Some("alice".into())
+                }
+            );
             assert!(
                 !page_head(&db, alice.id, Direct(bob.id)).await.unwrap().muted,
                 "muting the group is not muting Bob"

@@ -1,10 +1,9 @@
 //! Muted conversations: no notification and no sound for them, on any device. Kept per person as
 //! `u{id}` / `g{id}` keys (see [`ConversationRef::key`]).
 
-use std::collections::HashSet;
-
 use chrono::Utc;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use crate::error::AppError;
 use crate::model::ConversationRef;
@@ -40,16 +39,18 @@ pub async fn set_muted(
     Ok(muted)
 }
 
-/// The conversations `me` muted.
-pub async fn muted(db: &impl ConnectionTrait, me: i64) -> Result<HashSet<ConversationRef>, AppError> {
-    let keys: Vec<String> = mutes::Entity::find()
-        .select_only()
-        .column(mutes::Column::Conversation)
-        .filter(mutes::Column::UserId.eq(me))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(keys.iter().filter_map(|k| ConversationRef::from_key(k)).collect())
+/// `EXISTS (...)`, for a column of a list's query: whether `me` muted the conversation whose key
+/// is `key`, an expression of the outer query (`'u' || users.id`, say). A lookup in the table's
+/// primary key, asked in the same statement as the row it marks.
+pub(crate) fn is_muted(me: i64, key: Expr) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(mutes::Entity)
+            .and_where(Expr::col((mutes::Entity, mutes::Column::UserId)).eq(me))
+            .and_where(Expr::col((mutes::Entity, mutes::Column::Conversation)).eq(key))
+            .to_owned(),
+    )
 }
 
 // Whether one conversation is muted is read with the rest of its page's head:
@@ -57,6 +58,8 @@ pub async fn muted(db: &impl ConnectionTrait, me: i64) -> Result<HashSet<Convers
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use crate::ssr::test_support::{for_each_database, user};
 
@@ -72,8 +75,17 @@ mod tests {
             assert!(set_muted(&db, alice.id, ConversationRef::Direct(bob.id), true).await.unwrap(), "twice is once");
             assert!(set_muted(&db, alice.id, ConversationRef::Group(room), true).await.unwrap());
             let expected: HashSet<_> = [ConversationRef::Direct(bob.id), ConversationRef::Group(room)].into();
-            assert_eq!(muted(&db, alice.id).await.unwrap(), expected);
-            assert!(muted(&db, bob.id).await.unwrap().is_empty(), "Bob's side is his own");
+            // The contact list marks them, found by a search too.
+            let marked = |me: i64, search: Option<&'static str>| {
+                let db = db.clone();
+                async move {
+                    let list = crate::ssr::conversations::contacts(&db, me, search).await.unwrap();
+                    list.people.iter().filter(|c| c.muted).map(|c| c.conversation()).collect::<HashSet<_>>()
+                }
+            };
+            assert_eq!(marked(alice.id, None).await, expected);
+            assert_eq!(marked(alice.id, Some("bo")).await, HashSet::from([ConversationRef::Direct(bob.id)]));
+            assert!(marked(bob.id, None).await.is_empty(), "Bob's side is his own");
             let is_muted = |c| {
                 let db = db.clone();
                 async move { crate::ssr::messages::page_head(&db, alice.id, c).await.unwrap().muted }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Set,
     TryInsertResult,
@@ -259,40 +259,25 @@ fn fellows_query(user_id: i64) -> sea_orm::sea_query::SelectStatement {
         .into_query()
 }
 
-/// Which of the people a contact list of `me` shows are online, as far as `me` may know it (see
-/// [`circle`]): `partners`, people `me` has talked with, always; `others` only while they share a
-/// group with `me`. One query, where asking for the circle and then for who of it is online was
-/// two; and only about the people shown (a list shows a few hundred at most, so one statement).
-pub async fn online_shown(
-    db: &impl ConnectionTrait,
-    me: i64,
-    partners: &[i64],
-    others: &[i64],
-) -> Result<HashSet<i64>, AppError> {
-    use sea_orm::Condition;
-    if partners.is_empty() && others.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let mut visible = Condition::any();
-    if !partners.is_empty() {
-        visible = visible.add(online_status::Column::UserId.is_in(partners.iter().copied()));
-    }
-    if !others.is_empty() {
-        visible = visible.add(
-            Condition::all()
-                .add(online_status::Column::UserId.is_in(others.iter().copied()))
-                .add(online_status::Column::UserId.in_subquery(fellows_query(me))),
-        );
-    }
-    let online: Vec<i64> = online_status::Entity::find()
-        .select_only()
-        .column(online_status::Column::UserId)
-        .filter(online_status::Column::Online.eq(true))
-        .filter(visible)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(online.into_iter().collect())
+/// `EXISTS (...)`, for a column of a list's query: whether the person `user_id` (an expression of
+/// the outer query, `users.id`) is online now. Whether the list's reader may know it is the
+/// caller's to decide (see [`circle`]): always for someone they talked with, otherwise
+/// [`is_fellow`].
+pub(crate) fn is_online(user_id: Expr) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(online_status::Entity)
+            .and_where(Expr::col((online_status::Entity, online_status::Column::UserId)).eq(user_id))
+            .and_where(Expr::col((online_status::Entity, online_status::Column::Online)).eq(true))
+            .to_owned(),
+    )
+}
+
+/// For a column of a list's query: whether the person `user_id` (an expression of the outer
+/// query) is in a group with `me` now.
+pub(crate) fn is_fellow(me: i64, user_id: Expr) -> Expr {
+    user_id.in_subquery(fellows_query(me))
 }
 
 /// Which of `ids` are online now.
@@ -432,16 +417,26 @@ mod tests {
             for id in [bob, cy, dee, eve] {
                 went_online(&db, id, stamp()).await.unwrap();
             }
-            let shown = online_shown(&db, ann, &[bob], &[cy, dee, eve]).await.unwrap();
-            assert_eq!(shown, HashSet::from([bob, dee]));
-            assert_eq!(online_shown(&db, ann, &[], &[eve]).await.unwrap(), HashSet::new());
-            assert_eq!(online_shown(&db, ann, &[], &[]).await.unwrap(), HashSet::new());
+            // Ann's list shows Bob (they talked), and Cy, Dee and Eve as people she has not
+            // talked to yet; a search finds them too. Only Bob and Dee are hers to see online.
+            let list = |search: Option<&'static str>| {
+                let db = db.clone();
+                async move {
+                    let listed = crate::ssr::conversations::contacts(&db, ann, search).await.unwrap();
+                    let people = listed.people.iter().filter(|c| c.kind == crate::model::ContactKind::Person);
+                    let shown: HashSet<i64> = people.clone().map(|c| c.id).collect();
+                    (shown, people.filter(|c| c.online).map(|c| c.id).collect::<HashSet<i64>>())
+                }
+            };
+            let (shown, online) = list(None).await;
+            assert_eq!(shown, HashSet::from([bob, cy, dee, eve]));
+            assert_eq!(online, HashSet::from([bob, dee]));
+            let (shown, online) = list(Some("e")).await;
+            assert_eq!(shown, HashSet::from([dee, eve]));
+            assert_eq!(online, HashSet::from([dee]), "Eve is a stranger");
             went_offline(&db, dee, stamp()).await.unwrap();
-            assert_eq!(online_shown(&db, ann, &[bob], &[dee]).await.unwrap(), HashSet::from([bob]));
-            // What the contact list says, drawn from the same rule.
-            let listed = crate::ssr::conversations::contacts(&db, ann, None).await.unwrap();
-            let online: HashSet<i64> = listed.people.iter().filter(|c| c.online).map(|c| c.id).collect();
-            assert_eq!(online, HashSet::from([bob]));
+            assert_eq!(list(None).await.1, HashSet::from([bob]));
+            assert_eq!(list(Some("bo")).await.1, HashSet::from([bob]), "a partner found by a search");
         })
         .await;
     }
