@@ -577,8 +577,12 @@ mod tests {
                         conversations::send_draft(&db, &unlimited(), &ben, ann.id, draft("mine", "c-3", &[theirs.id]))
                             .await;
                     assert_eq!(stolen.unwrap_err().status(), 400);
+                    conversations::send(&db, &unlimited(), &ann, ben.id, "no file", "c-4", None).await.unwrap();
                     let history = conversations::conversation(&db, ben.id, ann.id, None, Some(50)).await.unwrap();
                     assert!(!history.messages.iter().any(|m| m.body == "mine"), "a refused file stores no message");
+                    let files: Vec<(&str, usize)> =
+                        history.messages.iter().map(|m| (m.body.as_str(), m.attachments.len())).collect();
+                    assert_eq!(files, [("", 1), ("no file", 0)], "the page carries each message's own files");
                 }
             })
             .await;

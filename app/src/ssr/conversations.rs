@@ -486,6 +486,7 @@ mod tests {
                 let senders: Vec<&str> = page.messages.iter().map(|m| m.sender_name.as_str()).collect();
                 assert_eq!(senders, ["alice", "bob"]);
                 assert_eq!(page.messages[0].reactions[0].names, ["bob", "alice"]);
+                assert!(page.messages[1].reactions.is_empty());
                 assert_eq!(page.messages[1].reply_to.as_ref().unwrap().sender_name, "alice");
             }
         })
