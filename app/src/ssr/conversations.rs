@@ -337,8 +337,10 @@ async fn page(
     let has_more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
-    // Every name on a one-to-one page is one of ours: nothing to look up.
-    let known = HashMap::from([(peer.id, peer.name.clone()), (me, head.reader_name.unwrap_or_default())]);
+    // Every name on a one-to-one page is one of ours: nothing to look up. (A name not read is left
+    // to the lookup, never taken as empty.)
+    let mut known = HashMap::from([(peer.id, peer.name.clone())]);
+    known.extend(head.reader_name.map(|name| (me, name)));
     Ok(ConversationPage {
         messages: messages_service::present_among(db, rows, known).await?,
         peer,

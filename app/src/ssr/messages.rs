@@ -170,7 +170,7 @@ pub async fn names(
 /// Stored rows as the browser sees them: with their senders' names, the quotes of the messages
 /// they reply to, and their reactions. A few queries for the whole page, none per row.
 pub async fn present(db: &impl ConnectionTrait, rows: Vec<messages::Model>) -> Result<Vec<ChatMessage>, AppError> {
-    present_with(db, rows, Lookups { reactions: true, files: true }, HashMap::new()).await
+    present_among(db, rows, HashMap::new()).await
 }
 
 /// As [`present`], with names the caller already knows (a one-to-one page knows both people's):
