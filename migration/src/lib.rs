@@ -14,6 +14,7 @@ mod m20261203_000009_conversation_mutes;
 mod m20261203_000010_scoped_search;
 mod m20261203_000011_attachments;
 mod m20261203_000012_online_status;
+mod m20261205_000013_received_index;
 pub mod search_index;
 
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_scoped_search::Migration),
             Box::new(m20261203_000011_attachments::Migration),
             Box::new(m20261203_000012_online_status::Migration),
+            Box::new(m20261205_000013_received_index::Migration),
         ]
     }
 }

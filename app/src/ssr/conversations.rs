@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, Order, Query, SelectStatement, UnionType};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select, Statement,
 };
 
 use crate::error::AppError;
@@ -43,12 +43,9 @@ pub const SEARCH_RESULTS: u64 = 50;
 pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> Result<ContactPage, AppError> {
     let search = validation::search(search)?;
 
-    // Per peer, the newest message id and how many of theirs I have not read: what I sent and what
-    // I received, each by its own index, summed per peer. The statement's only parameters are in
-    // WHERE terms: SQLite prepares a statement again at every run when a parameter sits in an
-    // expression it must match (a GROUP BY or a CASE over `me`), so none does.
+    // Per peer, the newest message id and how many of theirs I have not read.
     let per_peer: Vec<(i64, i64, i64)> = db
-        .query_all(&per_peer(me))
+        .query_all_raw(per_peer(db.get_database_backend(), me))
         .await?
         .iter()
         .map(|row| Ok((row.try_get("", "peer")?, row.try_get("", "last_id")?, row.try_get("", "unread")?)))
@@ -131,34 +128,43 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
     Ok(ContactPage { people, unread: unread.values().sum::<i64>() + group_unread })
 }
 
-/// `SELECT peer, last_id, unread`: one row per person `me` has exchanged direct messages with.
-pub(crate) fn per_peer(me: i64) -> SelectStatement {
-    let unread =
-        Expr::case(messages::Column::ReadAt.is_null().and(messages::Column::DeletedAt.is_null()), Expr::cust("1"))
-            .finally(Expr::cust("0"));
-    let mut mine = Query::select()
-        .expr_as(Expr::col(messages::Column::RecipientId), "peer")
-        .column(messages::Column::Id)
-        .expr_as(Expr::cust("0"), "unread")
-        .from(messages::Entity)
-        .and_where(messages::Column::UserId.eq(me))
-        .and_where(messages::Column::RecipientId.is_not_null())
-        .to_owned();
-    let theirs = Query::select()
-        .expr_as(Expr::col(messages::Column::UserId), "peer")
-        .column(messages::Column::Id)
-        .expr_as(unread, "unread")
-        .from(messages::Entity)
-        .and_where(messages::Column::RecipientId.eq(me))
-        .to_owned();
-    mine.union(UnionType::All, theirs);
-    Query::select()
-        .column("peer")
-        .expr_as(Expr::col("id").max(), "last_id")
-        .expr_as(Expr::col("unread").sum(), "unread")
-        .from_subquery(mine, "mine")
-        .group_by_col("peer")
-        .to_owned()
+/// `SELECT peer, last_id, unread`: one row per person `me` has exchanged direct messages with,
+/// with the newest message between us and how many of theirs I have not read.
+///
+/// Its cost is a few index seeks per person, however long the conversations are: the people are
+/// found by skipping from one to the next in an index (to whom I wrote, in `(user_id,
+/// recipient_id, id)`; who wrote to me, in `(recipient_id, user_id, read_at)`), not by reading
+/// every message I ever sent or received; each newest message is the last entry of its
+/// direction's range, and the unread count reads only the unread rows. The only parameter is in
+/// WHERE terms: SQLite prepares a statement again at every run when a parameter sits in an
+/// expression it must match (a GROUP BY or a CASE over `me`).
+pub(crate) fn per_peer(backend: DbBackend, me: i64) -> Statement {
+    let (me_param, greatest) = match backend {
+        DbBackend::Postgres => ("$1", "GREATEST"),
+        _ => ("?1", "MAX"),
+    };
+    let sql = format!(
+        "WITH RECURSIVE \
+         sent(peer) AS (SELECT MIN(recipient_id) FROM messages WHERE user_id = {me_param} \
+           UNION ALL SELECT (SELECT MIN(m.recipient_id) FROM messages m \
+             WHERE m.user_id = {me_param} AND m.recipient_id > sent.peer) \
+           FROM sent WHERE sent.peer IS NOT NULL), \
+         got(peer) AS (SELECT MIN(user_id) FROM messages WHERE recipient_id = {me_param} \
+           UNION ALL SELECT (SELECT MIN(m.user_id) FROM messages m \
+             WHERE m.recipient_id = {me_param} AND m.user_id > got.peer) \
+           FROM got WHERE got.peer IS NOT NULL), \
+         peers(peer) AS (SELECT peer FROM sent WHERE peer IS NOT NULL \
+           UNION SELECT peer FROM got WHERE peer IS NOT NULL) \
+         SELECT peer, \
+           {greatest}(COALESCE((SELECT MAX(m.id) FROM messages m \
+               WHERE m.user_id = {me_param} AND m.recipient_id = peers.peer), 0), \
+             COALESCE((SELECT MAX(m.id) FROM messages m \
+               WHERE m.user_id = peers.peer AND m.recipient_id = {me_param}), 0)) AS last_id, \
+           (SELECT COUNT(*) FROM messages m WHERE m.recipient_id = {me_param} AND m.user_id = peers.peer \
+             AND m.read_at IS NULL AND m.deleted_at IS NULL) AS unread \
+         FROM peers"
+    );
+    Statement::from_sql_and_values(backend, sql, [me.into()])
 }
 
 /// A person the contact list shows, with its marks and, if we talked, our newest message.
@@ -328,12 +334,8 @@ async fn page(
         id: peer_id,
         name: head.peer_name.filter(|_| peer_id != me).ok_or_else(|| AppError::not_found("no such conversation"))?,
     };
-    let mut query = messages::Entity::find().filter(between(me, peer.id));
-    if let Some(before_id) = before_id {
-        query = query.filter(messages::Column::Id.lt(before_id));
-    }
     // One extra row tells whether an older page exists.
-    let mut rows = query.order_by_desc(messages::Column::Id).limit(limit + 1).all(db).await?;
+    let mut rows = newest_page(me, peer.id, before_id, limit + 1).all(db).await?;
     let has_more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
@@ -350,6 +352,39 @@ async fn page(
         changes_up_to: head.changes_up_to,
         muted: head.muted,
     })
+}
+
+/// The newest `limit` messages between `me` and `peer` (older than `before_id` if given), newest
+/// first.
+fn newest_page(me: i64, peer: i64, before_id: Option<i64>, limit: u64) -> Select<messages::Entity> {
+    messages::Entity::find()
+        .filter(messages::Column::Id.in_subquery(newest_between(me, peer, before_id, limit)))
+        .order_by_desc(messages::Column::Id)
+        .limit(limit)
+}
+
+/// `SELECT id`: the newest `limit` messages from `me` to `peer` and the newest `limit` from `peer`
+/// to `me` (older than `before_id` if given), each read newest first from `(user_id, recipient_id,
+/// id)` and stopped after `limit`: the newest `limit` of the conversation are among them. A page
+/// costs the same however long the conversation is; asking for either direction with an `OR`
+/// makes both databases gather all of it and sort.
+fn newest_between(me: i64, peer: i64, before_id: Option<i64>, limit: u64) -> SelectStatement {
+    let direction = |from: i64, to: i64, name: &str| {
+        let mut newest = Query::select()
+            .column(messages::Column::Id)
+            .from(messages::Entity)
+            .and_where(messages::Column::UserId.eq(from))
+            .and_where(messages::Column::RecipientId.eq(to))
+            .to_owned();
+        if let Some(before_id) = before_id {
+            newest.and_where(messages::Column::Id.lt(before_id));
+        }
+        newest.order_by(messages::Column::Id, Order::Desc).limit(limit);
+        Query::select().column(messages::Column::Id).from_subquery(newest, Alias::new(name)).to_owned()
+    };
+    let mut ids = direction(me, peer, "mine");
+    ids.union(UnionType::All, direction(peer, me, "theirs"));
+    ids
 }
 
 /// What changed in the conversation with `peer_id` since the browser's newest message `after_id`
@@ -466,6 +501,7 @@ mod tests {
     use sea_orm::PaginatorTrait;
 
     use super::*;
+    use crate::ssr::groups;
     use crate::ssr::rate_limit::message_sends;
     use crate::ssr::test_support::{for_each_database, message, unlimited, user};
 
@@ -709,6 +745,90 @@ mod tests {
             );
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn the_contact_list_counts_one_to_one_messages_only_and_no_deleted_one_as_unread() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            // People with ids on both sides of Alice's partners', written to in either direction
+            // only, in an order unlike their ids.
+            let mut partners = Vec::new();
+            for n in 0..12 {
+                partners.push(user(&db, &format!("p{n:02}")).await);
+            }
+            let dana = user(&db, "dana").await;
+            let room = groups::create(&db, &alice, "Team", &[bob.id, carol.id]).await.unwrap().group.id;
+            groups::send(&db, &unlimited(), &alice, room, "to the team", &new_client_id(), None).await.unwrap();
+            groups::send(&db, &unlimited(), &bob, room, "team reply", &new_client_id(), None).await.unwrap();
+            for (n, partner) in partners.iter().enumerate().rev() {
+                if n % 2 == 0 {
+                    message(&db, alice.id, partner.id, &format!("to {}", partner.name)).await;
+                } else {
+                    message(&db, partner.id, alice.id, &format!("from {}", partner.name)).await;
+                }
+            }
+            message(&db, bob.id, alice.id, "one").await;
+            let gone = message(&db, bob.id, alice.id, "two, then deleted").await;
+            crate::ssr::messages::delete(&db, None, bob.id, gone.id).await.unwrap();
+            message(&db, alice.id, dana.id, "hi dana").await;
+
+            let page = contacts(&db, alice.id, None).await.unwrap();
+            let people: Vec<(&str, i64)> = page
+                .people
+                .iter()
+                .filter(|c| matches!(c.kind, ContactKind::Person))
+                .map(|c| (c.name.as_str(), c.unread))
+                .collect();
+            // Newest conversation first; the group's messages make no one a partner; Carol, in the
+            // group only, comes after the partners; the deleted message is not unread.
+            let mut expected = vec![("dana", 0), ("bob", 1)];
+            expected.extend(partners.iter().enumerate().map(|(n, p)| (p.name.as_str(), (n % 2) as i64)));
+            expected.push(("carol", 0));
+            assert_eq!(people, expected);
+            let bobs = page.people.iter().find(|c| c.name == "bob").unwrap();
+            assert_eq!(bobs.last_message.as_ref().map(|m| (m.body.as_str(), m.deleted)), Some(("", true)));
+            // The title's count: Bob's one and the six partners who wrote, and Bob's group reply.
+            assert_eq!(page.unread, 1 + 6 + 1);
+        })
+        .await;
+    }
+
+    /// SQLite's plans for the contact list's per-person summary and for a conversation's page:
+    /// every read of `messages` is a seek in an index (a few per person, or a page's worth), none
+    /// a scan of someone's history, and the page is not gathered whole to be sorted.
+    #[tokio::test]
+    async fn the_contact_list_and_a_page_seek_what_they_show_and_scan_no_history() {
+        let db = crate::ssr::test_support::memory_db().await;
+        let plan = |statement: Statement| {
+            let db = db.clone();
+            async move {
+                let explain = Statement { sql: format!("EXPLAIN QUERY PLAN {}", statement.sql), ..statement };
+                let rows = db.query_all_raw(explain).await.unwrap();
+                rows.iter().map(|row| row.try_get::<String>("", "detail").unwrap()).collect::<Vec<_>>()
+            }
+        };
+        let summary = plan(per_peer(DbBackend::Sqlite, 7)).await;
+        let page = plan(newest_page(7, 8, Some(1_000), 51).build(DbBackend::Sqlite)).await;
+        for (what, steps) in [("summary", &summary), ("page", &page)] {
+            let reads: Vec<&String> = steps.iter().filter(|s| s.contains(" messages") || s.contains(" m ")).collect();
+            assert!(!reads.is_empty(), "{what}: {steps:#?}");
+            for read in reads {
+                assert!(read.starts_with("SEARCH") && read.contains(" USING "), "{what} reads {read:?}: {steps:#?}");
+            }
+            assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE FOR ORDER BY")), "{what} sorts: {steps:#?}");
+        }
+        // Who wrote to me, and each person's unread count, come from (recipient, sender, read_at).
+        assert!(
+            summary.iter().any(|s| s.contains("idx_messages_received (recipient_id=? AND user_id>?)")),
+            "{summary:#?}"
+        );
+        assert!(
+            summary.iter().any(|s| s.contains("idx_messages_received (recipient_id=? AND user_id=? AND read_at=?)")),
+            "{summary:#?}"
+        );
     }
 
     #[tokio::test]
