@@ -6,6 +6,7 @@ mod chat;
 mod client;
 mod connections;
 mod fanout;
+mod history;
 mod report;
 mod room;
 mod search;
@@ -110,6 +111,9 @@ enum Scenario {
     Tti(tti::TtiArgs),
     /// Message search over a large corpus loaded by `server seed-corpus` (needs --spawn).
     Search(search::SearchArgs),
+    /// The chat page of someone with tens of thousands of messages, loaded by `server seed-corpus`
+    /// (needs --spawn).
+    History(history::HistoryArgs),
     /// People uploading large files at once, then one downloading them: MB/s and the server's memory.
     Upload(upload::UploadArgs),
     /// Sizes of the WASM, JS and CSS bundles.
@@ -390,6 +394,7 @@ async fn run_one(name: &str, cli: &Cli, ctx: &Ctx) -> ScenarioReport {
         (Scenario::Upload(a), _) if !smoke => upload::run(ctx, a, &mut r).await,
         (Scenario::Tti(a), _) if !smoke => tti::run(ctx, a, &mut r).await,
         (_, "search") => search::run(ctx, &search_args(cli), &mut r).await,
+        (_, "history") => history::run(ctx, &history_args(cli), &mut r).await,
         (_, "chat") => {
             chat::run(ctx, &if smoke { chat::ChatArgs::smoke() } else { default_args::<chat::ChatArgs>() }, &mut r)
                 .await
@@ -440,6 +445,18 @@ fn search_args(cli: &Cli) -> search::SearchArgs {
             search::SearchArgs { database_url: a.database_url.clone(), ..search::SearchArgs::smoke() }
         }
         _ if cli.smoke => search::SearchArgs::smoke(),
+        _ => default_args(),
+    }
+}
+
+/// The `history` scenario's arguments: as given, or the --smoke or default sizes.
+fn history_args(cli: &Cli) -> history::HistoryArgs {
+    match &cli.scenario {
+        Scenario::History(a) if !cli.smoke => a.clone(),
+        Scenario::History(a) => {
+            history::HistoryArgs { database_url: a.database_url.clone(), ..history::HistoryArgs::smoke() }
+        }
+        _ if cli.smoke => history::HistoryArgs::smoke(),
         _ => default_args(),
     }
 }
@@ -496,13 +513,15 @@ fn scenarios(cli: &Cli) -> (&'static str, Vec<&'static str>) {
         Scenario::Connections(_) => ("connections", vec!["connections"]),
         Scenario::Ssr(_) => ("ssr", vec!["ssr"]),
         Scenario::Search(_) => ("search", vec!["search"]),
+        Scenario::History(_) => ("history", vec!["history"]),
         Scenario::Upload(_) => ("upload", vec!["upload"]),
         Scenario::Tti(_) => ("tti", vec!["tti"]),
         Scenario::Bundle => ("bundle", vec!["bundle"]),
         // Connections last: it leaves the most state behind in the server.
-        Scenario::All => {
-            ("all", vec!["bundle", "chat", "fanout", "room", "ssr", "tti", "search", "upload", "connections"])
-        }
+        Scenario::All => (
+            "all",
+            vec!["bundle", "chat", "fanout", "room", "ssr", "tti", "search", "history", "upload", "connections"],
+        ),
     }
 }
 
@@ -572,11 +591,21 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
         let ctx = fixed(cli.base_url.trim_end_matches('/').to_owned());
         return Ok(Target { ctx, processes: vec![], database: None });
     }
-    if name == "search" {
+    let corpus = match name {
+        "search" => {
+            let a = search_args(cli);
+            Some((a.shape(), a.database_url))
+        }
+        "history" => {
+            let a = history_args(cli);
+            Some((a.shape(), a.database_url))
+        }
+        _ => None,
+    };
+    if let Some((shape, database_url)) = corpus {
         // The corpus goes in before the server starts; on failure the database is removed.
-        let args = search_args(cli);
-        let database = search::Database::create(args.database_url.as_deref(), nonce).await?;
-        let seeded = match search::seed(cli, &database, &args).await {
+        let database = search::Database::create(database_url.as_deref(), nonce).await?;
+        let seeded = match search::seed(cli, &database, shape).await {
             Ok(seeded) => seeded,
             Err(e) => {
                 database.remove().await;

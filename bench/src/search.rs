@@ -105,7 +105,7 @@ impl Database {
         }
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Self::Sqlite { .. } => "SQLite (WAL), FTS5 index".to_owned(),
             Self::Postgres { server, schema } => {
@@ -160,7 +160,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn email(&self, i: usize) -> String {
+    pub fn email(&self, i: usize) -> String {
         self.email_format.replace("{i}", &i.to_string())
     }
 }
@@ -174,8 +174,23 @@ pub struct Seeded {
     pub database: String,
 }
 
+/// The size of a corpus `server seed-corpus` loads.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub users: usize,
+    pub conversations: usize,
+    pub messages: usize,
+    pub seed: u64,
+}
+
+impl SearchArgs {
+    pub fn shape(&self) -> Shape {
+        Shape { users: self.users, conversations: self.conversations, messages: self.messages, seed: self.seed }
+    }
+}
+
 /// Runs `server seed-corpus` on `database` (it migrates the schema first, as the server does).
-pub async fn seed(cli: &Cli, database: &Database, args: &SearchArgs) -> Result<Seeded, client::Error> {
+pub async fn seed(cli: &Cli, database: &Database, args: Shape) -> Result<Seeded, client::Error> {
     let mut command: Command = crate::banter_command(cli, crate::free_port()?, &database.url());
     command.arg("seed-corpus");
     for (flag, value) in [
@@ -303,6 +318,19 @@ struct Contact {
     last_message_id: Option<i64>,
 }
 
+/// The people `user` has one-to-one conversations with, newest conversation first, as their
+/// contact list gives them.
+pub async fn partners(http: &reqwest::Client, base: &str, user: &User) -> Result<Vec<i64>, client::Error> {
+    let contacts: Contacts =
+        client::post_as(http, base, "/api/contacts", user, &[]).await?.ok_or_else(|| err("/api/contacts: HTTP 429"))?;
+    Ok(contacts
+        .people
+        .iter()
+        .filter(|c| c.last_message_id.is_some() && c.kind.get("type").is_none_or(|t| t == "person"))
+        .map(|c| c.id)
+        .collect())
+}
+
 /// Per kind of search: latencies, hits, and pages with more.
 #[derive(Default, Clone)]
 struct Tally {
@@ -356,15 +384,7 @@ pub async fn run(ctx: &Ctx, args: &SearchArgs, r: &mut ScenarioReport) -> Result
     let mut searchers = Vec::with_capacity(chosen.len());
     for i in chosen {
         let user = client::sign_in(&http, base, &corpus.email(i), &corpus.password).await?;
-        let contacts: Contacts = client::post_as(&http, base, "/api/contacts", &user, &[])
-            .await?
-            .ok_or_else(|| err("/api/contacts: HTTP 429"))?;
-        let peers = contacts
-            .people
-            .iter()
-            .filter(|c| c.last_message_id.is_some() && c.kind.get("type").is_none_or(|t| t == "person"))
-            .map(|c| c.id)
-            .collect();
+        let peers = partners(&http, base, &user).await?;
         searchers.push(Searcher { user, peers });
     }
     let average_peers = searchers.iter().map(|s| s.peers.len()).sum::<usize>() as f64 / searchers.len() as f64;

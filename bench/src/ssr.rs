@@ -155,15 +155,15 @@ pub async fn seed_conversation(
 }
 
 /// What `concurrency` clients loading `url` back to back for `duration` saw.
-struct Measured {
-    latency: Samples,
-    errors: usize,
-    first_error: Option<String>,
-    resets: usize,
-    secs: f64,
+pub struct Measured {
+    pub latency: Samples,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub resets: usize,
+    pub secs: f64,
 }
 
-async fn measure(
+pub async fn measure(
     http: &reqwest::Client,
     url: &str,
     cookie: &str,
