@@ -14,9 +14,11 @@
 //!   `hash.txt` from disk at every page they render: `/login` went from 7,442 and 7,525 to 8,436 and
 //!   8,832 pages/s.
 //!
-//! What Leptos' component also did is kept: the split build's manifest is handed to the render, for
-//! the server to preload a lazy route's chunk with its page (`leptos::WasmSplitManifest` is public
-//! but hidden from the docs; this is the use it exists for), and the JS module is preloaded.
+//! What Leptos' component also did is kept: the JS module is preloaded, and a page that opens on a
+//! lazy route preloads that route's chunks and the split build's loader. Leptos does the latter
+//! itself once the page is drawn, from a manifest handed to the render, but it reads that manifest
+//! outside the render's reactive owner, so it found it on only some loads (7 and 8 of 12 direct
+//! loads of `/chat/search`); here the links come from the request's path, on every load.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -46,7 +48,32 @@ struct Bundle {
     stylesheet: String,
     js: String,
     wasm: String,
-    split: Option<leptos::WasmSplitManifest>,
+    split: Option<Split>,
+}
+
+/// The split build: its loader, and per lazy function (`<snake_case name>_<decimal hash>`) the chunks it
+/// needs, as cargo-leptos' `__wasm_split_manifest.json` lists them.
+struct Split {
+    loader: String,
+    chunks: HashMap<String, Vec<String>>,
+}
+
+impl Split {
+    /// The chunks of the lazy functions named `name` (any hash), as `/pkg/…` paths.
+    fn chunks_of(&self, name: &str) -> Vec<String> {
+        let mut chunks: Vec<String> = self
+            .chunks
+            .iter()
+            .filter(|(key, _)| {
+                let hash = key.strip_prefix(name).and_then(|rest| rest.strip_prefix('_'));
+                hash.is_some_and(|hash| !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .flat_map(|(_, chunks)| chunks.iter().map(|chunk| chunk.to_owned()))
+            .collect();
+        chunks.sort_unstable();
+        chunks.dedup();
+        chunks
+    }
 }
 
 impl Bundle {
@@ -96,7 +123,13 @@ impl Bundle {
         };
         let split = read_manifest(&manifest)
             .and_then(|json| serde_json::from_str::<HashMap<String, Vec<String>>>(&json).ok())
-            .map(|preloads| leptos::WasmSplitManifest(ArcStoredValue::new((pkg.clone(), preloads, split_js))));
+            .map(|chunks| Split {
+                loader: format!("{pkg}/{split_js}"),
+                chunks: chunks
+                    .into_iter()
+                    .map(|(key, chunks)| (key, chunks.into_iter().map(|c| format!("{pkg}/{c}.wasm")).collect()))
+                    .collect(),
+            });
         Bundle {
             stylesheet: named("css", name.to_owned()),
             js: named("js", name.to_owned()),
@@ -135,24 +168,38 @@ pub fn CompileWasm(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The stylesheet, the preloaded JS module and the script that starts the app.
+/// The stylesheet, the preloaded JS module and the script that starts the app; on a lazy route's
+/// page, that route's chunks and the split build's loader too.
 #[component]
 pub fn BundleLinks(options: LeptosOptions) -> impl IntoView {
     let bundle = Bundle::get(&options);
-    // As Leptos' `HydrationScripts` does. The server integration looks the manifest up after the
-    // page is drawn, from whichever reactive owner is current on the thread it then runs on: the
-    // lazy route's chunk is preloaded with about half of such pages, with Leptos' component as
-    // with this one (7 and 8 of 12 direct loads of `/chat/search`). The others fetch the chunk
-    // once the app starts.
-    if let Some(split) = &bundle.split {
-        provide_context(split.clone());
-    }
+    #[cfg(feature = "ssr")]
+    let path = use_context::<axum::http::request::Parts>().map(|parts| parts.uri.path().to_owned());
+    #[cfg(not(feature = "ssr"))]
+    let path: Option<String> = None;
+    let (chunks, loader) = match (&bundle.split, path.and_then(|path| lazy_route_at(&path))) {
+        (Some(split), Some(name)) => (split.chunks_of(name), Some(split.loader.clone())),
+        _ => (Vec::new(), None),
+    };
     let nonce = leptos::nonce::use_nonce();
     view! {
         <link id="leptos" rel="stylesheet" href=bundle.stylesheet.as_str() />
         <link rel="modulepreload" href=bundle.js.as_str() crossorigin="" />
+        {chunks
+            .into_iter()
+            .map(|chunk| {
+                view! { <link rel="preload" href=chunk r#as="fetch" r#type="application/wasm" crossorigin="" /> }
+            })
+            .collect_view()}
+        {loader.map(|loader| view! { <link rel="modulepreload" href=loader crossorigin="" /> })}
         <script type="module" nonce=nonce inner_html=start_script(&bundle.js)></script>
     }
+}
+
+/// The lazy route whose page is at `path`, by the name the split build gives its view.
+fn lazy_route_at(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    crate::LAZY_ROUTES.iter().find(|(at, _)| *at == path).map(|(_, name)| *name)
 }
 
 #[cfg(test)]
@@ -169,17 +216,22 @@ mod tests {
         let mut asked = None;
         let bundle = Bundle::from_hashes(&options(), hashes, |manifest| {
             asked = Some(manifest.to_owned());
-            Some(r#"{"search_route": ["split_search"]}"#.to_owned())
+            Some(
+                r#"{"__search_route_view_123": ["split_search", "split_shared"], "picker_9": ["split_picker"],
+                    "picker_10": ["split_picker"]}"#
+                    .to_owned(),
+            )
         });
         assert_eq!(bundle.stylesheet, "/pkg/banter.CSSHASH.css");
         assert_eq!(bundle.js, "/pkg/banter.JSHASH.js");
         assert_eq!(bundle.wasm, "/pkg/banter.WASMHASH.wasm");
         assert_eq!(asked.as_deref(), Some("__wasm_split_manifest.MHASH.json"));
         let split = bundle.split.expect("the manifest was read");
-        let (pkg, preloads, loader) = split.0.get_value();
-        assert_eq!(pkg, "/pkg");
-        assert_eq!(preloads["search_route"], ["split_search"]);
-        assert_eq!(loader, "__wasm_split.SHASH.js");
+        assert_eq!(split.loader, "/pkg/__wasm_split.SHASH.js");
+        assert_eq!(split.chunks_of("__search_route_view"), ["/pkg/split_search.wasm", "/pkg/split_shared.wasm"]);
+        assert!(split.chunks_of("__search_route").is_empty(), "a name is matched whole, not as a prefix");
+        assert!(split.chunks_of("search_route_view").is_empty(), "{:?}", split.chunks_of("search_route_view"));
+        assert_eq!(split.chunks_of("picker"), ["/pkg/split_picker.wasm"]);
     }
 
     #[test]
@@ -189,6 +241,15 @@ mod tests {
         assert_eq!(bundle.js, "/pkg/banter.js");
         assert!(bundle.wasm == "/pkg/banter_bg.wasm" || bundle.wasm == "/pkg/banter.wasm", "{}", bundle.wasm);
         assert!(bundle.split.is_none());
+    }
+
+    #[test]
+    fn a_lazy_route_is_found_by_its_path() {
+        assert_eq!(lazy_route_at("/chat/search"), Some("__search_route_view"));
+        assert_eq!(lazy_route_at("/chat/search/"), Some("__search_route_view"));
+        assert_eq!(lazy_route_at("/chat/new-group"), Some("__new_group_route_view"));
+        assert_eq!(lazy_route_at("/chat/12"), None);
+        assert_eq!(lazy_route_at("/chat/searching"), None);
     }
 
     #[test]

@@ -109,6 +109,12 @@ pub fn App() -> impl IntoView {
     }
 }
 
+/// The lazy routes' paths, each with the name the split build's manifest gives its view:
+/// `#[lazy_route]` on `impl LazyRoute for SearchRoute` makes a lazy `__SearchRoute_View`, listed as
+/// `__search_route_view_<hash>`. A page that opens at one of them preloads its chunks.
+pub(crate) const LAZY_ROUTES: [(&str, &str); 2] =
+    [("/chat/search", "__search_route_view"), ("/chat/new-group", "__new_group_route_view")];
+
 /// `/chat/search`: its code is a chunk of its own in the split browser build, fetched when search
 /// is first opened (or with the page, when the page is a search).
 struct SearchRoute;

@@ -4,6 +4,7 @@ import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { contactRow, done, log, openChat, person, send } from './chat-support';
+import { ready } from './helpers';
 
 test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'alice');
@@ -123,6 +124,45 @@ test('lazily loaded pieces: a conversation loads one WASM module; the emoji pick
   }
   expect(new Set(wasm.map((w) => w.path)).size).toBe(wasm.length);
   await done(alice, bob);
+});
+
+test('a page that opens on search or on the new-group form brings that piece\'s chunk with it, on every load', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'alice');
+  const pkg = (selector: string) =>
+    alice.page.evaluate((s) => [...document.head.querySelectorAll<HTMLLinkElement>(s)].map((l) => new URL(l.href).pathname), selector);
+  const pages: [string, () => Promise<void>][] = [
+    ['/chat/search?q=nothing+like+this', () => expect(alice.page.getByRole('main')).toContainText('No messages')],
+    ['/chat/new-group', () => expect(alice.page.getByLabel('Group name')).toBeVisible()],
+  ];
+  const chunksOf: Record<string, string[]> = {};
+  for (const [at, works] of pages) {
+    // Leptos' own preload came with only some loads; this one is in the head every time.
+    for (let load = 0; load < 4; load++) {
+      await alice.page.goto(at);
+      await ready(alice.page, info);
+      await works();
+      const chunks = (await pkg('link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p));
+      expect(chunks.length, `${at}, load ${load + 1}: a chunk preloaded`).toBeGreaterThan(0);
+      for (const chunk of chunks) expect(chunk).toMatch(/^\/pkg\/[A-Za-z0-9_]+\.[A-Za-z0-9_-]{22}\.wasm$/);
+      expect(await pkg('link[rel=modulepreload]'), `${at}: the chunk loader preloaded`).toContainEqual(
+        expect.stringMatching(/^\/pkg\/__wasm_split\.[A-Za-z0-9_-]{22}\.js$/),
+      );
+      // What was preloaded is what the piece ran on: each chunk fetched once, none besides.
+      const fetched = await alice.page.evaluate(() =>
+        performance
+          .getEntriesByType('resource')
+          .map((e) => new URL(e.name).pathname)
+          .filter((p) => p.endsWith('.wasm') && !p.startsWith('/pkg/banter.')),
+      );
+      expect(fetched.sort(), at).toEqual([...chunks].sort());
+      chunksOf[at] = chunks;
+    }
+  }
+  // Each piece has chunks of its own, and a conversation's page preloads none.
+  expect(chunksOf[pages[0][0]]).not.toEqual(chunksOf[pages[1][0]]);
+  await openChat(alice, info);
+  expect((await pkg('link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p))).toEqual([]);
+  await done(alice);
 });
 
 test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {
