@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::Ctx;
 use crate::client::{self, err};
-use crate::report::{Better, ScenarioReport, Table};
+use crate::report::ScenarioReport;
 use crate::search::Shape;
-use crate::ssr::measure;
+use crate::ssr::{measure, page_table};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct HistoryArgs {
@@ -98,27 +98,14 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs, r: &mut ScenarioReport) -> Resul
     r.figure("page size", crate::stats::bytes(html.len() as u64));
 
     let m = measure(&http, &url, &reader.cookie, args.concurrency, Duration::from_secs(args.duration)).await?;
-    let s = m.latency.summary();
-    let per_second = m.latency.len() as f64 / m.secs;
-    let c = args.concurrency;
-    r.metric(&format!("page loads per second at {c} connections"), per_second, "/s", Better::Higher);
-    r.metric(&format!("page p99 at {c} connections"), crate::stats::ms_f64(s.p99), "ms", Better::Lower);
-    let mut table =
-        Table::new(&["page", "concurrency", "requests", "requests/s", "errors", "conn resets (retried)"], true);
-    let mut row = vec![
-        format!(
-            "chat, {} conversations of ~{} messages",
-            peers.len(),
-            crate::report::group_thousands(per_conversation as u64)
-        ),
-        c.to_string(),
-        m.latency.len().to_string(),
-        format!("{per_second:.1}"),
-        m.errors.to_string(),
-        m.resets.to_string(),
-    ];
-    row.extend(s.latency_cells());
-    table.rows.push(row);
+    m.report(r, args.concurrency);
+    let mut table = page_table();
+    let page = format!(
+        "chat, {} conversations of ~{} messages",
+        peers.len(),
+        crate::report::group_thousands(per_conversation as u64)
+    );
+    table.rows.push(m.row(page, args.concurrency));
     r.table = Some(table);
     if m.resets > 0 {
         r.fail(format!("{} page loads got no response (the server closed the connection mid-request)", m.resets));

@@ -46,8 +46,7 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
         r.notes.push("the page HTML does not contain the messages' text (rendered client-side?)".into());
     }
 
-    let mut table =
-        Table::new(&["page", "concurrency", "requests", "requests/s", "errors", "conn resets (retried)"], true);
+    let mut table = page_table();
     let mut total_errors = 0;
     let mut first_error: Option<String> = None;
     let mut total_resets = 0;
@@ -62,31 +61,20 @@ pub async fn run(ctx: &Ctx, args: &SsrArgs, r: &mut ScenarioReport) -> Result<()
     for (path, cookie, c) in loads {
         let url = format!("{base}{path}");
         let m = measure(&http, &url, cookie, c, Duration::from_secs(args.duration)).await?;
-        let s = m.latency.summary();
-        let per_second = m.latency.len() as f64 / m.secs;
         total_errors += m.errors;
         total_resets += m.resets;
+        if path == chat_page {
+            m.report(r, c);
+        }
+        let page = if path == chat_page {
+            format!("chat, 50 messages, {} listed", args.contacts)
+        } else {
+            format!("{path} (no database)")
+        };
+        table.rows.push(m.row(page, c));
         if let Some(f) = m.first_error.filter(|_| first_error.is_none()) {
             first_error = Some(f);
         }
-        if path == chat_page {
-            r.metric(&format!("page loads per second at {c} connections"), per_second, "/s", Better::Higher);
-            r.metric(&format!("page p99 at {c} connections"), crate::stats::ms_f64(s.p99), "ms", Better::Lower);
-        }
-        let mut row = vec![
-            if path == chat_page {
-                format!("chat, 50 messages, {} listed", args.contacts)
-            } else {
-                format!("{path} (no database)")
-            },
-            c.to_string(),
-            m.latency.len().to_string(),
-            format!("{per_second:.1}"),
-            m.errors.to_string(),
-            m.resets.to_string(),
-        ];
-        row.extend(s.latency_cells());
-        table.rows.push(row);
     }
     r.table = Some(table);
     if total_resets > 0 {
@@ -152,6 +140,35 @@ pub async fn seed_conversation(
         format!("{stored} messages, page /chat/{}, {} conversations in the contact list", peer.id, others.len() + 1),
     );
     Ok((reader, peer))
+}
+
+/// The table of the page scenarios: a row per page and concurrency.
+pub fn page_table() -> Table {
+    Table::new(&["page", "concurrency", "requests", "requests/s", "errors", "conn resets (retried)"], true)
+}
+
+impl Measured {
+    /// Page loads per second and their p99, as the report's metrics for `concurrency`.
+    pub fn report(&self, r: &mut ScenarioReport, concurrency: usize) {
+        let per_second = self.latency.len() as f64 / self.secs;
+        let p99 = crate::stats::ms_f64(self.latency.summary().p99);
+        r.metric(&format!("page loads per second at {concurrency} connections"), per_second, "/s", Better::Higher);
+        r.metric(&format!("page p99 at {concurrency} connections"), p99, "ms", Better::Lower);
+    }
+
+    /// `page`'s row of [`page_table`].
+    pub fn row(&self, page: String, concurrency: usize) -> Vec<String> {
+        let mut row = vec![
+            page,
+            concurrency.to_string(),
+            self.latency.len().to_string(),
+            format!("{:.1}", self.latency.len() as f64 / self.secs),
+            self.errors.to_string(),
+            self.resets.to_string(),
+        ];
+        row.extend(self.latency.summary().latency_cells());
+        row
+    }
 }
 
 /// What `concurrency` clients loading `url` back to back for `duration` saw.
