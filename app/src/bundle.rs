@@ -68,7 +68,7 @@ impl Split {
                 let hash = key.strip_prefix(name).and_then(|rest| rest.strip_prefix('_'));
                 hash.is_some_and(|hash| !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit()))
             })
-            .flat_map(|(_, chunks)| chunks.iter().map(|chunk| chunk.to_owned()))
+            .flat_map(|(_, chunks)| chunks.iter().cloned())
             .collect();
         chunks.sort_unstable();
         chunks.dedup();

@@ -131,19 +131,45 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
 /// `SELECT peer, last_id, unread`: one row per person `me` has exchanged direct messages with,
 /// with the newest message between us and how many of theirs I have not read.
 ///
-/// Its cost is a few index seeks per person, however long the conversations are: the people are
-/// found by skipping from one to the next in an index (to whom I wrote, in `(user_id,
-/// recipient_id, id)`; who wrote to me, in `(recipient_id, user_id, read_at)`), not by reading
-/// every message I ever sent or received; each newest message is the last entry of its
-/// direction's range, and the unread count reads only the unread rows. The only parameter is in
-/// WHERE terms: SQLite prepares a statement again at every run when a parameter sits in an
-/// expression it must match (a GROUP BY or a CASE over `me`).
+/// Its cost is a few index seeks per person, however long the conversations are: the people come
+/// from [`partners_cte`]; each newest message is the last entry of its direction's range, and the
+/// unread count reads only the unread rows. The only parameter is in WHERE terms: SQLite prepares
+/// a statement again at every run when a parameter sits in an expression it must match (a GROUP
+/// BY or a CASE over `me`).
 pub(crate) fn per_peer(backend: DbBackend, me: i64) -> Statement {
     let (me_param, greatest) = match backend {
         DbBackend::Postgres => ("$1", "GREATEST"),
         _ => ("?1", "MAX"),
     };
     let sql = format!(
+        "{partners} \
+         SELECT peer, \
+           {greatest}(COALESCE((SELECT MAX(m.id) FROM messages m \
+               WHERE m.user_id = {me_param} AND m.recipient_id = peers.peer), 0), \
+             COALESCE((SELECT MAX(m.id) FROM messages m \
+               WHERE m.user_id = peers.peer AND m.recipient_id = {me_param}), 0)) AS last_id, \
+           (SELECT COUNT(*) FROM messages m WHERE m.recipient_id = {me_param} AND m.user_id = peers.peer \
+             AND m.read_at IS NULL AND m.deleted_at IS NULL) AS unread \
+         FROM peers",
+        partners = partners_cte(me_param),
+    );
+    Statement::from_sql_and_values(backend, sql, [me.into()])
+}
+
+/// `SELECT peer`: the people `me` has exchanged direct messages with, and nothing more about them
+/// (for whom `me`'s online status concerns).
+pub(crate) fn partners(backend: DbBackend, me: i64) -> Statement {
+    let me_param = if backend == DbBackend::Postgres { "$1" } else { "?1" };
+    let sql = format!("{} SELECT peer FROM peers", partners_cte(me_param));
+    Statement::from_sql_and_values(backend, sql, [me.into()])
+}
+
+/// `WITH RECURSIVE … peers(peer)`: the people `me` (`me_param`) wrote to or got a direct message
+/// from, found by skipping from one person to the next in an index (to whom I wrote, in
+/// `(user_id, recipient_id, id)`; who wrote to me, in `(recipient_id, user_id, read_at)`): a seek
+/// per person, not a read of every message I ever sent or received.
+fn partners_cte(me_param: &str) -> String {
+    format!(
         "WITH RECURSIVE \
          sent(peer) AS (SELECT MIN(recipient_id) FROM messages WHERE user_id = {me_param} \
            UNION ALL SELECT (SELECT MIN(m.recipient_id) FROM messages m \
@@ -154,17 +180,8 @@ pub(crate) fn per_peer(backend: DbBackend, me: i64) -> Statement {
              WHERE m.recipient_id = {me_param} AND m.user_id > got.peer) \
            FROM got WHERE got.peer IS NOT NULL), \
          peers(peer) AS (SELECT peer FROM sent WHERE peer IS NOT NULL \
-           UNION SELECT peer FROM got WHERE peer IS NOT NULL) \
-         SELECT peer, \
-           {greatest}(COALESCE((SELECT MAX(m.id) FROM messages m \
-               WHERE m.user_id = {me_param} AND m.recipient_id = peers.peer), 0), \
-             COALESCE((SELECT MAX(m.id) FROM messages m \
-               WHERE m.user_id = peers.peer AND m.recipient_id = {me_param}), 0)) AS last_id, \
-           (SELECT COUNT(*) FROM messages m WHERE m.recipient_id = {me_param} AND m.user_id = peers.peer \
-             AND m.read_at IS NULL AND m.deleted_at IS NULL) AS unread \
-         FROM peers"
-    );
-    Statement::from_sql_and_values(backend, sql, [me.into()])
+           UNION SELECT peer FROM got WHERE peer IS NOT NULL)"
+    )
 }
 
 /// A person the contact list shows, with its marks and, if we talked, our newest message.
@@ -811,8 +828,9 @@ mod tests {
             }
         };
         let summary = plan(per_peer(DbBackend::Sqlite, 7)).await;
+        let partners = plan(partners(DbBackend::Sqlite, 7)).await;
         let page = plan(newest_page(7, 8, Some(1_000), 51).build(DbBackend::Sqlite)).await;
-        for (what, steps) in [("summary", &summary), ("page", &page)] {
+        for (what, steps) in [("summary", &summary), ("partners", &partners), ("page", &page)] {
             let reads: Vec<&String> = steps.iter().filter(|s| s.contains(" messages") || s.contains(" m ")).collect();
             assert!(!reads.is_empty(), "{what}: {steps:#?}");
             for read in reads {

@@ -221,7 +221,7 @@ async fn announce(
 /// have exchanged a one-to-one message with, and the current members of their current groups.
 pub async fn circle(db: &DatabaseConnection, user_id: i64) -> Result<HashSet<i64>, AppError> {
     let partners: Vec<i64> = db
-        .query_all_raw(crate::ssr::conversations::per_peer(db.get_database_backend(), user_id))
+        .query_all_raw(crate::ssr::conversations::partners(db.get_database_backend(), user_id))
         .await?
         .iter()
         .map(|row| row.try_get("", "peer"))
