@@ -262,7 +262,7 @@ pub struct Contact {
     pub kind: ContactKind,
     pub name: String,
     pub last_message: Option<LastMessage>,
-    /// Messages from them to you that you have not read.
+    /// Messages from them to you that you have not read, counted up to [`UNREAD_COUNTED`].
     pub unread: i64,
     pub last_message_id: Option<i64>,
     /// I muted this conversation: no notification, no sound.
@@ -278,8 +278,24 @@ pub struct Contact {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactPage {
     pub people: Vec<Contact>,
-    /// Unread messages from everyone, listed or not (the document title shows it).
+    /// Unread messages from everyone, listed or not (the document title shows it): the sum of
+    /// each conversation's count, so past [`UNREAD_COUNTED`] only "more than 99" is exact.
     pub unread: i64,
+}
+
+/// How far a conversation's unread messages are counted. Past 99 a badge says "99+", so counting
+/// further would only make a page that someone opens after a busy group's thousands of messages
+/// cost one index step per message: counting stops here.
+pub const UNREAD_COUNTED: i64 = 100;
+
+/// An unread count as badges, the title and the favicon show it: "99+" past 99.
+pub fn unread_label(unread: i64) -> String {
+    if unread > 99 { "99+".to_owned() } else { unread.to_string() }
+}
+
+/// An unread count as a screen reader hears it: "3 unread", "more than 99 unread".
+pub fn unread_spoken(unread: i64) -> String {
+    if unread > 99 { "more than 99 unread".to_owned() } else { format!("{unread} unread") }
 }
 
 impl Contact {
@@ -471,6 +487,16 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unread_counts_read_99_plus_past_99() {
+        use super::{unread_label, unread_spoken};
+        assert_eq!(
+            (unread_label(1), unread_label(99), unread_label(100), unread_label(201)),
+            ("1".into(), "99".into(), "99+".into(), "99+".into())
+        );
+        assert_eq!((unread_spoken(7), unread_spoken(100)), ("7 unread".into(), "more than 99 unread".into()));
+    }
+
     #[test]
     fn excerpts_are_the_first_line_as_it_reads() {
         assert_eq!(super::excerpt("\n  *Plan*: _hike_ at `9`\nthen lunch"), "Plan: hike at 9");

@@ -26,7 +26,7 @@ const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 fn title(unread: i64) -> String {
     match unread {
         0 => "Banter".to_owned(),
-        n => format!("({n}) Banter"),
+        n => format!("({}) Banter", crate::model::unread_label(n)),
     }
 }
 
@@ -250,8 +250,8 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>, clock:
                         {(unread > 0)
                             .then(|| {
                                 view! {
-                                    <span class="badge" role="img" aria-label=format!("{unread} unread")>
-                                        {unread}
+                                    <span class="badge" role="img" aria-label=crate::model::unread_spoken(unread)>
+                                        {crate::model::unread_label(unread)}
                                     </span>
                                 }
                             })}

@@ -152,7 +152,7 @@ pub fn favicon(unread: i64) -> String {
     if unread <= 0 {
         return "/favicon.svg".to_owned();
     }
-    let label = if unread > 99 { "99+".to_owned() } else { unread.to_string() };
+    let label = crate::model::unread_label(unread);
     let size = if label.len() > 2 { 22 } else { 28 };
     let svg = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'><rect width='64' height='64' rx='14' \

@@ -13,7 +13,7 @@ use sea_orm::{
 use crate::error::AppError;
 use crate::model::{
     Contact, ContactKind, ContactPage, ConversationPage, ConversationRef, ConversationUpdate, LastMessage, PAGE_MAX,
-    Peer,
+    Peer, UNREAD_COUNTED,
 };
 use crate::ssr::entities::{messages, users};
 pub use crate::ssr::messages::Sent;
@@ -133,7 +133,7 @@ pub async fn contacts(db: &impl ConnectionTrait, me: i64, search: Option<&str>) 
 ///
 /// Its cost is a few index seeks per person, however long the conversations are: the people come
 /// from [`partners_cte`]; each newest message is the last entry of its direction's range, and the
-/// unread count reads only the unread rows. The only parameter is in WHERE terms: SQLite prepares
+/// unread count reads only the unread rows, and at most [`UNREAD_COUNTED`] of them. The only parameter is in WHERE terms: SQLite prepares
 /// a statement again at every run when a parameter sits in an expression it must match (a GROUP
 /// BY or a CASE over `me`).
 pub(crate) fn per_peer(backend: DbBackend, me: i64) -> Statement {
@@ -148,10 +148,12 @@ pub(crate) fn per_peer(backend: DbBackend, me: i64) -> Statement {
                WHERE m.user_id = {me_param} AND m.recipient_id = peers.peer), 0), \
              COALESCE((SELECT MAX(m.id) FROM messages m \
                WHERE m.user_id = peers.peer AND m.recipient_id = {me_param}), 0)) AS last_id, \
-           (SELECT COUNT(*) FROM messages m WHERE m.recipient_id = {me_param} AND m.user_id = peers.peer \
-             AND m.read_at IS NULL AND m.deleted_at IS NULL) AS unread \
+           (SELECT COUNT(*) FROM (SELECT 1 FROM messages m \
+             WHERE m.recipient_id = {me_param} AND m.user_id = peers.peer \
+             AND m.read_at IS NULL AND m.deleted_at IS NULL LIMIT {counted}) AS u) AS unread \
          FROM peers",
         partners = partners_cte(me_param),
+        counted = UNREAD_COUNTED,
     );
     Statement::from_sql_and_values(backend, sql, [me.into()])
 }
@@ -809,6 +811,46 @@ mod tests {
             assert_eq!(bobs.last_message.as_ref().map(|m| (m.body.as_str(), m.deleted)), Some(("", true)));
             // The title's count: Bob's one and the six partners who wrote, and Bob's group reply.
             assert_eq!(page.unread, 1 + 6 + 1);
+        })
+        .await;
+    }
+
+    /// A conversation's unread messages are counted up to [`UNREAD_COUNTED`] ("99+"), so a page
+    /// opened after thousands of them reads a hundred, not thousands; below it the count is exact.
+    #[tokio::test]
+    async fn unread_counts_stop_at_a_hundred_and_are_exact_below() {
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let carol = user(&db, "carol").await;
+            let room = groups::create(&db, &alice, "Busy", &[bob.id]).await.unwrap().group.id;
+            let mut from_bob = Vec::new();
+            for n in 0..UNREAD_COUNTED + 30 {
+                from_bob.push(message(&db, bob.id, alice.id, &format!("m{n}")).await);
+            }
+            for n in 0..UNREAD_COUNTED + 5 {
+                groups::send(&db, &unlimited(), &bob, room, &format!("g{n}"), &new_client_id(), None).await.unwrap();
+            }
+            message(&db, carol.id, alice.id, "just one").await;
+
+            let unread_of =
+                |page: &ContactPage, name: &str| page.people.iter().find(|c| c.name == name).unwrap().unread;
+            let page = contacts(&db, alice.id, None).await.unwrap();
+            assert_eq!(
+                (unread_of(&page, "bob"), unread_of(&page, "Busy"), unread_of(&page, "carol")),
+                (UNREAD_COUNTED, UNREAD_COUNTED, 1)
+            );
+            assert_eq!(page.unread, 2 * UNREAD_COUNTED + 1);
+            assert_eq!(crate::model::unread_label(page.unread), "99+");
+
+            // Reading all but the newest 40 of Bob's: exact again.
+            let up_to = from_bob[from_bob.len() - 41].id;
+            assert_eq!(mark_as_read(&db, alice.id, bob.id, up_to, Utc::now()).await.unwrap(), 90);
+            let page = contacts(&db, alice.id, None).await.unwrap();
+            assert_eq!(unread_of(&page, "bob"), 40);
+            assert_eq!(page.unread, 40 + UNREAD_COUNTED + 1);
+            // Bob's own view of the group: his messages are never unread for him.
+            assert_eq!(contacts(&db, bob.id, None).await.unwrap().unread, 0);
         })
         .await;
     }

@@ -722,7 +722,8 @@ pub async fn make_admin(
 }
 
 /// The groups `me` is or was in, as conversation-list rows: newest message, my unread count
-/// (messages by others after my read mark), size and my standing. `search` narrows by name.
+/// (messages by others after my read mark, up to [`crate::model::UNREAD_COUNTED`]), size and my
+/// standing. `search` narrows by name.
 /// Two queries however many groups: the rows, then the newest messages' senders' names.
 pub async fn list(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> Result<Vec<Contact>, AppError> {
     // Per group of mine: the newest message I may see (all of them while a member; up to my
@@ -745,9 +746,10 @@ pub async fn list(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> R
            CAST(CASE WHEN p.left_at IS NULL THEN 1 ELSE 0 END AS BIGINT) AS member, \
            (SELECT MAX(m.id) FROM messages m WHERE m.chat_room_id = p.chat_room_id \
               AND m.id <= CASE WHEN p.left_at IS NULL THEN {newest} ELSE COALESCE(p.visible_up_to, 0) END) AS last_id, \
-           CASE WHEN p.left_at IS NULL THEN (SELECT COUNT(*) FROM messages m WHERE m.chat_room_id = p.chat_room_id \
+           CASE WHEN p.left_at IS NULL THEN (SELECT COUNT(*) FROM (SELECT 1 FROM messages m \
+              WHERE m.chat_room_id = p.chat_room_id \
               AND m.id > COALESCE(p.last_read_message_id, 0) AND m.deleted_at IS NULL \
-              AND m.user_id <> {me_param} AND m.kind = '{text}') ELSE 0 END AS unread, \
+              AND m.user_id <> {me_param} AND m.kind = '{text}' LIMIT {counted}) AS u) ELSE 0 END AS unread, \
            (SELECT COUNT(*) FROM chat_room_participants q \
               WHERE q.chat_room_id = p.chat_room_id AND q.left_at IS NULL) AS members \
          FROM chat_room_participants p JOIN chat_rooms r ON r.id = p.chat_room_id \
@@ -756,6 +758,7 @@ pub async fn list(db: &impl ConnectionTrait, me: i64, search: Option<&str>) -> R
          ORDER BY g.room_id",
         newest = i64::MAX,
         text = MessageKind::Text.as_str(),
+        counted = crate::model::UNREAD_COUNTED,
     );
     let needle = search.map(str::to_lowercase);
     let mut groups = Vec::new();
