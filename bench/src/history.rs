@@ -23,6 +23,11 @@ pub struct HistoryArgs {
     /// Messages, spread evenly over the conversations.
     #[arg(long, default_value_t = 260_000)]
     pub messages: usize,
+    /// The newest this many messages of the corpus are left unread by their recipients, so the
+    /// reader has unread messages in each conversation (about unread × the reader's share of the
+    /// conversations ÷ 2 in all), as someone back from a holiday would.
+    #[arg(long, default_value_t = 0)]
+    pub unread: usize,
     /// Page loads in flight at once.
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
@@ -37,11 +42,25 @@ pub struct HistoryArgs {
 
 impl HistoryArgs {
     pub fn smoke() -> Self {
-        Self { users: 6, conversations: 7, messages: 20_000, concurrency: 10, duration: 1, database_url: None }
+        Self {
+            users: 6,
+            conversations: 7,
+            messages: 20_000,
+            unread: 2_000,
+            concurrency: 10,
+            duration: 1,
+            database_url: None,
+        }
     }
 
     pub fn shape(&self) -> Shape {
-        Shape { users: self.users, conversations: self.conversations, messages: self.messages, seed: 1 }
+        Shape {
+            users: self.users,
+            conversations: self.conversations,
+            messages: self.messages,
+            seed: 1,
+            unread: self.unread,
+        }
     }
 }
 
@@ -70,10 +89,11 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs, r: &mut ScenarioReport) -> Resul
     r.figure(
         "corpus",
         format!(
-            "{} messages in {} conversations among {} people, loaded in {:.1} s",
+            "{} messages in {} conversations among {} people{}, loaded in {:.1} s",
             crate::report::group_thousands(corpus.messages as u64),
             corpus.conversations,
             corpus.users,
+            unread_note(corpus.unread),
             corpus.seconds
         ),
     );
@@ -101,9 +121,10 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs, r: &mut ScenarioReport) -> Resul
     m.report(r, args.concurrency);
     let mut table = page_table();
     let page = format!(
-        "chat, {} conversations of ~{} messages",
+        "chat, {} conversations of ~{} messages{}",
         peers.len(),
-        crate::report::group_thousands(per_conversation as u64)
+        crate::report::group_thousands(per_conversation as u64),
+        unread_note(corpus.unread)
     );
     table.rows.push(m.row(page, args.concurrency));
     r.table = Some(table);
@@ -114,4 +135,13 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs, r: &mut ScenarioReport) -> Resul
         r.fail(format!("{} failed page requests, first: {}", m.errors, m.first_error.unwrap_or_default()));
     }
     Ok(())
+}
+
+/// ", the newest N unread" when the corpus left some unread.
+fn unread_note(unread: usize) -> String {
+    if unread == 0 {
+        String::new()
+    } else {
+        format!(", the newest {} unread", crate::report::group_thousands(unread as u64))
+    }
 }

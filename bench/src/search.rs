@@ -150,6 +150,8 @@ pub struct Summary {
     pub users: usize,
     pub conversations: usize,
     pub messages: usize,
+    #[serde(default)]
+    pub unread: usize,
     pub vocabulary: usize,
     pub seconds: f64,
     pub messages_seconds: f64,
@@ -181,11 +183,19 @@ pub struct Shape {
     pub conversations: usize,
     pub messages: usize,
     pub seed: u64,
+    /// The newest this many messages are left unread.
+    pub unread: usize,
 }
 
 impl SearchArgs {
     pub fn shape(&self) -> Shape {
-        Shape { users: self.users, conversations: self.conversations, messages: self.messages, seed: self.seed }
+        Shape {
+            users: self.users,
+            conversations: self.conversations,
+            messages: self.messages,
+            seed: self.seed,
+            unread: 0,
+        }
     }
 }
 
@@ -198,6 +208,7 @@ pub async fn seed(cli: &Cli, database: &Database, args: Shape) -> Result<Seeded,
         ("--conversations", args.conversations as u64),
         ("--messages", args.messages as u64),
         ("--seed", args.seed),
+        ("--unread", args.unread as u64),
     ] {
         command.arg(flag).arg(value.to_string());
     }

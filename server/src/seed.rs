@@ -42,12 +42,15 @@ pub struct Corpus {
     pub conversations: usize,
     pub messages: usize,
     pub seed: u64,
+    /// The newest this many messages are left unread by their recipients (the rest were read a
+    /// minute after they were sent).
+    pub unread: usize,
 }
 
 impl Corpus {
-    /// Reads `--users U --conversations C --messages M [--seed S]`.
+    /// Reads `--users U --conversations C --messages M [--seed S] [--unread N]`.
     pub fn from_args(args: &[String]) -> Result<Self, String> {
-        let mut corpus = Self { users: 0, conversations: 0, messages: 0, seed: 1 };
+        let mut corpus = Self { users: 0, conversations: 0, messages: 0, seed: 1, unread: 0 };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -57,11 +60,18 @@ impl Corpus {
                 "--conversations" => corpus.conversations = number("--conversations")? as usize,
                 "--messages" => corpus.messages = number("--messages")? as usize,
                 "--seed" => corpus.seed = number("--seed")?,
+                "--unread" => corpus.unread = number("--unread")? as usize,
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
         if corpus.users < 2 || corpus.conversations == 0 || corpus.messages == 0 {
-            return Err("usage: server seed-corpus --users U (≥ 2) --conversations C --messages M [--seed S]".into());
+            return Err(
+                "usage: server seed-corpus --users U (≥ 2) --conversations C --messages M [--seed S] [--unread N]"
+                    .into(),
+            );
+        }
+        if corpus.unread > corpus.messages {
+            return Err(format!("--unread {} is more than the {} messages", corpus.unread, corpus.messages));
         }
         let pairs = corpus.users as u128 * (corpus.users as u128 - 1) / 2;
         if corpus.conversations as u128 > pairs / 2 {
@@ -198,6 +208,7 @@ pub async fn seed_corpus(db: &DatabaseConnection, corpus: Corpus) -> Result<serd
     let first = now - span;
     let step_ms = span.num_milliseconds() / corpus.messages as i64;
     let messages_started = Instant::now();
+    let read = corpus.messages - corpus.unread;
     let rows = (0..corpus.messages).map(|i| {
         let (a, b) = conversations[rng.gen_range(0..conversations.len())];
         let (from, to) = if rng.r#gen::<bool>() { (a, b) } else { (b, a) };
@@ -216,7 +227,7 @@ pub async fn seed_corpus(db: &DatabaseConnection, corpus: Corpus) -> Result<serd
             recipient_id: Set(Some(to)),
             client_id: Set(format!("corpus-{i}")),
             kind: Set("text".into()),
-            read_at: Set(Some(at + Duration::minutes(1))),
+            read_at: Set((i < read).then(|| at + Duration::minutes(1))),
             created_at: Set(at),
             updated_at: Set(at),
             ..Default::default()
@@ -255,6 +266,7 @@ pub async fn seed_corpus(db: &DatabaseConnection, corpus: Corpus) -> Result<serd
         "conversations": corpus.conversations,
         "messages": corpus.messages,
         "seed": corpus.seed,
+        "unread": corpus.unread,
         "vocabulary": words.len(),
         "seconds": started.elapsed().as_secs_f64(),
         "users_seconds": users_seconds,
@@ -312,4 +324,23 @@ where
         app::ssr::checkpoint_sqlite(db).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Corpus;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn unread_is_optional_and_never_more_than_the_messages() {
+        let corpus = Corpus::from_args(&args("--users 4 --conversations 1 --messages 10")).unwrap();
+        assert_eq!(corpus.unread, 0);
+        let corpus = Corpus::from_args(&args("--users 4 --conversations 1 --messages 10 --unread 10")).unwrap();
+        assert_eq!(corpus.unread, 10);
+        let err = Corpus::from_args(&args("--users 4 --conversations 1 --messages 10 --unread 11")).unwrap_err();
+        assert_eq!(err, "--unread 11 is more than the 10 messages");
+    }
 }
