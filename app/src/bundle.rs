@@ -19,6 +19,12 @@
 //! itself once the page is drawn, from a manifest handed to the render, but it reads that manifest
 //! outside the render's reactive owner, so it found it on only some loads (7 and 8 of 12 direct
 //! loads of `/chat/search`); here the links come from the request's path, on every load.
+//!
+//! Nothing here makes a browser with JavaScript off fetch WASM: Chromium fetches a
+//! `<link rel="preload">` whether or not scripts run (it took the 515 KB module on every first
+//! visit without JavaScript), so the module is fetched by the compiling script alone, and a lazy
+//! route's chunks are preloaded by links a script adds. Module preloads (`modulepreload`) are
+//! fetched only where modules run, so they stay links.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -150,6 +156,21 @@ fn compile_script(wasm: &str) -> String {
     )
 }
 
+/// Adds a `<link rel="preload">` for each of `chunks` (WASM files under `/pkg`) while the page is
+/// parsed: the same preloads as links in the markup, which a browser would fetch with JavaScript
+/// off too. None without chunks, or for a name that is not a plain file path.
+fn preload_script(chunks: &[String]) -> Option<String> {
+    let plain = |c: &String| c.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    let listed: Vec<String> = chunks.iter().filter(|c| plain(c)).map(|c| format!("{c:?}")).collect();
+    (!listed.is_empty()).then(|| {
+        format!(
+            "[{}].forEach(function(h){{var l=document.createElement(\"link\");l.rel=\"preload\";l.as=\"fetch\";\
+             l.type=\"application/wasm\";l.crossOrigin=\"\";l.href=h;document.head.appendChild(l)}})",
+            listed.join(",")
+        )
+    })
+}
+
 /// Hands the compiled module to wasm-bindgen's `init`, then hydrates the page.
 fn start_script(js: &str) -> String {
     format!("import init,{{hydrate}} from {js:?};init({{module_or_path:window.__banterWasm}}).then(()=>hydrate())")
@@ -160,12 +181,10 @@ fn start_script(js: &str) -> String {
 #[component]
 pub fn CompileWasm(options: LeptosOptions) -> impl IntoView {
     let bundle = Bundle::get(&options);
-    // The preload lets the browser's look-ahead parser request the module before the script runs;
-    // the script's `fetch` (same mode, same credentials) then takes that response.
-    view! {
-        <link rel="preload" href=bundle.wasm.as_str() r#as="fetch" r#type="application/wasm" crossorigin="" />
-        <script nonce=leptos::nonce::use_nonce() inner_html=compile_script(&bundle.wasm)></script>
-    }
+    // No `<link rel="preload">` for the module: this script, the first thing in `<head>`, fetches
+    // it as soon as the page starts to arrive, and Chromium fetches a preload even with JavaScript
+    // off, which cost a visitor without it the whole module (515 KB) on a first visit.
+    view! { <script nonce=leptos::nonce::use_nonce() inner_html=compile_script(&bundle.wasm)></script> }
 }
 
 /// The stylesheet, the preloaded JS module and the script that starts the app; on a lazy route's
@@ -182,15 +201,12 @@ pub fn BundleLinks(options: LeptosOptions) -> impl IntoView {
         _ => (Vec::new(), None),
     };
     let nonce = leptos::nonce::use_nonce();
+    // Module preloads are left alone with JavaScript off; a chunk's preload is not, so the chunks'
+    // are added by a script.
     view! {
         <link id="leptos" rel="stylesheet" href=bundle.stylesheet.as_str() />
         <link rel="modulepreload" href=bundle.js.as_str() crossorigin="" />
-        {chunks
-            .into_iter()
-            .map(|chunk| {
-                view! { <link rel="preload" href=chunk r#as="fetch" r#type="application/wasm" crossorigin="" /> }
-            })
-            .collect_view()}
+        {preload_script(&chunks).map(|script| view! { <script nonce=nonce.clone() inner_html=script></script> })}
         {loader.map(|loader| view! { <link rel="modulepreload" href=loader crossorigin="" /> })}
         <script type="module" nonce=nonce inner_html=start_script(&bundle.js)></script>
     }
@@ -266,6 +282,10 @@ mod tests {
         let compile = compile_script("/pkg/banter.W.wasm");
         assert!(compile.contains(r#"("/pkg/banter.W.wasm")"#), "{compile}");
         assert!(compile.contains("window.__banterWasm=w.compileStreaming?"), "{compile}");
+        let preload = preload_script(&["/pkg/a.X-1.wasm".to_owned(), "/pkg/b\"<x".to_owned()]).unwrap();
+        assert!(preload.starts_with(r#"["/pkg/a.X-1.wasm"].forEach("#), "only plain paths: {preload}");
+        assert!(preload.contains(r#"l.rel="preload";l.as="fetch";"#), "{preload}");
+        assert_eq!(preload_script(&[]), None);
         let start = start_script("/pkg/banter.J.js");
         assert_eq!(
             start,

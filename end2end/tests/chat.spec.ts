@@ -1,5 +1,5 @@
-// The chat with and without JavaScript: escaping, the narrow layout, the contact search, and the
-// plain-form composer.
+// The chat with and without JavaScript: escaping, the narrow layout, the contact search, the
+// plain-form composer, and that without JavaScript no page fetches the app's code.
 // The hydrated-only behaviour is in chat-hydrated.spec.ts.
 import { expect, test } from '@playwright/test';
 import { newAccount, jsEnabled } from './helpers';
@@ -65,6 +65,39 @@ test('without JavaScript the composer is a plain form that posts', { tag: '@no-j
   await alice.page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(alice.page.getByRole('alert')).toHaveText('a message cannot be empty');
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
+  await alice.context.close();
+  await bob.context.close();
+});
+
+test('without JavaScript no page fetches the app: no WASM, no script, on any page', { tag: '@no-js-only' }, async ({ browser }, info) => {
+  // Chromium fetches a <link rel="preload"> even with scripts off: the module's preload cost
+  // every first visit without JavaScript 515 KB of WASM it could not run.
+  const visitor = await browser.newPage({ baseURL: info.project.use.baseURL, javaScriptEnabled: false });
+  const alice = await person(browser, info, 'nowasm-a');
+  const bob = await person(browser, info, 'nowasm-b');
+  await sendByApi(bob, alice, 'Hello without scripts');
+  // What came back from the server: a module preload is requested too, and refused by the
+  // browser itself ("csp") before anything is sent, as no module runs.
+  const fetched: string[] = [];
+  for (const page of [visitor, alice.page]) page.on('response', (r) => fetched.push(new URL(r.url()).pathname));
+  for (const at of ['/login', '/register']) {
+    await visitor.goto(at);
+    await expect(visitor.getByLabel('Email')).toBeVisible();
+  }
+  const pages: [string, () => Promise<void>][] = [
+    ['/chat', () => expect(contactRow(alice.page, bob.name)).toBeVisible()],
+    [`/chat/${bob.id}`, () => expect(alice.page.getByLabel('Message', { exact: true })).toBeVisible()],
+    // The two pages whose code is a chunk of its own with JavaScript on.
+    ['/chat/search?q=nothing+like+this', () => expect(alice.page.getByRole('main')).toContainText('No messages')],
+    ['/chat/new-group', () => expect(alice.page.getByLabel('Group name')).toBeVisible()],
+  ];
+  for (const [at, works] of pages) {
+    await alice.page.goto(at);
+    await works();
+  }
+  expect(fetched.filter((p) => p.endsWith('.css')).length, 'the stylesheet came').toBeGreaterThan(0);
+  expect(fetched.filter((p) => /\.(wasm|m?js)$/.test(p))).toEqual([]);
+  await visitor.close();
   await alice.context.close();
   await bob.context.close();
 });
