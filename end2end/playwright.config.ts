@@ -30,7 +30,7 @@ function settings(extra: Record<string, string>) {
     PUSHER_APP_KEY: 'banter-e2e-key',
     PUSHER_APP_SECRET: 'banter-e2e-secret',
     // The browser tests sign up far more people from 127.0.0.1 than one address may in an hour;
-    // the limit itself is tested in server/tests/hardening.rs.
+    // the limit itself is tested in server/tests/integration/hardening.rs.
     LIMIT_SIGN_UPS_PER_ADDRESS: '0',
     // The SDK tests use pusher-js on public channels, as any Pusher app may.
     PUSHER_PUBLIC_CHANNELS: 'true',

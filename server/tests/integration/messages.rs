@@ -1,9 +1,7 @@
 //! `/api/contacts` and `/api/messages/*` over real HTTP: who may see, mark and send what, and the
 //! status codes a script gets back.
 
-mod common;
-
-use common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
+use crate::common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
 use reqwest::StatusCode;
 use serde_json::Value;
 

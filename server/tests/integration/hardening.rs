@@ -3,12 +3,12 @@
 //! frames, a socket that outlives its sign-out, a half-sent request, forged proxy headers, more
 //! connections than the server allows.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
+use crate::common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
 use futures_util::{SinkExt, StreamExt};
 use pusher_protocol::{ChannelName, SocketId};
 use reqwest::StatusCode;

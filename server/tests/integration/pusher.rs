@@ -1,14 +1,12 @@
 //! The embedded Pusher server over real sockets: WebSocket clients (tokio-tungstenite) and signed
 //! HTTP API calls (reqwest) against `Hub::router()` served on a free port. No database involved.
 
-mod sockets;
-
 use std::time::Duration;
 
+use crate::sockets::{APP_ID, KEY, SECRET, Server, WAIT, channel, unix_now};
 use pusher_protocol::{Credentials, SocketId};
 use serde_json::{Value, json};
 use server::pusher::HubSettings;
-use sockets::{APP_ID, KEY, SECRET, Server, WAIT, channel, unix_now};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]

@@ -2,9 +2,7 @@
 //! the form a script or the page posts), downloaded by the other person with headers that never
 //! let a file act as a page of this site, and refused to everyone else, as 404.
 
-mod common;
-
-use common::{Person, TestServer, post, sign_up, storages, temp_sqlite_url};
+use crate::common::{Person, TestServer, post, sign_up, storages, temp_sqlite_url};
 use reqwest::StatusCode;
 use reqwest::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,

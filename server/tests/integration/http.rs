@@ -1,8 +1,6 @@
 //! The real server on a free port, driven over HTTP like a script or a browser would.
 
-mod common;
-
-use common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
+use crate::common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
 use reqwest::{Client, StatusCode};
 
 #[tokio::test]

@@ -4,14 +4,14 @@
 //! Redis: `BANTER_TEST_REDIS_URL`, else the machine's `redis://127.0.0.1:6379`. The outage test
 //! starts (and kills) a `redis-server` of its own on a free port.
 
-mod sockets;
+use crate::sockets;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::sockets::{Client, KEY, SECRET, Server, WAIT, channel};
 use serde_json::{Value, json};
 use server::pusher::{ClusterSettings, Hub, HubSettings, Occupancy};
-use sockets::{Client, KEY, SECRET, Server, WAIT, channel};
 
 fn redis_url() -> String {
     std::env::var("BANTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())

@@ -2,11 +2,11 @@
 //! send or a read publishes to real WebSocket subscribers, on the embedded Pusher server and through
 //! an external one (a second Banter server acting as the Pusher server).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
+use crate::common::{Person, TestServer, browser, post, sign_up, temp_sqlite_url};
 use futures_util::{SinkExt, StreamExt};
 use pusher_protocol::encryption::{MasterKey, SharedSecret};
 use pusher_protocol::{ChannelName, Frame, SocketId};
@@ -33,7 +33,8 @@ impl Person {
         (status, body)
     }
 
-    async fn send(&self, server: &TestServer, to: i64, body: &str, client_id: &str, socket: Option<&str>) -> Value {
+    /// Sends through the HTTP API and expects 200; `socket`: the sending tab, which the broadcast skips.
+    async fn send_ok(&self, server: &TestServer, to: i64, body: &str, client_id: &str, socket: Option<&str>) -> Value {
         let to = to.to_string();
         let mut form = vec![("recipient_id", to.as_str()), ("body", body), ("client_id", client_id)];
         if let Some(socket) = socket {
@@ -204,7 +205,7 @@ async fn a_send_reaches_the_recipient_and_the_senders_other_tabs_at_once() {
     ann_other_tab.subscribe(&server, &ann, &format!("private-user.{}", ann.id)).await;
 
     let stored = ann
-        .send(&server, ben.id, "hello Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000001", Some(&ann_sending_tab.socket_id))
+        .send_ok(&server, ben.id, "hello Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000001", Some(&ann_sending_tab.socket_id))
         .await;
 
     let (event, channel, data) = ben_tab.next_event().await;
@@ -261,7 +262,7 @@ async fn a_forged_or_foreign_authorization_is_refused_by_the_pusher_server() {
     );
     eve_tab.socket.send(Message::text(frame.to_json())).await.unwrap();
     assert!(matches!(eve_tab.next().await, Frame::SubscriptionError { .. }));
-    ann.send(&server, ben.id, "secret", "5f0c8a4e-2b1d-4c3e-9f00-000000000002", None).await;
+    ann.send_ok(&server, ben.id, "secret", "5f0c8a4e-2b1d-4c3e-9f00-000000000002", None).await;
     assert!(eve_tab.stays_quiet().await);
     server.stop().await;
 }
@@ -294,7 +295,7 @@ async fn an_external_pusher_server_carries_the_events_unchanged() {
 
     let mut ben_tab = Tab::open(&pusher, "external-key").await;
     ben_tab.subscribe(&app, &ben, &format!("private-user.{}", ben.id)).await;
-    let stored = ann.send(&app, ben.id, "via the HTTP API", "5f0c8a4e-2b1d-4c3e-9f00-000000000003", None).await;
+    let stored = ann.send_ok(&app, ben.id, "via the HTTP API", "5f0c8a4e-2b1d-4c3e-9f00-000000000003", None).await;
     let (event, _, data) = ben_tab.next_event().await;
     assert_eq!(event, "NewChatMessage");
     assert_eq!(data, stored);
@@ -316,7 +317,7 @@ async fn online_status_reaches_the_online_people_of_the_circle() {
     let ann = sign_up(&server, "Ann").await;
     let ben = sign_up(&server, "Ben").await;
     let eve = sign_up(&server, "Eve").await;
-    ann.send(&server, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000101", None).await;
+    ann.send_ok(&server, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000101", None).await;
 
     let mut ben_tab = Tab::open(&server, &key).await;
     ben_tab.subscribe(&server, &ben, &format!("private-user.{}", ben.id)).await;
@@ -355,7 +356,7 @@ async fn webhooks_of_an_external_pusher_server_set_online_status() {
             .await;
     let ann = sign_up(&app, "Ann").await;
     let ben = sign_up(&app, "Ben").await;
-    ann.send(&app, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000102", None).await;
+    ann.send_ok(&app, ben.id, "hi Ben", "5f0c8a4e-2b1d-4c3e-9f00-000000000102", None).await;
     let mut ben_tab = Tab::open(&pusher, "hooks-key").await;
     ben_tab.subscribe(&app, &ben, &format!("private-user.{}", ben.id)).await;
 
@@ -442,7 +443,7 @@ async fn a_send_succeeds_and_is_stored_when_the_pusher_server_is_down() {
     let ann = sign_up(&app, "Ann").await;
     let ben = sign_up(&app, "Ben").await;
     let stored =
-        ann.send(&app, ben.id, "the database is the truth", "5f0c8a4e-2b1d-4c3e-9f00-000000000004", None).await;
+        ann.send_ok(&app, ben.id, "the database is the truth", "5f0c8a4e-2b1d-4c3e-9f00-000000000004", None).await;
     let (status, page, _) =
         post(&ben.client, app.url("/api/messages"), &[("peer_id", ann.id.to_string().as_str())]).await;
     assert_eq!(status, StatusCode::OK);
@@ -631,7 +632,7 @@ async fn encrypted_channels_carry_only_ciphertext_through_the_embedded_and_an_ex
         let secret = subscribe_encrypted(&mut tab, server, &ben, &channel).await;
 
         let body = "the eagle lands at dawn";
-        let stored = ann.send(server, ben.id, body, &format!("5f0c8a4e-2b1d-4c3e-9f00-{:012}", ann.id), None).await;
+        let stored = ann.send_ok(server, ben.id, body, &format!("5f0c8a4e-2b1d-4c3e-9f00-{:012}", ann.id), None).await;
         assert_sealed(&mut tab, &secret, &channel, &stored, body).await;
 
         // Client events are refused on encrypted channels, as Pusher refuses them.
@@ -671,7 +672,7 @@ async fn two_instances_on_one_database_and_redis_are_one_banter() {
 
     // Ann's tab on A sends through B (the load balancer's choice).
     let stored = ann
-        .send(&b, ben.id, "hello across", "5f0c8a4e-2b1d-4c3e-9f00-0000000000c1", Some(&ann_sending_tab.socket_id))
+        .send_ok(&b, ben.id, "hello across", "5f0c8a4e-2b1d-4c3e-9f00-0000000000c1", Some(&ann_sending_tab.socket_id))
         .await;
     let (event, _, data) = ben_tab.next_event().await;
     assert_eq!((event.as_str(), &data), ("NewChatMessage", &stored));

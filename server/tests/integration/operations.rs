@@ -2,13 +2,13 @@
 //! (kept from a proxy's `X-Request-Id` when it is plain, generated otherwise), and the server
 //! binary's logs as JSON lines carrying that id when `LOG_FORMAT=json`.
 
-mod common;
+use crate::common;
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, temp_sqlite_url};
+use crate::common::{TestServer, temp_sqlite_url};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -3,13 +3,11 @@
 //! own origin, configured origins and clients that are not browsers pass; every response carries
 //! the security headers, and every script on a page carries the nonce its CSP names.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::common::{Person, TestServer, browser, registration, sign_up, temp_sqlite_url};
 use app::ssr::AppState;
-use common::{Person, TestServer, browser, registration, sign_up, temp_sqlite_url};
 use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, StatusCode};
