@@ -58,8 +58,20 @@ count_playwright() {
 }
 count_single() { if [ "$1" = 0 ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi; }
 
+# install_test_deps: the build tools (compiled: minutes of CPU) in the foreground while the
+# system packages, the npm packages and moto (downloads and unpacking: mostly waiting) install
+# beside them; their output follows the toolchain's.
 install_test_deps() {
-  ensure_toolchain || return 1
+  local log="$LOG_DIR/setup-packages.log" pid status=0
+  install_packages >"$log" 2>&1 &
+  pid=$!
+  ensure_toolchain || status=1
+  wait "$pid" || status=1
+  cat "$log"
+  return "$status"
+}
+
+install_packages() {
   if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "installing Debian's chromium for Playwright"
@@ -103,6 +115,7 @@ install_test_deps() {
     fi
   done
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  ensure_moto
 }
 
 # start_redis: the machine's Redis on 6379 when it answers, else one of our own on a free port
