@@ -48,9 +48,10 @@ wasm_opt_stub() {
 #   then a long list, so a `rustup ... | grep -q` pipe would be cut short), "no" if not.
 #   WASM_OPT: the binaryen version of tools/node_modules/.bin/wasm-opt, or "missing".
 #   LOCK: "no-lock" to leave Cargo.lock out of the copy.
+#   FAILING: "cargo-leptos" to make its `cargo install` fail.
 # Sets CASE (its directory), STATUS (ensure_toolchain's caller's exit status), LOG (calls made).
 run_case() {
-  local name=$1 leptos=$2 bindgen=$3 target=$4 wasm_opt=$5 lock=${6:-lock}
+  local name=$1 leptos=$2 bindgen=$3 target=$4 wasm_opt=$5 lock=${6:-lock} failing=${7:-none}
   CASE="$WORK/$name"
   LOG="$CASE/calls.log"
   local stubs="$CASE/stubs" root="$CASE/root"
@@ -66,7 +67,9 @@ case \$1 in
   leptos)
     if [ '$leptos' = missing ]; then echo 'error: no such command: \`leptos\`' >&2; exit 101; fi
     echo 'cargo-leptos $leptos' ;;
-  install) exit 0 ;;
+  install)
+    case \" \$* \" in *' $failing '*) echo 'stub cargo: install failed' >&2; exit 101 ;; esac
+    exit 0 ;;
   *) echo \"stub cargo: unexpected \$*\" >&2; exit 1 ;;
 esac"
   write_stub "$stubs/rustup" "
@@ -114,6 +117,7 @@ check() {
 called() { grep -qxF -- "$1" "$LOG"; }
 not_called() { ! grep -qE -- "$1" "$LOG"; }
 completed() { [ "$STATUS" = 0 ] && called "ensure_toolchain returned 0"; }
+failed_install() { [ "$STATUS" != 0 ] && ! called "ensure_toolchain returned 0"; }
 says_no_lock() { [ "$STATUS" = 1 ] && grep -q "cannot read the wasm-bindgen version" "$CASE/output"; }
 
 LEPTOS_INSTALL="cargo install --locked --quiet --features no_downloads cargo-leptos --version 0.3.10"
@@ -144,6 +148,10 @@ check "only wasm-bindgen missing: ensure_toolchain succeeds" completed
 run_case present 0.3.10 "$LOCKED_BINDGEN" yes 132
 check "all present: installs nothing" not_called "$INSTALLS"
 check "all present: ensure_toolchain succeeds" completed
+
+run_case leptos-fails missing missing yes 132 lock cargo-leptos
+check "cargo-leptos fails to install: wasm-bindgen-cli is installed all the same" called "$BINDGEN_INSTALL"
+check "cargo-leptos fails to install: ensure_toolchain fails" failed_install
 
 run_case no-lock 0.3.10 "$LOCKED_BINDGEN" yes 132 no-lock
 check "no Cargo.lock: says so and fails" says_no_lock

@@ -16,16 +16,33 @@ export PATH="$BANTER_ROOT/tools/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bi
 
 toolchain_say() { printf '[toolchain] %s\n' "$*" >&2; }
 
-# The tools only drive cargo and rustc; how fast they run does not matter, how fast they build
-# does. cargo-leptos asks for fat LTO with one codegen unit, which made its install the longest
-# step of a cold run; these overrides apply to the installs below only.
+# quick_install OPT_LEVEL ARGS...: `cargo install ARGS...` with a release profile that builds
+# fast. The tools only drive cargo and rustc, and how fast they build matters more than how fast
+# they run: cargo-leptos asks for fat LTO with one codegen unit, which made its install the longest
+# step of a cold run. OPT_LEVEL 0 for cargo-leptos, whose own work in a build is a fraction of a
+# second (splitting the module: 0.16 s at opt-level 1, 0.7 s at 0; the rest is wasm-bindgen and
+# wasm-opt), and 340 s to build against 553 s. wasm-bindgen-cli keeps 1: it rewrites the whole
+# module on every build.
 quick_install() {
-  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+  local opt=$1
+  shift
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt \
     CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo install "$@"
 }
 
+# cargo-leptos's cargo-generate (`cargo leptos new`, never used here) asks for a vendored OpenSSL:
+# three minutes of compiling OpenSSL's C, the longest single step of the install. The system's
+# OpenSSL (Debian's libssl-dev) does instead when pkg-config finds it.
+install_cargo_leptos() {
+  local no_vendor=0
+  if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl 2>/dev/null; then
+    no_vendor=1
+  fi
+  OPENSSL_NO_VENDOR=$no_vendor quick_install 0 --locked --quiet --features no_downloads cargo-leptos --version "$CARGO_LEPTOS_VERSION"
+}
+
 ensure_toolchain() {
-  local want have
+  local want have leptos=0 leptos_pid="" failed=0
   if ! command -v cargo >/dev/null || ! command -v npm >/dev/null; then
     toolchain_say "cargo (rustup) and npm (Node.js 20+) are required; install them first"
     return 1
@@ -40,8 +57,7 @@ ensure_toolchain() {
   have=$(cargo leptos --version 2>/dev/null || true)
   have=$(awk '{print $2; exit}' <<<"$have")
   if [ "$have" != "$CARGO_LEPTOS_VERSION" ]; then
-    toolchain_say "installing cargo-leptos $CARGO_LEPTOS_VERSION (built from crates.io, a few minutes)"
-    quick_install --locked --quiet --features no_downloads cargo-leptos --version "$CARGO_LEPTOS_VERSION" >&2 || return 1
+    leptos=1
   fi
 
   want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$BANTER_ROOT/Cargo.lock" 2>/dev/null || true)
@@ -51,10 +67,24 @@ ensure_toolchain() {
   fi
   have=$(wasm-bindgen --version 2>/dev/null || true)
   have=$(awk '{print $2; exit}' <<<"$have")
+
+  # Both at once when both are missing: each leaves a core idle for part of its build (build
+  # scripts, its last crate, linking), which the other fills.
+  if [ "$leptos" = 1 ]; then
+    toolchain_say "installing cargo-leptos $CARGO_LEPTOS_VERSION (built from crates.io, a few minutes)"
+    install_cargo_leptos >&2 &
+    leptos_pid=$!
+  fi
   if [ "$have" != "$want" ]; then
     toolchain_say "installing wasm-bindgen-cli $want (must equal Cargo.lock's wasm-bindgen)"
     # Not --locked: one of its locked dependencies is no longer on the registry.
-    quick_install --quiet wasm-bindgen-cli --version "$want" >&2 || return 1
+    quick_install 1 --quiet wasm-bindgen-cli --version "$want" >&2 || failed=1
+  fi
+  if [ -n "$leptos_pid" ]; then
+    wait "$leptos_pid" || failed=1
+  fi
+  if [ "$failed" = 1 ]; then
+    return 1
   fi
 
   have=$("$BANTER_ROOT/tools/node_modules/.bin/wasm-opt" --version 2>/dev/null || true)
