@@ -264,7 +264,10 @@ mod tests {
         assert_eq!(lazy_route_at("/chat/search"), Some("__search_route_view"));
         assert_eq!(lazy_route_at("/chat/search/"), Some("__search_route_view"));
         assert_eq!(lazy_route_at("/chat/new-group"), Some("__new_group_route_view"));
+        assert_eq!(lazy_route_at("/login"), Some("__login_route_view"));
+        assert_eq!(lazy_route_at("/register"), Some("__register_route_view"));
         assert_eq!(lazy_route_at("/chat/12"), None);
+        assert_eq!(lazy_route_at("/"), None);
         assert_eq!(lazy_route_at("/chat/searching"), None);
     }
 

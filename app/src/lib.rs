@@ -93,8 +93,10 @@ pub fn App() -> impl IntoView {
             <Routes fallback=NotFound>
                 // Async: the redirect must be decided before any byte is sent (seen flaky streamed).
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
-                <Route path=path!("/login") view=LoginPage />
-                <Route path=path!("/register") view=RegisterPage />
+                // Lazy: a signed-in browser never needs the sign-in forms' code. Async, as every
+                // lazy route: the page is drawn whole before it is sent, so it works without JavaScript.
+                <Route path=path!("/login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/register") view={Lazy::<RegisterRoute>::new()} ssr=SsrMode::Async />
                 // Async: the chat is rendered whole on the server before anything is sent, so a
                 // reload always shows the truth and every pane works without JavaScript.
                 <ParentRoute path=path!("/chat") view=ChatLayout ssr=SsrMode::Async>
@@ -112,8 +114,12 @@ pub fn App() -> impl IntoView {
 /// The lazy routes' paths, each with the name the split build's manifest gives its view:
 /// `#[lazy_route]` on `impl LazyRoute for SearchRoute` makes a lazy `__SearchRoute_View`, listed as
 /// `__search_route_view_<hash>`. A page that opens at one of them preloads its chunks.
-pub(crate) const LAZY_ROUTES: [(&str, &str); 2] =
-    [("/chat/search", "__search_route_view"), ("/chat/new-group", "__new_group_route_view")];
+pub(crate) const LAZY_ROUTES: [(&str, &str); 4] = [
+    ("/chat/search", "__search_route_view"),
+    ("/chat/new-group", "__new_group_route_view"),
+    ("/login", "__login_route_view"),
+    ("/register", "__register_route_view"),
+];
 
 /// `/chat/search`: its code is a chunk of its own in the split browser build, fetched when search
 /// is first opened (or with the page, when the page is a search).
@@ -141,5 +147,33 @@ impl LazyRoute for NewGroupRoute {
 
     fn view(_this: Self) -> AnyView {
         view! { <NewGroupPage /> }.into_any()
+    }
+}
+
+/// `/login`: the sign-in form, a chunk of its own, so the chat's first load does not carry it.
+struct LoginRoute;
+
+#[lazy_route]
+impl LazyRoute for LoginRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <LoginPage /> }.into_any()
+    }
+}
+
+/// `/register`: the registration form, a chunk of its own, like sign-in.
+struct RegisterRoute;
+
+#[lazy_route]
+impl LazyRoute for RegisterRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <RegisterPage /> }.into_any()
     }
 }

@@ -1,6 +1,6 @@
 // The chat once hydrated: the composer, the unread/read flow, history paging, links, theme and
 // Esc, retry after a refused send, the offline outbox, and screenshots. Each page is checked for hydration panics.
-import { expect, test } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { contactRow, done, log, openChat, person, send } from './chat-support';
@@ -126,29 +126,33 @@ test('lazily loaded pieces: a conversation loads one WASM module; the emoji pick
   await done(alice, bob);
 });
 
-test('a page that opens on search or on the new-group form brings that piece\'s chunk with it, on every load', { tag: '@js-only' }, async ({ browser }, info) => {
+test('a page that opens on search, the new-group form, sign-in or registration brings that piece\'s chunk with it, on every load', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'alice');
-  const pkg = (selector: string) =>
-    alice.page.evaluate((s) => [...document.head.querySelectorAll<HTMLLinkElement>(s)].map((l) => new URL(l.href).pathname), selector);
-  const pages: [string, () => Promise<void>][] = [
-    ['/chat/search?q=nothing+like+this', () => expect(alice.page.getByRole('main')).toContainText('No messages')],
-    ['/chat/new-group', () => expect(alice.page.getByLabel('Group name')).toBeVisible()],
+  // Sign-in and registration are seen signed out.
+  const visitor = await browser.newPage({ baseURL: info.project.use.baseURL });
+  const pkg = (page: Page, selector: string) =>
+    page.evaluate((s) => [...document.head.querySelectorAll<HTMLLinkElement>(s)].map((l) => new URL(l.href).pathname), selector);
+  const pages: [Page, string, () => Promise<void>][] = [
+    [alice.page, '/chat/search?q=nothing+like+this', () => expect(alice.page.getByRole('main')).toContainText('No messages')],
+    [alice.page, '/chat/new-group', () => expect(alice.page.getByLabel('Group name')).toBeVisible()],
+    [visitor, '/login', () => expect(visitor.getByRole('button', { name: 'Sign in' })).toBeEnabled()],
+    [visitor, '/register', () => expect(visitor.getByRole('button', { name: 'Create account' })).toBeEnabled()],
   ];
   const chunksOf: Record<string, string[]> = {};
-  for (const [at, works] of pages) {
+  for (const [page, at, works] of pages) {
     // Leptos' own preload came with only some loads; this one is in the head every time.
     for (let load = 0; load < 4; load++) {
-      await alice.page.goto(at);
-      await ready(alice.page, info);
+      await page.goto(at);
+      await ready(page, info);
       await works();
-      const chunks = (await pkg('link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p));
+      const chunks = (await pkg(page, 'link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p));
       expect(chunks.length, `${at}, load ${load + 1}: a chunk preloaded`).toBeGreaterThan(0);
       for (const chunk of chunks) expect(chunk).toMatch(/^\/pkg\/[A-Za-z0-9_]+\.[A-Za-z0-9_-]{22}\.wasm$/);
-      expect(await pkg('link[rel=modulepreload]'), `${at}: the chunk loader preloaded`).toContainEqual(
+      expect(await pkg(page, 'link[rel=modulepreload]'), `${at}: the chunk loader preloaded`).toContainEqual(
         expect.stringMatching(/^\/pkg\/__wasm_split\.[A-Za-z0-9_-]{22}\.js$/),
       );
       // What was preloaded is what the piece ran on: each chunk fetched once, none besides.
-      const fetched = await alice.page.evaluate(() =>
+      const fetched = await page.evaluate(() =>
         performance
           .getEntriesByType('resource')
           .map((e) => new URL(e.name).pathname)
@@ -159,9 +163,11 @@ test('a page that opens on search or on the new-group form brings that piece\'s 
     }
   }
   // Each piece has chunks of its own, and a conversation's page preloads none.
-  expect(chunksOf[pages[0][0]]).not.toEqual(chunksOf[pages[1][0]]);
+  const sets = Object.values(chunksOf).map((c) => [...c].sort().join(' '));
+  expect(new Set(sets).size, JSON.stringify(chunksOf)).toBe(pages.length);
   await openChat(alice, info);
-  expect((await pkg('link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p))).toEqual([]);
+  expect((await pkg(alice.page, 'link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p))).toEqual([]);
+  await visitor.close();
   await done(alice);
 });
 
