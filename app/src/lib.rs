@@ -121,59 +121,34 @@ pub(crate) const LAZY_ROUTES: [(&str, &str); 4] = [
     ("/register", "__register_route_view"),
 ];
 
-/// `/chat/search`: its code is a chunk of its own in the split browser build, fetched when search
-/// is first opened (or with the page, when the page is a search).
-struct SearchRoute;
+/// Each `Name => view;` makes a route type whose view is a chunk of its own in the split browser
+/// build (`#[lazy_route]`), fetched when the route is first opened, or with the page when the page
+/// opens there. Each needs its line in `LAZY_ROUTES` too.
+macro_rules! lazy_routes {
+    ($($(#[$doc:meta])* $route:ident => $view:expr;)+) => {$(
+        $(#[$doc])*
+        struct $route;
 
-#[lazy_route]
-impl LazyRoute for SearchRoute {
-    fn data() -> Self {
-        Self
-    }
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
 
-    fn view(_this: Self) -> AnyView {
-        view! { <SearchPane /> }.into_any()
-    }
+            fn view(_this: Self) -> AnyView {
+                $view.into_any()
+            }
+        }
+    )+};
 }
 
-/// `/chat/new-group`, with the people picker: a chunk of its own, like search.
-struct NewGroupRoute;
-
-#[lazy_route]
-impl LazyRoute for NewGroupRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <NewGroupPage /> }.into_any()
-    }
-}
-
-/// `/login`: the sign-in form, a chunk of its own, so the chat's first load does not carry it.
-struct LoginRoute;
-
-#[lazy_route]
-impl LazyRoute for LoginRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <LoginPage /> }.into_any()
-    }
-}
-
-/// `/register`: the registration form, a chunk of its own, like sign-in.
-struct RegisterRoute;
-
-#[lazy_route]
-impl LazyRoute for RegisterRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <RegisterPage /> }.into_any()
-    }
+lazy_routes! {
+    /// `/chat/search`: fetched when search is first opened.
+    SearchRoute => view! { <SearchPane /> };
+    /// `/chat/new-group`, with the people picker.
+    NewGroupRoute => view! { <NewGroupPage /> };
+    /// `/login`: the sign-in form, so the chat's first load does not carry it.
+    LoginRoute => view! { <LoginPage /> };
+    /// `/register`: the registration form, like sign-in.
+    RegisterRoute => view! { <RegisterPage /> };
 }
