@@ -45,6 +45,11 @@ use pages::{NotFound, home::HomePage};
 /// Applies a remembered theme before first paint, so a dark-theme user never sees a white flash.
 const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('banter-theme');if(t==='dark'||t==='light')document.documentElement.setAttribute('data-theme',t)}catch(e){}";
 
+/// Enter sends from the first paint. Until the app has taken the composer over (`data-ready` on its
+/// form, set once it has hydrated), Enter in the composer posts its plain form as the Send button
+/// would, and does nothing when it is blank; Shift+Enter and an input method's Enter stay as typed.
+const EARLY_ENTER_SCRIPT: &str = "document.addEventListener('keydown',function(e){var t=e.target,f=t&&t.form;if(e.key!=='Enter'||e.shiftKey||e.isComposing||!f||t.name!=='body'||!f.classList.contains('composer')||f.dataset.ready)return;e.preventDefault();if(t.value.trim())f.requestSubmit()},true)";
+
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     // The server names a nonce in each page's CSP header and hands it over in the request's
@@ -65,6 +70,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <script nonce=use_nonce() inner_html=THEME_SCRIPT></script>
+                <script nonce=use_nonce() inner_html=EARLY_ENTER_SCRIPT></script>
                 <CompileWasm options=options.clone() />
                 <AutoReload options=options.clone() />
                 <BundleLinks options />

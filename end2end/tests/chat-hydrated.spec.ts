@@ -1,6 +1,7 @@
-// The chat once hydrated: the composer, the unread/read flow, history paging, links, theme and
-// Esc, retry after a refused send, the offline outbox, and screenshots. Each page is checked for hydration panics.
-import { expect, test, type Page } from '@playwright/test';
+// The chat once hydrated: the composer (and typing and sending before the app has loaded), the
+// unread/read flow, history paging, links, theme and Esc, retry after a refused send, the offline
+// outbox, and screenshots. Each page is checked for hydration panics.
+import { expect, test, type Browser, type Page, type TestInfo } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { contactRow, done, log, openChat, person, send } from './chat-support';
@@ -40,6 +41,78 @@ test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { 
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Hello Bob!' }).getByLabel('Read')).toBeVisible();
   await alice.context.close();
   await bob.context.close();
+});
+
+/** Alice and Bob, and Alice's page open on their conversation with the app's WASM held back until
+ * `release()`: the page is the server's HTML alone, as on a slow network for the seconds the WASM
+ * takes to arrive. The composer has the focus from the first paint: one just types. */
+async function openWithTheAppHeld(browser: Browser, info: TestInfo) {
+  const alice = await person(browser, info, 'alice');
+  const bob = await person(browser, info, 'bob');
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await alice.page.route(/\/pkg\/banter\.[A-Za-z0-9_-]+\.wasm$/, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await alice.page.goto(`/chat/${bob.id}`);
+  const box = alice.page.getByLabel('Message', { exact: true });
+  await expect(box).toBeFocused();
+  return { alice, bob, box, release };
+}
+
+test('what is typed before the app has loaded stays in the composer, and Enter then sends it', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob, box, release } = await openWithTheAppHeld(browser, info);
+  // Shift+Enter: a new line.
+  await alice.page.keyboard.type('Typed before the app woke up');
+  await alice.page.keyboard.press('Shift+Enter');
+  await alice.page.keyboard.type('and a second line');
+  const text = 'Typed before the app woke up\nand a second line';
+  await expect(box).toHaveValue(text);
+  await expect(alice.page.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+
+  release();
+  await ready(alice.page, info);
+  await expect(alice.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  // Hydration kept it (and the app knows it: Send is on, Enter sends).
+  await expect(box).toHaveValue(text);
+  await expect(alice.page.getByRole('button', { name: 'Send' })).toBeEnabled();
+  await box.press('Enter');
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Typed before' }).getByLabel('Sent')).toBeVisible();
+  await expect(box).toHaveValue('');
+
+  await openChat(bob, info, alice);
+  await expect(log(bob.page)).toContainText(text);
+  // Sent, so not kept as a draft either.
+  await openChat(alice, info, bob);
+  await expect(box).toHaveValue('');
+  await done(alice, bob);
+});
+
+test('Enter before the app has loaded sends the message as the Send button would', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob, box, release } = await openWithTheAppHeld(browser, info);
+  // Blank: Enter does nothing (no empty post, no new line).
+  await alice.page.keyboard.press('Enter');
+  await expect(box).toHaveValue('');
+  await alice.page.keyboard.type('Sent before the app woke up');
+  await alice.page.keyboard.press('Enter');
+  // The plain form went: the server's next page shows the message, the composer empty again.
+  await expect(log(alice.page)).toContainText('Sent before the app woke up');
+  await expect(box).toHaveValue('');
+  await expect(alice.page.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+
+  release();
+  await openChat(bob, info, alice);
+  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'Sent before the app woke up' })).toHaveCount(1);
+  // Once the app runs, Enter is its own again: the app sends, in place (no page load), once.
+  await ready(alice.page, info);
+  await expect(alice.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
+  await alice.page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+  await send(alice, 'And one after');
+  await expect(log(bob.page).getByRole('listitem').filter({ hasText: 'And one after' })).toHaveCount(1);
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'And one after' })).toHaveCount(1);
+  expect(await alice.page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+  await done(alice, bob);
 });
 
 test('the bundle: named by content, compressed, immutable; a second visit fetches none of it again', { tag: '@js-only' }, async ({ browser }, info) => {

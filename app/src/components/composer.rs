@@ -1,6 +1,10 @@
 //! The composer: a textarea that grows, Enter to send, Shift+Enter for a new line, a counter near
 //! the limit, an emoji picker, and `:shortcode` suggestions. Without JavaScript it is a plain form
 //! that posts to `/api/messages/send` (to a person) or `/api/groups/send` (to a group).
+//!
+//! It takes input from the first paint, before the app has loaded (seconds on a slow network):
+//! what is typed then is kept when the app takes over, and until it does, Enter posts the plain
+//! form (`EARLY_ENTER_SCRIPT` in the page's head).
 
 use leptos::html::{Button, Input, Textarea};
 use leptos::prelude::*;
@@ -296,6 +300,8 @@ pub fn Composer(
                 class="composer"
                 method="post"
                 action=action
+                // The app has taken the composer over: the page's early Enter handler steps aside.
+                data-ready=move || hydrated.get().then_some("true")
                 on:submit=move |ev| {
                     ev.prevent_default();
                     submit();
