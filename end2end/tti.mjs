@@ -11,6 +11,11 @@
 // effect, once every event handler is attached) and the composer holds the focus. It also reports
 // the bytes received (the resource timing's encoded body sizes, i.e. as they came over the wire).
 //
+// And the moment the composer first takes input: the server's page has it, focused, before the WASM
+// arrives, and what is typed into it then stays through hydration (the app adopts it). The script
+// types a letter as soon as a person could (the page has painted and the composer is visible),
+// notes when the page received it, and after hydration checks that the letter is still there.
+//
 // "fast3g" is Chromium DevTools' "Fast 3G" preset: 562.5 ms round trip, 180,000 B/s down and 84,375
 // B/s up (1.6 Mbit/s and 750 kbit/s, times 0.9), applied through the DevTools protocol.
 import { chromium } from '@playwright/test';
@@ -42,16 +47,33 @@ function watchHydration() {
     if (mark()) observer.disconnect();
   });
   observer.observe(document, { subtree: true, attributes: true, attributeFilter: ['data-hydrated'] });
+  // The first input the composer takes, and whether the app had hydrated by then.
+  document.addEventListener(
+    'input',
+    (event) => {
+      if (window.__inputAt === undefined && event.target?.name === 'body') {
+        window.__inputAt = performance.now();
+        window.__inputBeforeHydration = window.__interactiveAt === undefined;
+      }
+    },
+    true,
+  );
 }
 
 async function load(page, url) {
   await page.goto(url, { waitUntil: 'commit', timeout });
+  const composer = page.locator('textarea[name="body"]');
+  // Typed as soon as a person could: once the page has painted (its stylesheet applied) and the
+  // composer is visible, whether or not the app has loaded.
+  await page.waitForFunction(() => performance.getEntriesByName('first-contentful-paint').length > 0, null, { timeout });
+  await composer.waitFor({ state: 'visible', timeout });
+  await composer.pressSequentially('h', { timeout });
   await page.waitForFunction(() => window.__interactiveAt !== undefined, null, { timeout, polling: 50 });
   // Interactive means the composer takes input: it holds the focus and what is typed arrives.
-  const composer = page.locator('textarea[name="body"]');
   const focused = await composer.evaluate((el) => document.activeElement === el);
-  // A repeat visit finds the draft the first one left (drafts are kept per conversation).
+  // The early letter is still there (each visit leaves the composer empty: no draft is kept).
   const before = await composer.inputValue();
+  const kept = before === 'h';
   await composer.pressSequentially('hi');
   const typed = await composer.inputValue();
   const timing = await page.evaluate(() => {
@@ -64,6 +86,8 @@ async function load(page, url) {
       .reduce((sum, r) => sum + r.encodedBodySize, 0);
     return {
       interactive: window.__interactiveAt,
+      input: window.__inputAt,
+      inputBeforeHydration: window.__inputBeforeHydration,
       fcp: paint ? paint.startTime : null,
       firstByte: nav.responseStart,
       htmlLoaded: nav.responseEnd,
@@ -74,7 +98,8 @@ async function load(page, url) {
       requests: resources.length + 1,
     };
   });
-  return { ...timing, composerFocused: focused, composerTyped: typed === `${before}hi` };
+  await composer.fill('');
+  return { ...timing, composerFocused: focused, composerTyped: typed === `${before}hi`, inputKept: kept };
 }
 
 const browser = await chromium.launch({
