@@ -3,7 +3,7 @@
 // The hydrated-only behaviour is in chat-hydrated.spec.ts.
 import { expect, test } from '@playwright/test';
 import { newAccount, jsEnabled } from './helpers';
-import { contactRow, log, openChat, person, sendByApi } from './chat-support';
+import { contactRow, done, log, openChat, person, sendByApi } from './chat-support';
 
 test('message text is text: markup shows literally and runs nothing', async ({ browser }, info) => {
   const alice = await person(browser, info, 'xss-a');
@@ -67,6 +67,46 @@ test('without JavaScript the composer is a plain form that posts', { tag: '@no-j
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'Sent by a plain form' })).toHaveCount(1);
   await alice.context.close();
   await bob.context.close();
+});
+
+test('the composer grows with what is typed, up to a limit, with or without JavaScript', async ({ browser }, info) => {
+  // On a phone a one-row box that does not grow shows only the last line of what is typed.
+  const alice = await person(browser, info, 'grow-a');
+  const bob = await person(browser, info, 'grow-b');
+  await alice.page.setViewportSize({ width: 390, height: 800 });
+  await openChat(alice, info, bob);
+  const box = alice.page.getByLabel('Message', { exact: true });
+  const height = async () => (await box.boundingBox())!.height;
+  // `byApp`: the app's code sets the height (else the browser sizes the box itself).
+  const grows = async (byApp: boolean) => {
+    const oneLine = await height();
+    // Empty, it is one line high (its placeholder does not wrap), as with one line of text.
+    expect(oneLine).toBeLessThan(45);
+    await box.fill('one');
+    await expect.poll(height).toBeLessThan(oneLine + 1);
+
+    await box.fill('one\ntwo\nthree\nfour');
+    // Three more lines of about 21.6 px (line-height 1.35 at 16 px), nothing scrolled out of view.
+    await expect.poll(height).toBeGreaterThan(oneLine + 55);
+    expect(await box.evaluate((el) => el.scrollHeight - el.clientHeight)).toBeLessThanOrEqual(0);
+    expect(await box.evaluate((el) => el.style.height !== '')).toBe(byApp);
+
+    // Past 200 px the box stops growing and scrolls.
+    await box.fill(Array.from({ length: 30 }, (_, i) => `line ${i + 1}`).join('\n'));
+    await expect.poll(height).toBeGreaterThan(195);
+    expect(await height()).toBeLessThanOrEqual(200.5);
+
+    await box.fill('');
+    await expect.poll(height).toBeLessThan(oneLine + 1);
+  };
+  // Chromium sizes the box itself (CSS `field-sizing`), before hydration and without JavaScript.
+  await grows(false);
+  if (jsEnabled(info)) {
+    // The app sizes it in browsers that cannot.
+    await box.evaluate((el) => el.style.setProperty('field-sizing', 'fixed', 'important'));
+    await grows(true);
+  }
+  await done(alice, bob);
 });
 
 test('without JavaScript no page fetches the app: no WASM, no script, on any page', { tag: '@no-js-only' }, async ({ browser }, info) => {

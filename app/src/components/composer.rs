@@ -75,6 +75,29 @@ fn new_client_id() -> String {
     uuid_v4(super::random_bytes())
 }
 
+/// The composer's height follows its text, up to 200 px (then it scrolls). A browser that sizes
+/// it itself (`field-sizing: content`, which also serves before hydration and without JavaScript)
+/// is left to do so: it keeps the height right when the window is resized, too.
+fn fit_height(el: &web_sys::HtmlTextAreaElement) {
+    let html: &web_sys::HtmlElement = el.as_ref();
+    let style = html.style();
+    let sized_by_css = window()
+        .get_computed_style(el)
+        .ok()
+        .flatten()
+        .and_then(|computed| computed.get_property_value("field-sizing").ok())
+        .is_some_and(|value| value == "content");
+    if sized_by_css {
+        let _ = style.remove_property("height");
+        return;
+    }
+    let _ = style.set_property("height", "auto");
+    // The height is the border box's (box-sizing), so the borders count as well as the text:
+    // without them the first line's top was scrolled out of sight.
+    let borders = html.offset_height() - el.client_height();
+    let _ = style.set_property("height", &format!("{}px", (el.scroll_height() + borders).min(200)));
+}
+
 #[component]
 pub fn Composer(
     /// Whom the message goes to: a person or a group.
@@ -121,10 +144,7 @@ pub fn Composer(
             let _ = el.focus();
             request_animation_frame(move || {
                 if let Some(el) = textarea.try_get_untracked().flatten() {
-                    let html: &web_sys::HtmlElement = el.as_ref();
-                    let style = html.style();
-                    let _ = style.set_property("height", "auto");
-                    let _ = style.set_property("height", &format!("{}px", el.scroll_height().min(200)));
+                    fit_height(&el);
                 }
             });
         }
@@ -143,10 +163,7 @@ pub fn Composer(
 
     let grow = move || {
         if let Some(el) = textarea.try_get_untracked().flatten() {
-            let html: &web_sys::HtmlElement = el.as_ref();
-            let style = html.style();
-            let _ = style.set_property("height", "auto");
-            let _ = style.set_property("height", &format!("{}px", el.scroll_height().min(200)));
+            fit_height(&el);
         }
     };
     let submit = move || {
