@@ -1,7 +1,7 @@
 // Real time in two browsers: live delivery, typing, read receipts, presence, several tabs, going
 // offline, a server restart, and the same chat through an external Pusher server.
 import { expect, test, type Page } from '@playwright/test';
-import { contactRow, done, live, log, openChat, person, send, type Person } from './chat-support';
+import { contactRow, done, live, log, openChat, person, send, sendByApi, type Person } from './chat-support';
 import * as path from 'node:path';
 import { BanterServer, appWithExternalPusher, encryptedProject } from './server-support';
 
@@ -117,6 +117,34 @@ test('a message appears live, its contact moves up with a badge, and ✓ turns �
   const ms = await latency(bob, alice, 10);
   console.log(`[latency] embedded server (${info.project.name}), Enter in one browser → drawn in the other: ${ms}`);
   await close(alice, bob);
+});
+
+test('the keyboard focus stays on its contact row when a live message redraws the list', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'keep-a');
+  const bob = await person(browser, info, 'keep-b');
+  const carol = await person(browser, info, 'keep-c');
+  const dave = await person(browser, info, 'keep-d');
+  for (const p of [bob, carol, dave]) await sendByApi(p, alice, `hello from ${p.name}`);
+  await openChat(alice, info, dave);
+  await live(alice);
+  const focusedRow = () => alice.page.evaluate(() => document.activeElement?.closest('.contact-list a.contact')?.getAttribute('href') ?? null);
+
+  // A row that does not change: every row is drawn anew, the focus comes back to it.
+  await contactRow(alice.page, bob.name).focus();
+  await sendByApi(carol, alice, 'carol again');
+  await expect(contactRow(alice.page, carol.name)).toContainText('carol again');
+  await expect.poll(focusedRow).toBe(`/chat/${bob.id}`);
+
+  // The focused row itself changes, and moves to the top of the list.
+  await sendByApi(bob, alice, 'bob again');
+  await expect(contactRow(alice.page, bob.name)).toContainText('bob again');
+  await expect(alice.page.locator('.contact-list a.contact').first()).toHaveAttribute('href', `/chat/${bob.id}`);
+  await expect.poll(focusedRow).toBe(`/chat/${bob.id}`);
+
+  // Enter on the focused row opens that conversation.
+  await alice.page.keyboard.press('Enter');
+  await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}$`));
+  await done(alice, bob, carol, dave);
 });
 
 test('"is typing…" shows while the other person types and clears when the message lands', { tag: '@js-only' }, async ({ browser }, info) => {

@@ -30,6 +30,56 @@ fn title(unread: i64) -> String {
     }
 }
 
+/// The contact row link `target` is (or is in), if any.
+fn row_link(target: &web_sys::EventTarget) -> Option<web_sys::Element> {
+    use leptos::wasm_bindgen::JsCast;
+    target.dyn_ref::<web_sys::Element>()?.closest(".contact-list a.contact").ok().flatten()
+}
+
+/// The focus left a row link: forgotten when it went to another element, or when the person
+/// clicked outside it (the link is still there, the window still has the focus). Kept when the
+/// link itself was removed, which is what drawing the list anew does, or the window lost the focus.
+fn left_row(ev: web_sys::FocusEvent, focused: StoredValue<Option<String>>) {
+    use leptos::wasm_bindgen::JsCast;
+    if ev.related_target().is_some() {
+        focused.set_value(None);
+        return;
+    }
+    let Some(target) = ev.target().and_then(|t| t.dyn_into::<web_sys::Node>().ok()) else { return };
+    set_timeout(
+        move || {
+            if target.is_connected() && document().has_focus().unwrap_or(false) {
+                focused.set_value(None);
+            }
+        },
+        std::time::Duration::ZERO,
+    );
+}
+
+/// Puts the focus back on the row that had it, when drawing the list anew took it away (nothing
+/// has the focus now): on the new link to the same conversation, if it is still listed.
+fn refocus(focused: StoredValue<Option<String>>) {
+    use leptos::wasm_bindgen::JsCast;
+    let Some(href) = focused.get_value() else { return };
+    let doc = document();
+    let lost = match (doc.active_element(), doc.body()) {
+        (None, _) => true,
+        (Some(active), Some(body)) => active == *body.as_ref(),
+        (Some(_), None) => false,
+    };
+    // A row's address is a path of letters, digits and slashes (`Contact::href`): safe in a selector.
+    if !lost || !href.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/') {
+        return;
+    }
+    let again = doc.query_selector(&format!(".contact-list a.contact[href=\"{href}\"]")).ok().flatten();
+    match again.and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok()) {
+        Some(link) => {
+            let _ = link.focus();
+        }
+        None => focused.set_value(None),
+    }
+}
+
 /// The list and its search box. `search` is what the server is asked for (the `q` query parameter
 /// without JavaScript); while it answers, the rows already loaded are narrowed as you type.
 #[component]
@@ -52,6 +102,11 @@ pub fn ContactList(
     // list's render would be disposed (and panic when called) as soon as the list is drawn again.
     let chat = expect_context::<ChatState>();
     let room_changed = Callback::new(move |()| chat.contacts_changed());
+    // The address of the row link that has the keyboard focus (an address, not the element: what
+    // a page keeps must be sendable across the server's threads). The list is drawn anew each time
+    // it is read again, at every live event, which takes the focus away with the old link; it is
+    // then put back on that conversation's new link.
+    let focused = StoredValue::new(None::<String>);
     view! {
         // Without JavaScript the form asks the server (GET ?q=); with it, the search is live.
         <div class="contacts-actions">
@@ -132,11 +187,21 @@ pub fn ContactList(
                         let talked = searching || list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
                         // One for the list, which hydrates as a whole, not a signal and an effect per row.
                         let clock = LocalClock::new();
+                        // The new list replaces the one before it after this effect has run:
+                        // a frame later, it has.
+                        Effect::new(move |_| request_animation_frame(move || refocus(focused)));
                         view! {
                             <Title text=title />
                             <Link rel="icon" href=icon />
                             {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
-                            <ul class="contact-list">
+                            <ul
+                                class="contact-list"
+                                on:focusin=move |ev| {
+                                    let link = ev.target().and_then(|t| row_link(&t));
+                                    focused.set_value(link.and_then(|link| link.get_attribute("href")));
+                                }
+                                on:focusout=move |ev| left_row(ev, focused)
+                            >
                                 {move || {
                                     let needle = filter.get().trim().to_lowercase();
                                     list.with_value(|l| {
