@@ -27,7 +27,7 @@ pub const PAGE_MAX: u32 = 100;
 
 /// What a stored message is: something a person wrote, or a line the server wrote about the
 /// group ("Dana added Erin"), which history, paging and catch-up carry like any other message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     #[default]
@@ -225,7 +225,7 @@ impl Reaction {
 }
 
 /// The newest message of a conversation, for the conversation list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LastMessage {
     pub body: String,
     pub from_me: bool,
@@ -241,7 +241,7 @@ pub struct LastMessage {
 }
 
 /// What a row of the conversation list opens: a person (one-to-one) or a group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContactKind {
     #[default]
@@ -254,7 +254,7 @@ pub enum ContactKind {
 }
 
 /// A row of the conversation list: another user, or a group I am (or was) in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Contact {
     /// The user's id, or the group's id when `kind` is a group.
     pub id: i64,

@@ -10,18 +10,45 @@ use leptos::prelude::*;
 /// could flip before a later Suspense boundary hydrates, and that boundary would then render
 /// something other than what the server sent.
 #[derive(Clone, Copy)]
-pub struct LocalClock(RwSignal<bool>);
+pub struct LocalClock {
+    local: RwSignal<bool>,
+    minute: Trigger,
+}
 
 impl LocalClock {
+    /// For times that do not age on screen (a message's "14:05").
     pub fn new() -> Self {
-        let clock = Self(RwSignal::new(false));
+        Self::make(false)
+    }
+
+    /// For times that do ("now", "5m"): what reads [`now`](Self::now) is drawn again every minute.
+    pub fn ticking() -> Self {
+        Self::make(true)
+    }
+
+    fn make(ticking: bool) -> Self {
+        let clock = Self { local: RwSignal::new(false), minute: Trigger::new() };
         // Effects run only in the browser, after this component's own hydration.
-        Effect::new(move |_| clock.0.set(true));
+        Effect::new(move |_| {
+            clock.local.set(true);
+            let minute = std::time::Duration::from_secs(60);
+            if let Some(every) =
+                ticking.then(|| set_interval_with_handle(move || clock.minute.notify(), minute).ok()).flatten()
+            {
+                on_cleanup(move || every.clear());
+            }
+        });
         clock
     }
 
     pub fn is_local(&self) -> bool {
-        self.0.get()
+        self.local.get()
+    }
+
+    /// The time now; a ticking clock's readers read it again every minute.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.minute.track();
+        Utc::now()
     }
 }
 

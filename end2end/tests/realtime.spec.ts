@@ -119,7 +119,7 @@ test('a message appears live, its contact moves up with a badge, and ✓ turns �
   await close(alice, bob);
 });
 
-test('the keyboard focus stays on its contact row when a live message redraws the list', { tag: '@js-only' }, async ({ browser }, info) => {
+test('a live message redraws only the contact rows it changes, and the keyboard focus stays on its row', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'keep-a');
   const bob = await person(browser, info, 'keep-b');
   const carol = await person(browser, info, 'keep-c');
@@ -128,23 +128,68 @@ test('the keyboard focus stays on its contact row when a live message redraws th
   await openChat(alice, info, dave);
   await live(alice);
   const focusedRow = () => alice.page.evaluate(() => document.activeElement?.closest('.contact-list a.contact')?.getAttribute('href') ?? null);
+  // Which rows are still the elements they were when `keep` ran (rows of people not talked to
+  // come and go as other tests register, so only these three are asked about).
+  const rows = [bob, carol, dave].map((p) => `/chat/${p.id}`);
+  const keep = () => alice.page.evaluate((rows) => {
+    const w = window as unknown as { kept: Element[]; blurs: number };
+    w.kept = rows.map((href) => document.querySelector(`.contact-list a.contact[href="${href}"]`)!);
+    w.blurs = 0;
+    document.activeElement?.addEventListener('blur', () => w.blurs++);
+  }, rows);
+  const kept = () => alice.page.evaluate((rows) => {
+    const w = window as unknown as { kept: Element[]; blurs: number };
+    const same = rows.filter((href, i) => document.querySelector(`.contact-list a.contact[href="${href}"]`) === w.kept[i]);
+    return { same, blurs: w.blurs };
+  }, rows);
 
-  // A row that does not change: every row is drawn anew, the focus comes back to it.
+  // Carol writes: her row changes and moves up; Bob's and Dave's are untouched, and the focus
+  // never leaves Bob's.
   await contactRow(alice.page, bob.name).focus();
+  await keep();
   await sendByApi(carol, alice, 'carol again');
   await expect(contactRow(alice.page, carol.name)).toContainText('carol again');
-  await expect.poll(focusedRow).toBe(`/chat/${bob.id}`);
+  await expect(alice.page.locator('.contact-list a.contact').first()).toHaveAttribute('href', `/chat/${carol.id}`);
+  expect(await kept()).toEqual({ same: [`/chat/${bob.id}`, `/chat/${dave.id}`], blurs: 0 });
+  expect(await focusedRow()).toBe(`/chat/${bob.id}`);
 
-  // The focused row itself changes, and moves to the top of the list.
+  // The focused row itself changes, and moves to the top of the list: drawn anew, it gets the
+  // focus back.
+  await keep();
   await sendByApi(bob, alice, 'bob again');
   await expect(contactRow(alice.page, bob.name)).toContainText('bob again');
   await expect(alice.page.locator('.contact-list a.contact').first()).toHaveAttribute('href', `/chat/${bob.id}`);
+  expect((await kept()).same).toEqual([`/chat/${carol.id}`, `/chat/${dave.id}`]);
   await expect.poll(focusedRow).toBe(`/chat/${bob.id}`);
 
   // Enter on the focused row opens that conversation.
   await alice.page.keyboard.press('Enter');
   await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}$`));
   await done(alice, bob, carol, dave);
+});
+
+test('when the contact list cannot be read again, its rows stay under an error, and Retry brings the new list', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'stay-a');
+  const bob = await person(browser, info, 'stay-b');
+  const carol = await person(browser, info, 'stay-c');
+  await sendByApi(bob, alice, 'hello from bob');
+  await openChat(alice, info);
+  await live(alice);
+  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
+
+  // The connection to the server fails as Carol writes: the list read again after her message
+  // does not arrive.
+  await alice.page.route('**/api/contacts', (route) => route.abort('connectionfailed'));
+  await sendByApi(carol, alice, 'hello from carol');
+  await expect(contacts.getByRole('alert')).toContainText('could not reach Banter');
+  await expect(contactRow(alice.page, bob.name)).toContainText('hello from bob');
+
+  await alice.page.unroute('**/api/contacts');
+  await contacts.getByRole('link', { name: 'Retry' }).click();
+  await expect(contactRow(alice.page, carol.name)).toContainText('hello from carol');
+  await expect(contacts.getByRole('alert')).toHaveCount(0);
+  await expect(contactRow(alice.page, bob.name)).toContainText('hello from bob');
+  await done(alice, bob, carol);
 });
 
 test('"is typing…" shows while the other person types and clears when the message lands', { tag: '@js-only' }, async ({ browser }, info) => {

@@ -2,6 +2,7 @@
 //! and unread badges.
 
 use leptos::prelude::*;
+use leptos::reactive::computed::ScopedFuture;
 use leptos_meta::{Link, Title};
 
 use crate::components::live::Live;
@@ -19,10 +20,6 @@ pub type ContactsResource = Resource<Result<ContactPage, AppError>>;
 const SEARCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The document title: the unread count first, as chat apps do.
-///
-/// Rendered as a plain string inside the contact list's suspense, where the list is at hand: a
-/// title closure reading the resource would run when the head is rendered, outside the reactive
-/// arena on a busy server (seen as a panic under concurrent SSR).
 fn title(unread: i64) -> String {
     match unread {
         0 => "Banter".to_owned(),
@@ -30,10 +27,13 @@ fn title(unread: i64) -> String {
     }
 }
 
+/// What selects the contact rows' links.
+const ROW_LINK: &str = ".contact-list a.contact";
+
 /// The contact row link `target` is (or is in), if any.
 fn row_link(target: &web_sys::EventTarget) -> Option<web_sys::Element> {
     use leptos::wasm_bindgen::JsCast;
-    target.dyn_ref::<web_sys::Element>()?.closest(".contact-list a.contact").ok().flatten()
+    target.dyn_ref::<web_sys::Element>()?.closest(ROW_LINK).ok().flatten()
 }
 
 /// The focus left a row link: forgotten when it went to another element, or when the person
@@ -56,7 +56,7 @@ fn left_row(ev: web_sys::FocusEvent, focused: StoredValue<Option<String>>) {
     );
 }
 
-/// Puts the focus back on the row that had it, when drawing the list anew took it away (nothing
+/// Puts the focus back on the row that had it, when drawing that row anew took it away (nothing
 /// has the focus now): on the new link to the same conversation, if it is still listed.
 fn refocus(focused: StoredValue<Option<String>>) {
     use leptos::wasm_bindgen::JsCast;
@@ -71,7 +71,7 @@ fn refocus(focused: StoredValue<Option<String>>) {
     if !lost || !href.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/') {
         return;
     }
-    let again = doc.query_selector(&format!(".contact-list a.contact[href=\"{href}\"]")).ok().flatten();
+    let again = doc.query_selector(&format!("{ROW_LINK}[href=\"{href}\"]")).ok().flatten();
     match again.and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok()) {
         Some(link) => {
             let _ = link.focus();
@@ -98,15 +98,6 @@ pub fn ContactList(
         let handle = set_timeout_with_handle(move || search.set(value), SEARCH_PAUSE).ok();
         pending.set_value(handle);
     };
-    // Made once, here: a room subscription keeps the callback it was made with, so one made in the
-    // list's render would be disposed (and panic when called) as soon as the list is drawn again.
-    let chat = expect_context::<ChatState>();
-    let room_changed = Callback::new(move |()| chat.contacts_changed());
-    // The address of the row link that has the keyboard focus (an address, not the element: what
-    // a page keeps must be sendable across the server's threads). The list is drawn anew each time
-    // it is read again, at every live event, which takes the focus away with the old link; it is
-    // then put back on that conversation's new link.
-    let focused = StoredValue::new(None::<String>);
     view! {
         // Without JavaScript the form asks the server (GET ?q=); with it, the search is live.
         <div class="contacts-actions">
@@ -141,87 +132,149 @@ pub fn ContactList(
         }}
         <Transition fallback=ContactSkeleton>
             {move || Suspend::new(async move {
-                match contacts.await {
-                    Ok(page) if page.people.is_empty() => {
-                        let searched = search.get_untracked();
-                        view! {
-                            <Title text=title(page.unread) />
-                            <Link rel="icon" href=notify::favicon(page.unread) />
-                            <p class="empty-state">
-                                {if searched.trim().is_empty() {
-                                    "Nobody else is here yet. Invite someone to register!".to_owned()
-                                } else {
-                                    format!("Nobody called “{}” here.", searched.trim())
-                                }}
-                            </p>
-                        }
-                            .into_any()
-                    }
-                    Ok(page) => {
-                        // Follow the channels of the groups I am in, as the list names them. Done
-                        // here, where each fresh list is drawn, not by an effect reading the
-                        // resource: that read would make the whole chat shell suspend again.
-                        let rooms = page
-                            .people
-                            .iter()
-                            .filter(|c| matches!(c.kind, ContactKind::Group { member: true, .. }))
-                            .map(|c| c.id)
-                            .collect();
-                        let live = expect_context::<Live>();
-                        live.follow_rooms(rooms, room_changed);
-                        live.seed_online(
-                            page.people.iter().filter(|c| c.kind == ContactKind::Person).map(|c| (c.id, c.online)),
-                        );
-                        let title = title(page.unread);
-                        let icon = notify::favicon(page.unread);
-                        // What notifications need to know of each conversation: its name, and
-                        // whether I muted it. Only the whole list knows them all.
-                        if search.get_untracked().trim().is_empty() {
-                            expect_context::<ChatState>().directory.set_value(
-                                page.people.iter().map(|c| (c.conversation(), (c.name.clone(), c.muted))).collect(),
-                            );
-                        }
-                        let list = StoredValue::new(page.people);
-                        // Only the unsearched list says whether you have talked to anyone.
-                        let searching = !search.get_untracked().trim().is_empty();
-                        let talked = searching || list.with_value(|l| l.iter().any(|c| c.last_message.is_some()));
-                        // One for the list, which hydrates as a whole, not a signal and an effect per row.
-                        let clock = LocalClock::new();
-                        // The new list replaces the one before it after this effect has run:
-                        // a frame later, it has.
-                        Effect::new(move |_| request_animation_frame(move || refocus(focused)));
-                        view! {
-                            <Title text=title />
-                            <Link rel="icon" href=icon />
-                            {(!talked).then(|| view! { <p class="hint">"No conversations yet. Pick someone to say hello."</p> })}
-                            <ul
-                                class="contact-list"
-                                on:focusin=move |ev| {
-                                    let link = ev.target().and_then(|t| row_link(&t));
-                                    focused.set_value(link.and_then(|link| link.get_attribute("href")));
-                                }
-                                on:focusout=move |ev| left_row(ev, focused)
-                            >
-                                {move || {
-                                    let needle = filter.get().trim().to_lowercase();
-                                    list.with_value(|l| {
-                                        l.iter()
-                                            .filter(|c| needle.is_empty() || c.name.to_lowercase().contains(&needle))
-                                            .cloned()
-                                            .map(|contact| view! { <ContactRow contact open_peer clock /> })
-                                            .collect_view()
-                                    })
-                                }}
-                            </ul>
-                        }
-                            .into_any()
-                    }
-                    Err(error) => {
-                        view! { <ErrorBanner error on_retry=move |()| contacts.refetch() /> }.into_any()
-                    }
-                }
+                // Waits for the first list only, without subscribing to the resource: the rows
+                // below follow each new list themselves. A tracked wait would make this Suspend
+                // resolve again at every reload, drawing every row anew (at every live event).
+                let _ = ScopedFuture::new_untracked(async move { contacts.await }).await;
+                view! { <Listing contacts open_peer search filter /> }
             })}
         </Transition>
+    }
+}
+
+/// Done for each new list, on the server and in the browser: follow the channels of the groups I
+/// am in, as the list names them; note who is online; and keep what notifications need to know of
+/// each conversation (its name, and whether I muted it), which only the whole list knows.
+fn take_in(page: &ContactPage, searched: bool, room_changed: Callback<()>, live: Live, chat: ChatState) {
+    let rooms = page.people.iter().filter(|c| matches!(c.kind, ContactKind::Group { member: true, .. })).map(|c| c.id);
+    live.follow_rooms(rooms.collect(), room_changed);
+    live.seed_online(page.people.iter().filter(|c| c.kind == ContactKind::Person).map(|c| (c.id, c.online)));
+    if !searched {
+        chat.directory.set_value(page.people.iter().map(|c| (c.conversation(), (c.name.clone(), c.muted))).collect());
+    }
+}
+
+/// What a row shows, as a key: a row whose key is unchanged is kept as it is.
+fn shown(contact: &Contact) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    contact.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The loaded list. Each row is keyed by what it shows, so a new list (every live event brings
+/// one) draws only the rows that changed, and the others keep their elements, the keyboard focus
+/// among them. A reload that fails keeps the last list, under the error.
+#[component]
+fn Listing(
+    contacts: ContactsResource,
+    open_peer: Memo<Option<ConversationRef>>,
+    search: RwSignal<String>,
+    filter: RwSignal<String>,
+) -> impl IntoView {
+    let page = Memo::new(move |last: Option<&Option<ContactPage>>| {
+        contacts.with(|result| match result {
+            Some(Ok(page)) => Some(page.clone()),
+            _ => last.cloned().flatten(),
+        })
+    });
+    // Made once, here: a room subscription keeps the callback it was made with.
+    let (chat, live) = (expect_context::<ChatState>(), expect_context::<Live>());
+    let room_changed = Callback::new(move |()| chat.contacts_changed());
+    // The unread count the title shows. One title reads it, in a signal of its own: on the server
+    // the head is rendered after the body, when a signal of the page's reactive arena may be gone
+    // (a title reading the resource was seen to panic under concurrent SSR), and a title drawn
+    // again with the new text would leave the old one behind in leptos_meta's stack of titles.
+    let unread = ArcRwSignal::new(0);
+    let on_list = {
+        let unread = unread.clone();
+        move || {
+            let searched = !search.get_untracked().trim().is_empty();
+            page.with_untracked(|page| {
+                if let Some(page) = page {
+                    take_in(page, searched, room_changed, live, chat);
+                    if unread.get_untracked() != page.unread {
+                        unread.set(page.unread);
+                    }
+                }
+            });
+        }
+    };
+    on_list();
+    let title_text = {
+        let unread = unread.clone();
+        move || title(unread.get())
+    };
+    // One for the list, which hydrates as a whole, not a signal and an effect per row. Ticking:
+    // "now", "5m" age while the list stays as it is.
+    let clock = LocalClock::ticking();
+    // The rows the search box's text leaves (the server's answer for it may be on its way).
+    let rows = move || {
+        let needle = filter.get().trim().to_lowercase();
+        page.with(|page| {
+            page.iter()
+                .flat_map(|page| &page.people)
+                .filter(|c| needle.is_empty() || c.name.to_lowercase().contains(&needle))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    // The address of the row link that has the keyboard focus (an address, not the element: what
+    // a page keeps must be sendable across the server's threads). A row that changed is drawn
+    // anew, and moved to the top if it has a new message, which takes the focus away with the old
+    // link; it is then put back on that conversation's new link, once the new rows are in place.
+    let focused = StoredValue::new(None::<String>);
+    // Each later list (the first one is taken in above, on the server as well), even one equal to
+    // the list before: the first one read after the connection opened is when the groups' channels
+    // can be followed, and one read after a reconnection brings back the online dots. Then the
+    // focus, if a redrawn row took it away (a frame later, the new rows are in place).
+    Effect::new(move |taken: Option<()>| {
+        contacts.track();
+        if taken.is_some() {
+            untrack(&on_list);
+        }
+        request_animation_frame(move || refocus(focused));
+    });
+    view! {
+        <Title text=title_text />
+        {move || view! { <Link rel="icon" href=notify::favicon(unread.get()) /> }}
+        {move || {
+            let failed = contacts.with(|result| result.as_ref().and_then(|r| r.as_ref().err().cloned()));
+            failed.map(|error| view! { <ErrorBanner error on_retry=move |()| contacts.refetch() /> })
+        }}
+        {move || {
+            page.with(|page| {
+                let page = page.as_ref()?;
+                let searching = search.get_untracked();
+                let (class, note) = if !page.people.is_empty() {
+                    // Only the unsearched list says whether you have talked to anyone.
+                    let talked =
+                        !searching.trim().is_empty() || page.people.iter().any(|c| c.last_message.is_some());
+                    if talked {
+                        return None;
+                    }
+                    ("hint", "No conversations yet. Pick someone to say hello.".to_owned())
+                } else if searching.trim().is_empty() {
+                    ("empty-state", "Nobody else is here yet. Invite someone to register!".to_owned())
+                } else {
+                    ("empty-state", format!("Nobody called “{}” here.", searching.trim()))
+                };
+                Some(view! { <p class=class>{note}</p> })
+            })
+        }}
+        <ul
+            class="contact-list"
+            hidden=move || rows().is_empty()
+            on:focusin=move |ev| {
+                let link = ev.target().and_then(|t| row_link(&t));
+                focused.set_value(link.and_then(|link| link.get_attribute("href")));
+            }
+            on:focusout=move |ev| left_row(ev, focused)
+        >
+            <For each=rows key=shown let(contact)>
+                <ContactRow contact open_peer clock />
+            </For>
+        </ul>
     }
 }
 
@@ -289,7 +342,7 @@ fn ContactRow(contact: Contact, open_peer: Memo<Option<ConversationRef>>, clock:
                                     {move || {
                                         let local = clock.is_local();
                                         if local {
-                                            relative(at, chrono::Utc::now(), true)
+                                            relative(at, clock.now(), true)
                                         } else {
                                             day_month(at.date_naive())
                                         }
