@@ -168,6 +168,21 @@ test('a live message redraws only the contact rows it changes, and the keyboard 
   await done(alice, bob, carol, dave);
 });
 
+test("a contact row's time ages by the minute while the list stays as it is", { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'age-a');
+  const bob = await person(browser, info, 'age-b');
+  await alice.page.clock.install();
+  await openChat(alice, info);
+  await live(alice);
+  await sendByApi(bob, alice, 'just now');
+  const time = contactRow(alice.page, bob.name).locator('time');
+  await expect(time).toHaveText('now');
+  // Five minutes on this page's clock, and nothing else happens.
+  await alice.page.clock.fastForward('05:00');
+  await expect(time).toHaveText('5m');
+  await done(alice, bob);
+});
+
 test('when the contact list cannot be read again, its rows stay under an error, and Retry brings the new list', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'stay-a');
   const bob = await person(browser, info, 'stay-b');
