@@ -200,7 +200,7 @@ test('when the contact list cannot be read again, its rows stay under an error, 
   await expect(contactRow(alice.page, bob.name)).toContainText('hello from bob');
 
   await alice.page.unroute('**/api/contacts');
-  await contacts.getByRole('link', { name: 'Retry' }).click();
+  await contacts.getByRole('link', { name: 'Retry', exact: true }).click();
   await expect(contactRow(alice.page, carol.name)).toContainText('hello from carol');
   await expect(contacts.getByRole('alert')).toHaveCount(0);
   await expect(contactRow(alice.page, bob.name)).toContainText('hello from bob');
