@@ -162,6 +162,13 @@ fn shown(contact: &Contact) -> u64 {
     hasher.finish()
 }
 
+/// The contacts of `page` whose names hold `needle` (lower case; empty holds all).
+fn matching<'a>(page: &'a Option<ContactPage>, needle: &'a str) -> impl Iterator<Item = &'a Contact> {
+    page.iter()
+        .flat_map(|page| &page.people)
+        .filter(move |c| needle.is_empty() || c.name.to_lowercase().contains(needle))
+}
+
 /// The loaded list. Each row is keyed by what it shows, so a new list (every live event brings
 /// one) draws only the rows that changed, and the others keep their elements, the keyboard focus
 /// among them. A reload that fails keeps the last list, under the error.
@@ -209,15 +216,15 @@ fn Listing(
     // "now", "5m" age while the list stays as it is.
     let clock = LocalClock::ticking();
     // The rows the search box's text leaves (the server's answer for it may be on its way).
+    let needle = move || filter.get().trim().to_lowercase();
     let rows = move || {
-        let needle = filter.get().trim().to_lowercase();
-        page.with(|page| {
-            page.iter()
-                .flat_map(|page| &page.people)
-                .filter(|c| needle.is_empty() || c.name.to_lowercase().contains(&needle))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        let needle = needle();
+        page.with(|page| matching(page, &needle).cloned().collect::<Vec<_>>())
+    };
+    // Asked without copying the rows.
+    let none = move || {
+        let needle = needle();
+        page.with(|page| matching(page, &needle).next().is_none())
     };
     // The address of the row link that has the keyboard focus (an address, not the element: what
     // a page keeps must be sendable across the server's threads). A row that changed is drawn
@@ -264,7 +271,7 @@ fn Listing(
         }}
         <ul
             class="contact-list"
-            hidden=move || rows().is_empty()
+            hidden=none
             on:focusin=move |ev| {
                 let link = ev.target().and_then(|t| row_link(&t));
                 focused.set_value(link.and_then(|link| link.get_attribute("href")));
