@@ -128,6 +128,12 @@ test('in a group, files dropped on the conversation arrive live; images open in 
   const alice = await person(browser, info, 'drop-a');
   const bob = await person(browser, info, 'drop-b');
   const room = await createGroupByApi(alice, 'Photos', [bob]);
+  // The lightbox's code is a chunk of its own, fetched the first time an image is opened.
+  const wasm: string[] = [];
+  bob.page.on('response', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith('/pkg/') && path.endsWith('.wasm')) wasm.push(path);
+  });
   for (const p of [alice, bob]) {
     await p.page.goto(`/chat/g/${room}`);
     await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
@@ -158,9 +164,11 @@ test('in a group, files dropped on the conversation arrive live; images open in 
   await expect(message.getByRole('link', { name: /Download list\.txt/ })).toBeVisible();
   const first = message.locator('.attachment-image').first();
   await first.focus();
+  const modules = wasm.length;
   await bob.page.keyboard.press('Enter');
   const lightbox = bob.page.getByRole('dialog', { name: 'wide.png, image 1 of 2' });
   await expect(lightbox).toBeVisible();
+  await expect.poll(() => wasm.length, 'the lightbox fetched its chunk').toBeGreaterThan(modules);
   const full = lightbox.locator('img.lightbox-image');
   await expect.poll(() => full.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBe(900);
   await expect(lightbox.getByRole('button', { name: 'Close' })).toBeFocused();

@@ -41,7 +41,9 @@ pub fn AttachmentList(files: Vec<Attachment>) -> impl IntoView {
             .collect_view();
         view! {
             <div class="attachment-images">{items}</div>
-            {move || shown.with(Option::is_some).then(|| view! { <Lightbox images=all shown=shown /> })}
+            <Show when=move || shown.with(Option::is_some)>
+                <LazyLightbox images=all shown=shown />
+            </Show>
         }
     });
     let others = (!others.is_empty()).then(|| {
@@ -71,18 +73,35 @@ fn stepped(at: usize, count: usize, step: isize) -> usize {
     (at as isize + step).rem_euclid(count as isize) as usize
 }
 
-/// The images of one message, full size, one at a time. Made only while open (`shown` is
-/// `Some`), so a page of messages carries no closed dialogs.
+/// The lightbox as a message mounts it while open (`shown` is `Some`): its code is a chunk of its
+/// own in the split browser build (`#[lazy]`), fetched the first time an image is opened, not with
+/// the page. The `Show` around it keeps it mounted while the arrows move.
+#[component]
+fn LazyLightbox(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> impl IntoView {
+    view! {
+        <Suspense fallback=|| view! { <p class="visually-hidden" role="status">"Opening the image…"</p> }>
+            {move || Suspend::new(lightbox_view(images, shown))}
+        </Suspense>
+    }
+}
+
+/// The split point: everything only the lightbox uses lands in its chunk.
+#[lazy]
+fn lightbox_view(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> AnyView {
+    view! { <Lightbox images shown /> }.into_any()
+}
+
+/// The images of one message, full size, one at a time. Made only while open, so a page of
+/// messages carries no closed dialogs.
 #[component]
 fn Lightbox(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> impl IntoView {
     let dialog = NodeRef::<leptos::html::Dialog>::new();
     let count = images.with_value(Vec::len);
     // Opened as a modal once it is in the page: the rest of the page becomes inert until it closes.
+    // The `Suspense` that waited for its chunk builds it first and puts it in the page a moment later.
     Effect::new(move |_| {
-        if let Some(dialog) = dialog.get()
-            && !dialog.open()
-        {
-            let _ = dialog.show_modal();
+        if dialog.get().is_some() {
+            show_modal_when_placed(dialog);
         }
     });
     // Closing goes through the dialog (Esc does too), so focus returns where it was; its `close`
@@ -174,6 +193,20 @@ fn Lightbox(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>
                 </button>
             </div>
         </dialog>
+    }
+}
+
+/// Opens `dialog` as a modal once it is in the document, looking again each frame until then
+/// (a modal can only be shown in the page); nothing once it is gone.
+fn show_modal_when_placed(dialog: NodeRef<leptos::html::Dialog>) {
+    let Some(element) = dialog.get_untracked() else { return };
+    if element.open() {
+        return;
+    }
+    if element.is_connected() {
+        let _ = element.show_modal();
+    } else {
+        request_animation_frame(move || show_modal_when_placed(dialog));
     }
 }
 
