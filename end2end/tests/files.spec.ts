@@ -6,7 +6,7 @@ import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { expectAccessible } from './a11y';
-import { createGroupByApi, done, live, log, openChat, person, sendByApi } from './chat-support';
+import { createGroupByApi, done, live, log, openChat, person, send, sendByApi } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -128,8 +128,10 @@ test('in a group, files dropped on the conversation arrive live; images open in 
   const alice = await person(browser, info, 'drop-a');
   const bob = await person(browser, info, 'drop-b');
   const room = await createGroupByApi(alice, 'Photos', [bob]);
-  // The lightbox's code is a chunk of its own, fetched the first time an image is opened.
+  // The lightbox's code is a chunk of its own, fetched once the conversation shows an image (when
+  // the browser is idle), not with the page.
   const wasm: string[] = [];
+  const lightboxChunk = () => wasm.filter((path) => path.startsWith('/pkg/split_lightbox.')).length;
   bob.page.on('response', (r) => {
     const path = new URL(r.url()).pathname;
     if (path.startsWith('/pkg/') && path.endsWith('.wasm')) wasm.push(path);
@@ -139,6 +141,7 @@ test('in a group, files dropped on the conversation arrive live; images open in 
     await expect(p.page.locator('.message-scroller')).toHaveAttribute('data-interactive', 'true');
     await live(p);
   }
+  expect(lightboxChunk(), 'a conversation without images does not fetch the lightbox').toBe(0);
 
   // Three files dragged from the desktop and dropped on the conversation go into the composer.
   await alice.page.evaluate(async (files) => {
@@ -162,13 +165,12 @@ test('in a group, files dropped on the conversation arrive live; images open in 
   const message = log(bob.page).getByRole('listitem').filter({ hasText: 'from the summit' });
   await expect(message.locator('.attachment-image img')).toHaveCount(2);
   await expect(message.getByRole('link', { name: /Download list\.txt/ })).toBeVisible();
+  await expect.poll(lightboxChunk, "the images brought the lightbox's chunk before any was opened").toBe(1);
   const first = message.locator('.attachment-image').first();
   await first.focus();
-  const modules = wasm.length;
   await bob.page.keyboard.press('Enter');
   const lightbox = bob.page.getByRole('dialog', { name: 'wide.png, image 1 of 2' });
   await expect(lightbox).toBeVisible();
-  await expect.poll(() => wasm.length, 'the lightbox fetched its chunk').toBeGreaterThan(modules);
   const full = lightbox.locator('img.lightbox-image');
   await expect.poll(() => full.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBe(900);
   await expect(lightbox.getByRole('button', { name: 'Close' })).toBeFocused();
@@ -201,6 +203,66 @@ test('in a group, files dropped on the conversation arrive live; images open in 
   // After a reload the files are still there, for both.
   await alice.page.reload();
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'from the summit' }).locator('.attachment-image img')).toHaveCount(2);
+  await done(alice, bob);
+});
+
+test('when a piece of the app cannot be fetched, it says so and Retry brings it; the rest keeps working', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'chunk-a');
+  const bob = await person(browser, info, 'chunk-b');
+  const upload = await alice.context.request.post('/api/uploads?name=view.png', { data: png(300, 200), headers: { 'content-type': 'image/png' } });
+  expect(upload.status(), await upload.text()).toBe(201);
+  const { id } = await upload.json();
+  await sendByApi(alice, bob, 'the view from here', { 'attachments[]': String(id) });
+  // Bob is offline as far as the lightbox's and the emoji picker's chunks go.
+  let reachable = false;
+  let slow = 0;
+  await bob.page.route(/\/pkg\/split_(lightbox|emoji_picker)[._]/, async (route) => {
+    if (!reachable) return route.abort('internetdisconnected');
+    await new Promise((resolve) => setTimeout(resolve, slow));
+    return route.continue();
+  });
+  await openChat(alice, info, bob);
+  await openChat(bob, info, alice);
+  await live(alice);
+  await live(bob);
+
+  const image = log(bob.page).getByRole('listitem').filter({ hasText: 'the view from here' }).locator('.attachment-image');
+  await image.click();
+  const failed = bob.page.getByRole('alert').filter({ hasText: 'could not reach Banter: the image viewer did not load' });
+  await expect(failed).toBeVisible();
+  await expect(bob.page.getByRole('dialog')).toHaveCount(0);
+  await expectAccessible(bob.page, 'lightbox-failed');
+  await bob.page.screenshot({ path: shot('files-lightbox-failed.png') });
+  // The app did not stop: a message still goes out.
+  await send(bob, 'viewer broke, message did not');
+  await expect(log(alice.page).getByText('viewer broke, message did not')).toBeVisible();
+
+  // Back online, on a slow line: Retry shows that it is on its way, then opens the image.
+  reachable = true;
+  slow = 1500;
+  await failed.getByRole('link', { name: 'Retry' }).click();
+  await expect(bob.page.getByRole('status').filter({ hasText: 'Opening the image…' })).toBeVisible();
+  await expect(bob.page.getByRole('dialog', { name: 'view.png', exact: true })).toBeVisible();
+  await expect(failed).toHaveCount(0);
+  await bob.page.keyboard.press('Escape');
+  await expect(bob.page.getByRole('dialog')).toHaveCount(0);
+
+  // The emoji picker the same way.
+  reachable = false;
+  await bob.page.getByRole('button', { name: 'Emoji' }).click();
+  const pickerFailed = bob.page.getByRole('alert').filter({ hasText: 'could not reach Banter: the emoji picker did not load' });
+  await expect(pickerFailed).toBeVisible();
+  await expectAccessible(bob.page, 'emoji-picker-failed');
+  await bob.page.screenshot({ path: shot('files-emoji-picker-failed.png') });
+  reachable = true;
+  slow = 0;
+  await pickerFailed.getByRole('link', { name: 'Retry' }).click();
+  await expect(bob.page.getByRole('dialog', { name: 'Choose an emoji' }).getByRole('button', { name: /grinning/i }).first()).toBeVisible();
+  // The split build's loader (wasm_split's JavaScript) lets a refused fetch's promise reject before
+  // it awaits it, which the page reports as an unhandled "Failed to fetch"; that is all it may
+  // report (a panic would add "unreachable").
+  expect(bob.errors.filter((e) => e !== 'Failed to fetch')).toEqual([]);
+  bob.errors.length = 0;
   await done(alice, bob);
 });
 

@@ -9,6 +9,7 @@ use leptos::ev::{KeyboardEvent, MouseEvent};
 use leptos::prelude::*;
 
 use crate::components::attachment_view::{display_size, file_icon, human_size};
+use crate::components::lazy::{LazyPiece, Loaded, prefetch_when_idle};
 use crate::model::Attachment;
 
 /// The files of one message.
@@ -16,6 +17,7 @@ use crate::model::Attachment;
 pub fn AttachmentList(files: Vec<Attachment>) -> impl IntoView {
     let (images, others): (Vec<Attachment>, Vec<Attachment>) = files.into_iter().partition(Attachment::is_image);
     let images = (!images.is_empty()).then(|| {
+        prefetch_when_idle(preload_lightbox);
         let shown = RwSignal::new(None::<usize>);
         let all = StoredValue::new(images.clone());
         let items = images
@@ -74,21 +76,20 @@ fn stepped(at: usize, count: usize, step: isize) -> usize {
 }
 
 /// The lightbox as a message mounts it while open (`shown` is `Some`): its code is a chunk of its
-/// own in the split browser build (`#[lazy]`), fetched the first time an image is opened, not with
-/// the page. The `Show` around it keeps it mounted while the arrows move.
+/// own in the split browser build, fetched when the conversation first shows an image and the
+/// browser is idle, or when an image is opened before that. The `Show` around it keeps it mounted
+/// while the arrows move.
 #[component]
 fn LazyLightbox(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> impl IntoView {
     view! {
-        <Suspense fallback=|| view! { <p class="visually-hidden" role="status">"Opening the image…"</p> }>
-            {move || Suspend::new(lightbox_view(images, shown))}
-        </Suspense>
+        <LazyPiece load=move || lightbox_view(images, shown) loading="Opening the image…" what="the image viewer" />
     }
 }
 
 /// The split point: everything only the lightbox uses lands in its chunk.
-#[lazy]
-fn lightbox_view(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> AnyView {
-    view! { <Lightbox images shown /> }.into_any()
+#[leptos::wasm_split::wasm_split(lightbox, wasm_split_path = ::leptos::wasm_split, preload(preload_lightbox), fallible)]
+fn lightbox_view(images: StoredValue<Vec<Attachment>>, shown: RwSignal<Option<usize>>) -> Loaded {
+    Ok(view! { <Lightbox images shown /> }.into_any())
 }
 
 /// The images of one message, full size, one at a time. Made only while open, so a page of

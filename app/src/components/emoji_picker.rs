@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
 
+use crate::components::lazy::{LazyPiece, Loaded};
 use crate::emoji::{EmojiTable, GridMove, grid_move, parse_recent, remember_recent, store_recent};
 
 /// Where the server serves the table (`public/emoji.tsv`).
@@ -102,28 +103,30 @@ fn save_recent(recent: &[String]) {
 /// Distinguishes the ids of two pickers on one page.
 static NEXT_PICKER: AtomicU32 = AtomicU32::new(0);
 
-/// The picker as its callers mount it: its code is a chunk of its own in the split browser build
-/// (`#[lazy]`), fetched the first time a picker opens, not with the page. While the chunk loads,
-/// a box of the picker's size says so.
+/// The picker as its callers mount it: its code is a chunk of its own in the split browser build,
+/// fetched the first time a picker opens, not with the page. While the chunk loads, a box of the
+/// picker's size says so; if it cannot be fetched, the box says that instead, with a "Retry".
 #[component]
 pub fn LazyEmojiPicker(
     on_pick: Callback<String>,
     on_close: Callback<()>,
     #[prop(into)] label: String,
 ) -> impl IntoView {
-    let picker = move || {
-        let label = label.clone();
-        Suspend::new(async move { emoji_picker_view(on_pick, on_close, label).await })
-    };
+    let label = StoredValue::new(label);
     view! {
-        <Suspense fallback=|| view! { <div class="emoji-picker" role="status">"Loading emoji…"</div> }>{picker}</Suspense>
+        <LazyPiece
+            load=move || emoji_picker_view(on_pick, on_close, label.get_value())
+            loading="Loading emoji…"
+            what="the emoji picker"
+            class="emoji-picker"
+        />
     }
 }
 
 /// The split point: everything only the picker uses lands in its chunk.
-#[lazy]
-fn emoji_picker_view(on_pick: Callback<String>, on_close: Callback<()>, label: String) -> AnyView {
-    view! { <EmojiPicker on_pick on_close label /> }.into_any()
+#[leptos::wasm_split::wasm_split(emoji_picker, wasm_split_path = ::leptos::wasm_split, preload(#[allow(dead_code)] preload_emoji_picker), fallible)]
+fn emoji_picker_view(on_pick: Callback<String>, on_close: Callback<()>, label: String) -> Loaded {
+    Ok(view! { <EmojiPicker on_pick on_close label /> }.into_any())
 }
 
 /// A popover to choose an emoji. `on_pick` gets the emoji chosen (it is also remembered as recently

@@ -7,6 +7,7 @@ pub mod composer;
 pub mod contacts;
 pub mod conversation;
 pub mod emoji_picker;
+pub mod lazy;
 pub mod live;
 pub mod message_body;
 pub mod notify;
