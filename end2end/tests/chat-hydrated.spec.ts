@@ -175,6 +175,9 @@ test('lazily loaded pieces: a conversation loads one WASM module; the emoji pick
     await expect.poll(() => wasm.length, `${piece} fetched its chunk`).toBeGreaterThan(before);
   };
   await fetchedFor('the emoji picker', async () => {
+    // A pointer over the button starts fetching it, before the click.
+    await alice.page.getByRole('button', { name: 'Emoji' }).hover();
+    await expect.poll(() => wasm.some((w) => w.path.startsWith('/pkg/split_emoji_picker.')), 'hovering fetched the picker').toBe(true);
     await alice.page.getByRole('button', { name: 'Emoji' }).click();
     await expect(alice.page.getByRole('dialog', { name: 'Choose an emoji' }).getByRole('button', { name: /grinning/i }).first()).toBeVisible();
     await alice.page.keyboard.press('Escape');

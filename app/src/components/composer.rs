@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 
-use super::emoji_picker::{LazyEmojiPicker, table as emoji_table};
+use super::emoji_picker::{LazyEmojiPicker, prefetch_picker, table as emoji_table};
 use crate::api::groups::SendToGroup;
 use crate::api::messages::SendMessage;
 use crate::components::saved;
@@ -428,6 +428,8 @@ pub fn Composer(
                         aria-haspopup="dialog"
                         aria-expanded=move || if picker_open.get() { "true" } else { "false" }
                         on:click=move |_| picker_open.update(|open| *open = !*open)
+                        on:pointerenter=move |_| prefetch_picker()
+                        on:focus=move |_| prefetch_picker()
                     >
                         <span aria-hidden="true">"☺"</span>
                     </button>

@@ -17,7 +17,7 @@ use crate::api::messages::{
 };
 use crate::components::attachments::AttachmentList;
 use crate::components::composer::Composer;
-use crate::components::emoji_picker::LazyEmojiPicker;
+use crate::components::emoji_picker::{LazyEmojiPicker, prefetch_picker};
 use crate::components::live::{Live, TypingChannel};
 use crate::components::message_body::MessageBody;
 use crate::components::retry::Retry;
@@ -1104,6 +1104,8 @@ fn MenuItems(id: i64, mine: bool, editable: Signal<bool>, close: Callback<()>) -
                         close.run(());
                         actions.picking.set(Some(id));
                     }
+                    on:pointerenter=move |_| prefetch_picker()
+                    on:focus=move |_| prefetch_picker()
                 >
                     "More reactions…"
                 </button>

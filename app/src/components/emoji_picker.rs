@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos::wasm_bindgen::JsCast;
 
-use crate::components::lazy::{LazyPiece, Loaded};
+use crate::components::lazy::{LazyPiece, Loaded, prefetch};
 use crate::emoji::{EmojiTable, GridMove, grid_move, parse_recent, remember_recent, store_recent};
 
 /// Where the server serves the table (`public/emoji.tsv`).
@@ -123,8 +123,13 @@ pub fn LazyEmojiPicker(
     }
 }
 
+/// Starts fetching the picker's chunk: a pointer is over, or the focus on, a button that opens it.
+pub fn prefetch_picker() {
+    prefetch(preload_emoji_picker);
+}
+
 /// The split point: everything only the picker uses lands in its chunk.
-#[leptos::wasm_split::wasm_split(emoji_picker, wasm_split_path = ::leptos::wasm_split, preload(#[allow(dead_code)] preload_emoji_picker), fallible)]
+#[leptos::wasm_split::wasm_split(emoji_picker, wasm_split_path = ::leptos::wasm_split, preload(preload_emoji_picker), fallible)]
 fn emoji_picker_view(on_pick: Callback<String>, on_close: Callback<()>, label: String) -> Loaded {
     Ok(view! { <EmojiPicker on_pick on_close label /> }.into_any())
 }

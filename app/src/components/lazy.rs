@@ -75,21 +75,30 @@ fn lazy_piece(load: Load, loading: &'static str, what: &'static str, class: &'st
     .into_any()
 }
 
-/// Fetches a chunk ahead of its first use, when the browser is idle, so that it opens at once;
-/// `preload` is the split point's own preload function. A failure costs nothing: the first use
-/// fetches it again. On the server, nothing.
+/// Fetches a chunk ahead of its first use, so that it opens at once: `preload` is the split
+/// point's own preload function. A failure costs nothing: the first use fetches it again. On the
+/// server, nothing.
+pub fn prefetch<P, Fut>(preload: P)
+where
+    P: FnOnce() -> Fut + 'static,
+    Fut: Future<Output = Result<(), SplitLoaderError>> + 'static,
+{
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(async move { _ = preload().await });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = preload;
+}
+
+/// `prefetch`, once the browser is idle (or a moment after hydration where there is no
+/// `requestIdleCallback`: Safari).
 pub fn prefetch_when_idle<P, Fut>(preload: P)
 where
     P: Fn() -> Fut + Copy + 'static,
     Fut: Future<Output = Result<(), SplitLoaderError>> + 'static,
 {
     #[cfg(feature = "hydrate")]
-    {
-        let fetch = move || leptos::task::spawn_local(async move { _ = preload().await });
-        // Not every browser has `requestIdleCallback` (Safari): a moment after hydration instead.
-        if request_idle_callback_with_handle(fetch).is_err() {
-            set_timeout(fetch, std::time::Duration::from_secs(2));
-        }
+    if request_idle_callback_with_handle(move || prefetch(preload)).is_err() {
+        set_timeout(move || prefetch(preload), std::time::Duration::from_secs(2));
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = preload;
