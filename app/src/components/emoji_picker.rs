@@ -104,8 +104,9 @@ fn save_recent(recent: &[String]) {
 static NEXT_PICKER: AtomicU32 = AtomicU32::new(0);
 
 /// The picker as its callers mount it: its code is a chunk of its own in the split browser build,
-/// fetched the first time a picker opens, not with the page. While the chunk loads, a box of the
-/// picker's size says so; if it cannot be fetched, the box says that instead, with a "Retry".
+/// not fetched with the page but as a pointer or the focus reaches a button that opens a picker
+/// (`prefetch_picker`), or when one opens. While the chunk loads, a box of the picker's size says
+/// so; if it cannot be fetched, the box says that instead, with a "Retry".
 #[component]
 pub fn LazyEmojiPicker(
     on_pick: Callback<String>,

@@ -1,5 +1,6 @@
-//! Pieces of the browser app that are chunks of their own in the split build, fetched the first
-//! time they are used: the emoji picker and the image lightbox.
+//! Pieces of the browser app that are chunks of their own in the split build, fetched when they
+//! are about to be used (`prefetch`) or at the latest when they are: the emoji picker and the
+//! image lightbox.
 //!
 //! Each is a `wasm_split` point with the `fallible` option (Leptos' `#[lazy]` is the same point
 //! without it): a chunk that cannot be fetched (offline, the server restarting) comes back as an
