@@ -7,8 +7,8 @@
 // Each run is a first visit (a new browser context: empty cache) and then a second visit in the same
 // context (the static files come from the cache). For each load it reports, in milliseconds from
 // navigation start: the HTML's first and last byte, first contentful paint, DOMContentLoaded, and the moment the page is
-// interactive: the WASM app has hydrated it (the app sets <body data-hydrated="true"> in its first
-// effect, once every event handler is attached) and the composer holds the focus. It also reports
+// interactive: the WASM app has hydrated it (the browser entry sets <body data-hydrated="true"> as
+// soon as hydration is done, every event handler attached) and the composer holds the focus. It also reports
 // the bytes received (the resource timing's encoded body sizes, i.e. as they came over the wire).
 //
 // And the moment the composer first takes input: the server's page has it, focused, before the WASM

@@ -57,25 +57,17 @@ struct Bundle {
     split: Option<Split>,
 }
 
-/// The split build: its loader, and per lazy function (`<snake_case name>_<decimal hash>`) the chunks it
-/// needs, as cargo-leptos' `__wasm_split_manifest.json` lists them.
+/// The split build: its loader, and per split point (by the name its `wasm_split` attribute gives
+/// it) the chunks it needs, as cargo-leptos' `__wasm_split_manifest.json` lists them.
 struct Split {
     loader: String,
     chunks: HashMap<String, Vec<String>>,
 }
 
 impl Split {
-    /// The chunks of the lazy functions named `name` (any hash), as `/pkg/…` paths.
+    /// The chunks of the split point `name`, as `/pkg/…` paths.
     fn chunks_of(&self, name: &str) -> Vec<String> {
-        let mut chunks: Vec<String> = self
-            .chunks
-            .iter()
-            .filter(|(key, _)| {
-                let hash = key.strip_prefix(name).and_then(|rest| rest.strip_prefix('_'));
-                hash.is_some_and(|hash| !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_digit()))
-            })
-            .flat_map(|(_, chunks)| chunks.iter().cloned())
-            .collect();
+        let mut chunks: Vec<String> = self.chunks.get(name).into_iter().flatten().cloned().collect();
         chunks.sort_unstable();
         chunks.dedup();
         chunks
@@ -233,8 +225,8 @@ mod tests {
         let bundle = Bundle::from_hashes(&options(), hashes, |manifest| {
             asked = Some(manifest.to_owned());
             Some(
-                r#"{"__search_route_view_123": ["split_search", "split_shared"], "picker_9": ["split_picker"],
-                    "picker_10": ["split_picker"]}"#
+                r#"{"search_route": ["split_search_route", "split_shared", "split_shared"],
+                    "emoji_picker": ["split_emoji_picker"]}"#
                     .to_owned(),
             )
         });
@@ -244,10 +236,9 @@ mod tests {
         assert_eq!(asked.as_deref(), Some("__wasm_split_manifest.MHASH.json"));
         let split = bundle.split.expect("the manifest was read");
         assert_eq!(split.loader, "/pkg/__wasm_split.SHASH.js");
-        assert_eq!(split.chunks_of("__search_route_view"), ["/pkg/split_search.wasm", "/pkg/split_shared.wasm"]);
-        assert!(split.chunks_of("__search_route").is_empty(), "a name is matched whole, not as a prefix");
-        assert!(split.chunks_of("search_route_view").is_empty(), "{:?}", split.chunks_of("search_route_view"));
-        assert_eq!(split.chunks_of("picker"), ["/pkg/split_picker.wasm"]);
+        assert_eq!(split.chunks_of("search_route"), ["/pkg/split_search_route.wasm", "/pkg/split_shared.wasm"]);
+        assert!(split.chunks_of("search").is_empty(), "a name is matched whole, not as a prefix");
+        assert_eq!(split.chunks_of("emoji_picker"), ["/pkg/split_emoji_picker.wasm"]);
     }
 
     #[test]
@@ -261,11 +252,11 @@ mod tests {
 
     #[test]
     fn a_lazy_route_is_found_by_its_path() {
-        assert_eq!(lazy_route_at("/chat/search"), Some("__search_route_view"));
-        assert_eq!(lazy_route_at("/chat/search/"), Some("__search_route_view"));
-        assert_eq!(lazy_route_at("/chat/new-group"), Some("__new_group_route_view"));
-        assert_eq!(lazy_route_at("/login"), Some("__login_route_view"));
-        assert_eq!(lazy_route_at("/register"), Some("__register_route_view"));
+        assert_eq!(lazy_route_at("/chat/search"), Some("search_route"));
+        assert_eq!(lazy_route_at("/chat/search/"), Some("search_route"));
+        assert_eq!(lazy_route_at("/chat/new-group"), Some("new_group_route"));
+        assert_eq!(lazy_route_at("/login"), Some("login_route"));
+        assert_eq!(lazy_route_at("/register"), Some("register_route"));
         assert_eq!(lazy_route_at("/chat/12"), None);
         assert_eq!(lazy_route_at("/"), None);
         assert_eq!(lazy_route_at("/chat/searching"), None);

@@ -33,9 +33,10 @@ pub mod validation;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::{Lazy, LazyRoute, SsrMode, lazy_route, path};
+use leptos_router::{Lazy, LazyRoute, SsrMode, path};
 
 use bundle::{BundleLinks, CompileWasm};
+use components::lazy::{Loaded, lazy_route_view, preload_route};
 use pages::auth::{LoginPage, RegisterPage};
 use pages::chat::{ChatLayout, ConversationPane, NoConversation};
 use pages::group::{GroupPane, NewGroupPage};
@@ -86,13 +87,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Effects run only in the browser: this marks the page as hydrated (tests wait for it).
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
-
+    // The browser entry marks `<body data-hydrated>` once the app has taken the page over.
     view! {
         <Title text="Banter" />
         <Router>
@@ -117,44 +112,55 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// The lazy routes' paths, each with the name the split build's manifest gives its view:
-/// `#[lazy_route]` on `impl LazyRoute for SearchRoute` makes a lazy `__SearchRoute_View`, listed as
-/// `__search_route_view_<hash>`. A page that opens at one of them preloads its chunks.
-pub(crate) const LAZY_ROUTES: [(&str, &str); 4] = [
-    ("/chat/search", "__search_route_view"),
-    ("/chat/new-group", "__new_group_route_view"),
-    ("/login", "__login_route_view"),
-    ("/register", "__register_route_view"),
-];
-
-/// Each `Name => view;` makes a route type whose view is a chunk of its own in the split browser
-/// build (`#[lazy_route]`), fetched when the route is first opened, or with the page when the page
-/// opens there. Each needs its line in `LAZY_ROUTES` too.
+/// Each `Name at "/path" in chunk, preload_fn: view, "loading…", "what";` makes a route type whose
+/// view is a chunk of its own in the split browser build, fetched when the route is first opened,
+/// or with the page when the page opens there (`LAZY_ROUTES`, by the chunk's name). It is
+/// `#[lazy_route]` by hand, with the split point's `fallible` option: a chunk that cannot be
+/// fetched shows an alert with "Retry" in the page's place instead of stopping the app
+/// (`components::lazy`).
 macro_rules! lazy_routes {
-    ($($(#[$doc:meta])* $route:ident => $view:expr;)+) => {$(
-        $(#[$doc])*
-        struct $route;
+    ($($(#[$doc:meta])* $route:ident at $path:literal in $chunk:ident, $preload:ident: $view:expr, $loading:literal, $what:literal;)+) => {
+        /// The lazy routes' paths, each with its chunk's name in the split build's manifest. A page
+        /// that opens at one of them preloads its chunks.
+        pub(crate) const LAZY_ROUTES: &[(&str, &str)] = &[$(($path, stringify!($chunk))),+];
 
-        #[lazy_route]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                Self
+        $(
+            $(#[$doc])*
+            struct $route;
+
+            #[leptos::wasm_split::wasm_split($chunk, wasm_split_path = ::leptos::wasm_split, preload($preload), fallible)]
+            fn $chunk() -> Loaded {
+                Ok($view.into_any())
             }
 
-            fn view(_this: Self) -> AnyView {
-                $view.into_any()
+            impl LazyRoute for $route {
+                fn data() -> Self {
+                    Self
+                }
+
+                async fn view(_this: Self) -> AnyView {
+                    lazy_route_view($chunk, $loading, $what).await
+                }
+
+                async fn preload() {
+                    preload_route($preload).await;
+                }
             }
-        }
-    )+};
+        )+
+    };
 }
 
 lazy_routes! {
     /// `/chat/search`: fetched when search is first opened.
-    SearchRoute => view! { <SearchPane /> };
+    SearchRoute at "/chat/search" in search_route, preload_search_route:
+        view! { <SearchPane /> }, "Opening search…", "search";
     /// `/chat/new-group`, with the people picker.
-    NewGroupRoute => view! { <NewGroupPage /> };
+    NewGroupRoute at "/chat/new-group" in new_group_route, preload_new_group_route:
+        view! { <NewGroupPage /> }, "Opening the new group form…", "the new group form";
     /// `/login`: the sign-in form, so the chat's first load does not carry it.
-    LoginRoute => view! { <LoginPage /> };
+    LoginRoute at "/login" in login_route, preload_login_route:
+        view! { <LoginPage /> }, "Opening sign-in…", "the sign-in form";
     /// `/register`: the registration form, like sign-in.
-    RegisterRoute => view! { <RegisterPage /> };
+    RegisterRoute at "/register" in register_route, preload_register_route:
+        view! { <RegisterPage /> }, "Opening registration…", "the registration form";
 }

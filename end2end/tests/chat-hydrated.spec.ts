@@ -4,8 +4,9 @@
 import { expect, test, type Browser, type Page, type TestInfo } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { contactRow, done, log, openChat, person, send } from './chat-support';
-import { ready } from './helpers';
+import { expectAccessible } from './a11y';
+import { chunkLine, contactRow, done, live, log, openChat, person, send, sendByApi } from './chat-support';
+import { newAccount, ready } from './helpers';
 
 test('alice writes to bob; bob sees it unread, reads it; alice sees it read', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'alice');
@@ -245,6 +246,92 @@ test('a page that opens on search, the new-group form, sign-in or registration b
   expect((await pkg(alice.page, 'link[rel=preload][as=fetch]')).filter((p) => !/^\/pkg\/banter\./.test(p))).toEqual([]);
   await visitor.close();
   await done(alice);
+});
+
+test('when the chunk of search or of the new-group form cannot be fetched, its page says so and Retry brings it; the rest keeps working', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'route-a');
+  const bob = await person(browser, info, 'route-b');
+  await sendByApi(bob, alice, 'are you there?');
+  // Alice is offline as far as those two pages' chunks go.
+  const line = await chunkLine(alice, /\/pkg\/split_(search_route|new_group_route)[._]/);
+  await openChat(alice, info, bob);
+  await openChat(bob, info, alice);
+  await live(alice);
+  await live(bob);
+
+  const findPeople = alice.page.getByRole('complementary', { name: 'Contacts' }).getByLabel('Search people');
+  await findPeople.fill('are you');
+  await alice.page.getByTestId('search-messages').click();
+  await expect(alice.page).toHaveURL(/\/chat\/search\?q=are/);
+  const failed = alice.page.getByRole('main').getByRole('alert').filter({ hasText: 'could not reach Banter: search did not load' });
+  await expect(failed).toBeVisible();
+  await expectAccessible(alice.page, 'search-failed');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-route-failed.png') });
+  // The app did not stop: the conversation opens again and a message goes out, live.
+  await findPeople.fill('');
+  await contactRow(alice.page, bob.name).click();
+  await expect(alice.page).toHaveURL(new RegExp(`/chat/${bob.id}$`));
+  await send(alice, 'search broke, the chat did not');
+  await expect(log(bob.page).getByText('search broke, the chat did not')).toBeVisible();
+
+  // The new-group form the same way. Back online, on a slow line: Retry shows that it is on its
+  // way, then the form.
+  await alice.page.getByTestId('new-group').click();
+  const groupFailed = alice.page.getByRole('alert').filter({ hasText: 'could not reach Banter: the new group form did not load' });
+  await expect(groupFailed).toBeVisible();
+  line.reachable = true;
+  line.slow = 1500;
+  await groupFailed.getByRole('link', { name: 'Retry' }).click();
+  await expect(alice.page.getByRole('status').filter({ hasText: 'Opening the new group form…' })).toBeVisible();
+  await expect(alice.page.getByLabel('Group name')).toBeVisible();
+  await expect(groupFailed).toHaveCount(0);
+  // Search opens as usual now.
+  line.slow = 0;
+  await findPeople.fill('are you');
+  await alice.page.getByTestId('search-messages').click();
+  await expect(alice.page.getByRole('main')).toContainText('are you there?');
+  // The split build's loader reports each refused fetch as an unhandled "Failed to fetch"; that is
+  // all the page may report (a panic would add "unreachable").
+  expect(alice.errors.filter((e) => e !== 'Failed to fetch')).toEqual([]);
+  alice.errors.length = 0;
+  await done(alice, bob);
+});
+
+test('a page opened on a lazy route whose chunk does not arrive works as the server drew it, and the app takes over once the chunk comes', { tag: '@js-only' }, async ({ browser }, info) => {
+  const account = newAccount('late');
+  const signup = await browser.newContext({ baseURL: info.project.use.baseURL });
+  const registered = await signup.request.post('/api/auth/register', {
+    form: { name: account.name, email: account.email, password: account.password, password_confirmation: account.password },
+    headers: { accept: 'application/json' },
+  });
+  expect(registered.ok(), await registered.text()).toBeTruthy();
+  await signup.close();
+
+  const visitor = await browser.newPage({ baseURL: info.project.use.baseURL });
+  const errors: string[] = [];
+  visitor.on('pageerror', (e) => errors.push(e.message));
+  let reachable = false;
+  let refused = 0;
+  await visitor.route(/\/pkg\/split_login_route[._]/, (route) => {
+    if (reachable) return route.continue();
+    refused += 1;
+    return route.abort('internetdisconnected');
+  });
+  await visitor.goto('/login');
+  // The preload, the loader's fetch, then at least one more try after a wait: it does not give up.
+  await expect.poll(() => refused, { timeout: 15_000 }).toBeGreaterThan(2);
+  await expect(visitor.getByRole('button', { name: 'Sign in' })).toBeVisible();
+  await expect(visitor.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+  reachable = true;
+  await expect(visitor.locator('body')).toHaveAttribute('data-hydrated', 'true', { timeout: 20_000 });
+  // The page the app took over is the sign-in form, and it signs in.
+  await visitor.getByLabel('Email').fill(account.email);
+  await visitor.getByLabel('Password').fill(account.password);
+  await visitor.getByRole('button', { name: 'Sign in' }).click();
+  await expect(visitor).toHaveURL(/\/chat$/);
+  await expect(visitor.getByRole('complementary', { name: 'Contacts' })).toBeVisible();
+  expect(errors.filter((e) => e !== 'Failed to fetch')).toEqual([]);
+  await visitor.close();
 });
 
 test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {

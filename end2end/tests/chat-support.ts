@@ -87,6 +87,18 @@ export const contactRow = (page: Page, name: string) =>
   page.getByRole('complementary', { name: 'Contacts' }).locator('.contact-list').getByRole('link', { name });
 
 
+/** Cuts `p`'s page off from the chunks of the app whose paths match `chunks`, as if offline, until
+ * the returned line's `reachable` is set; from then on each waits `slow` ms before it comes. */
+export async function chunkLine(p: Person, chunks: RegExp) {
+  const line = { reachable: false, slow: 0 };
+  await p.page.route(chunks, async (route) => {
+    if (!line.reachable) return route.abort('internetdisconnected');
+    await new Promise((resolve) => setTimeout(resolve, line.slow));
+    return route.continue();
+  });
+  return line;
+}
+
 /** Waits until the tab's realtime connection is up and subscribed to the user's channel. */
 export async function live(p: Person) {
   await expect(p.page.locator('.chat-layout')).toHaveAttribute('data-live', 'connected');

@@ -6,7 +6,7 @@ import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { expectAccessible } from './a11y';
-import { createGroupByApi, done, live, log, openChat, person, send, sendByApi } from './chat-support';
+import { chunkLine, createGroupByApi, done, live, log, openChat, person, send, sendByApi } from './chat-support';
 
 test.describe.configure({ mode: 'parallel' });
 
@@ -214,13 +214,7 @@ test('when a piece of the app cannot be fetched, it says so and Retry brings it;
   const { id } = await upload.json();
   await sendByApi(alice, bob, 'the view from here', { 'attachments[]': String(id) });
   // Bob is offline as far as the lightbox's and the emoji picker's chunks go.
-  let reachable = false;
-  let slow = 0;
-  await bob.page.route(/\/pkg\/split_(lightbox|emoji_picker)[._]/, async (route) => {
-    if (!reachable) return route.abort('internetdisconnected');
-    await new Promise((resolve) => setTimeout(resolve, slow));
-    return route.continue();
-  });
+  const line = await chunkLine(bob, /\/pkg\/split_(lightbox|emoji_picker)[._]/);
   await openChat(alice, info, bob);
   await openChat(bob, info, alice);
   await live(alice);
@@ -238,8 +232,8 @@ test('when a piece of the app cannot be fetched, it says so and Retry brings it;
   await expect(log(alice.page).getByText('viewer broke, message did not')).toBeVisible();
 
   // Back online, on a slow line: Retry shows that it is on its way, then opens the image.
-  reachable = true;
-  slow = 1500;
+  line.reachable = true;
+  line.slow = 1500;
   await failed.getByRole('link', { name: 'Retry' }).click();
   await expect(bob.page.getByRole('status').filter({ hasText: 'Opening the image…' })).toBeVisible();
   await expect(bob.page.getByRole('dialog', { name: 'view.png', exact: true })).toBeVisible();
@@ -248,14 +242,14 @@ test('when a piece of the app cannot be fetched, it says so and Retry brings it;
   await expect(bob.page.getByRole('dialog')).toHaveCount(0);
 
   // The emoji picker the same way.
-  reachable = false;
+  line.reachable = false;
   await bob.page.getByRole('button', { name: 'Emoji' }).click();
   const pickerFailed = bob.page.getByRole('alert').filter({ hasText: 'could not reach Banter: the emoji picker did not load' });
   await expect(pickerFailed).toBeVisible();
   await expectAccessible(bob.page, 'emoji-picker-failed');
   await bob.page.screenshot({ path: shot('files-emoji-picker-failed.png') });
-  reachable = true;
-  slow = 0;
+  line.reachable = true;
+  line.slow = 0;
   await pickerFailed.getByRole('link', { name: 'Retry' }).click();
   await expect(bob.page.getByRole('dialog', { name: 'Choose an emoji' }).getByRole('button', { name: /grinning/i }).first()).toBeVisible();
   // The split build's loader (wasm_split's JavaScript) lets a refused fetch's promise reject before

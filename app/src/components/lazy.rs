@@ -1,12 +1,12 @@
 //! Pieces of the browser app that are chunks of their own in the split build, fetched when they
-//! are about to be used (`prefetch`) or at the latest when they are: the emoji picker and the
-//! image lightbox.
+//! are about to be used (`prefetch`) or at the latest when they are: the emoji picker, the image
+//! lightbox, and the lazy routes' pages (search, the new-group form, sign-in, registration).
 //!
-//! Each is a `wasm_split` point with the `fallible` option (Leptos' `#[lazy]` is the same point
-//! without it): a chunk that cannot be fetched (offline, the server restarting) comes back as an
-//! error instead of a panic, which would stop the whole app. `LazyPiece` shows what is happening:
-//! a visible status while the chunk loads, and an alert with "Retry" if it did not arrive (the
-//! loader keeps no failure, so a retry fetches it again).
+//! Each is a `wasm_split` point with the `fallible` option (Leptos' `#[lazy]` and `#[lazy_route]`
+//! make the same point without it): a chunk that cannot be fetched (offline, the server
+//! restarting) comes back as an error instead of a panic, which would stop the whole app.
+//! `LazyPiece` shows what is happening: a visible status while the chunk loads, and an alert with
+//! "Retry" if it did not arrive (the loader keeps no failure, so a retry fetches it again).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +21,8 @@ use crate::error::AppError;
 /// What a split function returns: its view, or why its chunk did not arrive.
 pub type Loaded = Result<AnyView, ChunkMissing>;
 
-/// A chunk of the app that could not be fetched.
+/// A chunk of the app that could not be fetched. (`SplitLoaderError` itself is not `Send`, and a
+/// view's future must be.)
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkMissing;
 
@@ -33,36 +34,56 @@ impl From<SplitLoaderError> for ChunkMissing {
 
 /// Mounts the view `load` brings from its chunk. Until it arrives, `loading` is shown as a status
 /// (with `class`, so it takes the piece's place); if it cannot arrive, an alert says that `what`
-/// did not load, with a "Retry".
+/// did not load, with a "Retry". `failed`: a first attempt has failed already, so the alert shows
+/// at once. `role`: the alert's box's, where it stands for a page's main content.
 #[component]
 pub fn LazyPiece<L, Fut>(
     load: L,
     loading: &'static str,
     what: &'static str,
     #[prop(optional)] class: &'static str,
+    #[prop(optional)] failed: bool,
+    #[prop(optional)] role: Option<&'static str>,
 ) -> impl IntoView
 where
     L: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Loaded> + Send + 'static,
 {
     // One copy of the code below for every piece, however many there are.
-    lazy_piece(Arc::new(move || Box::pin(load())), loading, what, class)
+    let load: Load = Arc::new(move || Box::pin(load()));
+    lazy_piece(load, Piece { loading, what, class, failed, role })
 }
 
 type Load = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Loaded> + Send>> + Send + Sync>;
 
-fn lazy_piece(load: Load, loading: &'static str, what: &'static str, class: &'static str) -> AnyView {
+#[derive(Clone, Copy)]
+struct Piece {
+    loading: &'static str,
+    what: &'static str,
+    class: &'static str,
+    failed: bool,
+    role: Option<&'static str>,
+}
+
+fn lazy_piece(load: Load, piece: Piece) -> AnyView {
+    let Piece { loading, what, class, failed, role } = piece;
     let attempt = RwSignal::new(0_u32);
     let piece = move || {
-        attempt.track();
-        let loaded = load();
+        // Read first, so that Retry runs this again; the first attempt is not made again when it is
+        // known to have failed.
+        let tried = attempt.get();
+        let loaded = (!failed || tried > 0).then(|| load());
         Suspend::new(async move {
-            match loaded.await {
+            let loaded = match loaded {
+                Some(loaded) => loaded.await,
+                None => Err(ChunkMissing),
+            };
+            match loaded {
                 Ok(view) => view,
                 Err(ChunkMissing) => {
                     let error = AppError::Transport { message: format!("{what} did not load") };
                     let retry = Callback::new(move |()| attempt.update(|n| *n += 1));
-                    view! { <div class=format!("lazy-failed {class}")><ErrorBanner error on_retry=retry /></div> }
+                    view! { <div class=format!("lazy-failed {class}") role=role><ErrorBanner error on_retry=retry /></div> }
                         .into_any()
                 }
             }
@@ -74,6 +95,54 @@ fn lazy_piece(load: Load, loading: &'static str, what: &'static str, class: &'st
         </Suspense>
     }
     .into_any()
+}
+
+/// A lazy route's page: the view `load` brings from its chunk (fetched already by `preload_route`
+/// when it could be), or, when the chunk did not arrive, the page's place holds an alert that
+/// `what` did not load, with a "Retry" that fetches it again (showing `loading` meanwhile) and
+/// then shows the page. The rest of the app goes on working.
+pub async fn lazy_route_view<L, Fut>(load: L, loading: &'static str, what: &'static str) -> AnyView
+where
+    L: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Loaded> + Send + 'static,
+{
+    // One copy of the code below for every route, as for `LazyPiece`.
+    route_view(Arc::new(move || Box::pin(load())), loading, what).await
+}
+
+async fn route_view(load: Load, loading: &'static str, what: &'static str) -> AnyView {
+    match load().await {
+        Ok(view) => view,
+        Err(ChunkMissing) => {
+            lazy_piece(load, Piece { loading, what, class: "lazy-route", failed: true, role: Some("main") })
+        }
+    }
+}
+
+/// A lazy route's preload: `preload` is its split point's. When the app moves to the route, one
+/// attempt (the page then says whether its chunk arrived). When the page opened there and the app
+/// is starting, it waits for the chunk, trying again after a growing wait for as long as it takes:
+/// the app cannot take the server's page over without the page's code, and until it does the page
+/// works as the server drew it, as it does without JavaScript.
+pub async fn preload_route<P, Fut>(preload: P)
+where
+    P: Fn() -> Fut + 'static,
+    Fut: Future<Output = Result<(), SplitLoaderError>> + 'static,
+{
+    #[cfg(feature = "hydrate")]
+    fetch_route_chunk(&move || Box::pin(preload())).await;
+    #[cfg(not(feature = "hydrate"))]
+    let _ = preload;
+}
+
+#[cfg(feature = "hydrate")]
+async fn fetch_route_chunk(preload: &dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), SplitLoaderError>>>>) {
+    let starting = || Owner::current_shared_context().is_some_and(|context| context.during_hydration());
+    let mut attempt = 0;
+    while preload().await.is_err() && starting() {
+        gloo_timers::future::sleep(super::retry::delay(attempt, super::retry::spread())).await;
+        attempt = attempt.saturating_add(1);
+    }
 }
 
 /// Fetches a chunk ahead of its first use, so that it opens at once: `preload` is the split

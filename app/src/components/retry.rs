@@ -78,7 +78,7 @@ impl Default for Retry {
 }
 
 /// A random number in `0.0..1.0` from the browser's random source (0 where there is none).
-fn spread() -> f64 {
+pub fn spread() -> f64 {
     f64::from(u16::from_le_bytes(super::random_bytes())) / 65_536.0
 }
 
