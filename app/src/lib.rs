@@ -112,14 +112,15 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Each `Name at "/path" in chunk, preload_fn: view, "loading…", "what";` makes a route type whose
-/// view is a chunk of its own in the split browser build, fetched when the route is first opened,
+/// Each `Name at "/path" in chunk, preload_fn: view, "loading…", "what", back;` makes a route
+/// type whose view is a chunk of its own in the split browser build, fetched when the route is first opened,
 /// or with the page when the page opens there (`LAZY_ROUTES`, by the chunk's name). It is
 /// `#[lazy_route]` by hand, with the split point's `fallible` option: a chunk that cannot be
 /// fetched shows an alert with "Retry" in the page's place instead of stopping the app
-/// (`components::lazy`).
+/// (`components::lazy`), and `back` (`Some("/chat")` for the chat's panes) gives that alert a
+/// "‹ Back" on a narrow screen, where the page's place is the whole screen.
 macro_rules! lazy_routes {
-    ($($(#[$doc:meta])* $route:ident at $path:literal in $chunk:ident, $preload:ident: $view:expr, $loading:literal, $what:literal;)+) => {
+    ($($(#[$doc:meta])* $route:ident at $path:literal in $chunk:ident, $preload:ident: $view:expr, $loading:literal, $what:literal, $back:expr;)+) => {
         /// The lazy routes' paths, each with its chunk's name in the split build's manifest. A page
         /// that opens at one of them preloads its chunks.
         pub(crate) const LAZY_ROUTES: &[(&str, &str)] = &[$(($path, stringify!($chunk))),+];
@@ -139,7 +140,7 @@ macro_rules! lazy_routes {
                 }
 
                 async fn view(_this: Self) -> AnyView {
-                    lazy_route_view($chunk, $loading, $what).await
+                    lazy_route_view($chunk, $loading, $what, $back).await
                 }
 
                 async fn preload() {
@@ -153,14 +154,14 @@ macro_rules! lazy_routes {
 lazy_routes! {
     /// `/chat/search`: fetched when search is first opened.
     SearchRoute at "/chat/search" in search_route, preload_search_route:
-        view! { <SearchPane /> }, "Opening search…", "search";
+        view! { <SearchPane /> }, "Opening search…", "search", Some("/chat");
     /// `/chat/new-group`, with the people picker.
     NewGroupRoute at "/chat/new-group" in new_group_route, preload_new_group_route:
-        view! { <NewGroupPage /> }, "Opening the new group form…", "the new group form";
+        view! { <NewGroupPage /> }, "Opening the new group form…", "the new group form", Some("/chat");
     /// `/login`: the sign-in form, so the chat's first load does not carry it.
     LoginRoute at "/login" in login_route, preload_login_route:
-        view! { <LoginPage /> }, "Opening sign-in…", "the sign-in form";
+        view! { <LoginPage /> }, "Opening sign-in…", "the sign-in form", None;
     /// `/register`: the registration form, like sign-in.
     RegisterRoute at "/register" in register_route, preload_register_route:
-        view! { <RegisterPage /> }, "Opening registration…", "the registration form";
+        view! { <RegisterPage /> }, "Opening registration…", "the registration form", None;
 }

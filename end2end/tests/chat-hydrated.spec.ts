@@ -279,6 +279,20 @@ test('when the chunk of search or of the new-group form cannot be fetched, its p
   await alice.page.getByTestId('new-group').click();
   const groupFailed = alice.page.getByRole('alert').filter({ hasText: 'could not reach Banter: the new group form did not load' });
   await expect(groupFailed).toBeVisible();
+  // Beside the contact list the alert needs no way back; on a phone it fills the screen and has one.
+  const back = alice.page.getByRole('main').getByRole('link', { name: '‹ Back' });
+  await expect(back).toBeHidden();
+  const desktop = alice.page.viewportSize();
+  await alice.page.setViewportSize({ width: 390, height: 780 });
+  await expect(back).toBeVisible();
+  await expectAccessible(alice.page, 'new-group-failed-phone');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-route-failed-phone.png') });
+  await back.click();
+  await expect(alice.page).toHaveURL(/\/chat$/);
+  await expect(contactRow(alice.page, bob.name)).toBeVisible();
+  await alice.page.getByTestId('new-group').click();
+  await expect(groupFailed).toBeVisible();
+  if (desktop) await alice.page.setViewportSize(desktop);
   line.reachable = true;
   line.slow = 1500;
   await groupFailed.getByRole('link', { name: 'Retry' }).click();

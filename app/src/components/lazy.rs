@@ -51,7 +51,7 @@ where
 {
     // One copy of the code below for every piece, however many there are.
     let load: Load = Arc::new(move || Box::pin(load()));
-    lazy_piece(load, Piece { loading, what, class, failed, role })
+    lazy_piece(load, Piece { loading, what, class, failed, role, back: None })
 }
 
 type Load = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Loaded> + Send>> + Send + Sync>;
@@ -63,10 +63,12 @@ struct Piece {
     class: &'static str,
     failed: bool,
     role: Option<&'static str>,
+    /// Where "‹ Back" leads from the alert (shown on narrow screens only, as in a conversation).
+    back: Option<&'static str>,
 }
 
 fn lazy_piece(load: Load, piece: Piece) -> AnyView {
-    let Piece { loading, what, class, failed, role } = piece;
+    let Piece { loading, what, class, failed, role, back } = piece;
     let attempt = RwSignal::new(0_u32);
     let piece = move || {
         // Read first, so that Retry runs this again; the first attempt is not made again when it is
@@ -83,8 +85,14 @@ fn lazy_piece(load: Load, piece: Piece) -> AnyView {
                 Err(ChunkMissing) => {
                     let error = AppError::Transport { message: format!("{what} did not load") };
                     let retry = Callback::new(move |()| attempt.update(|n| *n += 1));
-                    view! { <div class=format!("lazy-failed {class}") role=role><ErrorBanner error on_retry=retry /></div> }
-                        .into_any()
+                    let back = back.map(|href| view! { <a class="back" href=href>"‹ Back"</a> });
+                    view! {
+                        <div class=format!("lazy-failed {class}") role=role>
+                            {back}
+                            <ErrorBanner error on_retry=retry />
+                        </div>
+                    }
+                    .into_any()
                 }
             }
         })
@@ -100,22 +108,27 @@ fn lazy_piece(load: Load, piece: Piece) -> AnyView {
 /// A lazy route's page: the view `load` brings from its chunk (fetched already by `preload_route`
 /// when it could be), or, when the chunk did not arrive, the page's place holds an alert that
 /// `what` did not load, with a "Retry" that fetches it again (showing `loading` meanwhile) and
-/// then shows the page. The rest of the app goes on working.
-pub async fn lazy_route_view<L, Fut>(load: L, loading: &'static str, what: &'static str) -> AnyView
+/// then shows the page. The rest of the app goes on working. `back`: where the alert's "‹ Back"
+/// leads on a narrow screen, where the page's place is the whole screen.
+pub async fn lazy_route_view<L, Fut>(
+    load: L,
+    loading: &'static str,
+    what: &'static str,
+    back: Option<&'static str>,
+) -> AnyView
 where
     L: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Loaded> + Send + 'static,
 {
     // One copy of the code below for every route, as for `LazyPiece`.
-    route_view(Arc::new(move || Box::pin(load())), loading, what).await
+    let piece = Piece { loading, what, class: "lazy-route", failed: true, role: Some("main"), back };
+    route_view(Arc::new(move || Box::pin(load())), piece).await
 }
 
-async fn route_view(load: Load, loading: &'static str, what: &'static str) -> AnyView {
+async fn route_view(load: Load, piece: Piece) -> AnyView {
     match load().await {
         Ok(view) => view,
-        Err(ChunkMissing) => {
-            lazy_piece(load, Piece { loading, what, class: "lazy-route", failed: true, role: Some("main") })
-        }
+        Err(ChunkMissing) => lazy_piece(load, piece),
     }
 }
 
