@@ -176,7 +176,10 @@ pub fn CompileWasm(options: LeptosOptions) -> impl IntoView {
     // No `<link rel="preload">` for the module: this script, the first thing in `<head>`, fetches
     // it as soon as the page starts to arrive, and Chromium fetches a preload even with JavaScript
     // off, which cost a visitor without it the whole module (515 KB) on a first visit.
-    view! { <script nonce=leptos::nonce::use_nonce() inner_html=compile_script(&bundle.wasm)></script> }
+    // `data-wasm` names the module for the page's later use: after a chunk has failed, whether the
+    // server still has this build (`components::lazy`).
+    let (nonce, script) = (leptos::nonce::use_nonce(), compile_script(&bundle.wasm));
+    view! { <script nonce=nonce data-wasm=bundle.wasm.as_str() inner_html=script></script> }
 }
 
 /// The stylesheet, the preloaded JS module and the script that starts the app; on a lazy route's

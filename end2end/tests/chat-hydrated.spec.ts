@@ -311,6 +311,42 @@ test('when the chunk of search or of the new-group form cannot be fetched, its p
   await done(alice, bob);
 });
 
+test('a page opened before Banter was updated says so when a chunk of its build is gone, and Reload brings the new version', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'update-a');
+  const bob = await person(browser, info, 'update-b');
+  await sendByApi(bob, alice, 'before the update');
+  await openChat(alice, info, bob);
+  await live(alice);
+  // A new version is deployed: the server no longer has this page's build, its WASM module and
+  // search's chunk among it (a 404 each, as for any file that is not there).
+  let updated = true;
+  await alice.page.route(/\/pkg\/(split_search_route|banter)[._][^/]*\.wasm/, (route) => {
+    const moduleAsked = /\/banter[._]/.test(route.request().url()) && route.request().method() === 'HEAD';
+    const gone = updated && (moduleAsked || /split_search_route/.test(route.request().url()));
+    return gone ? route.fulfill({ status: 404, body: 'not found' }) : route.continue();
+  });
+  await alice.page.evaluate(() => ((window as unknown as { beforeReload: boolean }).beforeReload = true));
+
+  const findPeople = alice.page.getByRole('complementary', { name: 'Contacts' }).getByLabel('Search people');
+  await findPeople.fill('before the');
+  await alice.page.getByTestId('search-messages').click();
+  const stale = alice.page.getByRole('main').getByRole('alert');
+  await expect(stale).toContainText('Banter has been updated since this page was opened: reload it to open search');
+  await expect(stale).not.toContainText('could not reach Banter');
+  await expectAccessible(alice.page, 'search-updated');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-build-replaced.png') });
+
+  // The page now loads the new version, which has its chunks: Reload, into search.
+  updated = false;
+  await stale.getByRole('link', { name: 'Reload' }).click();
+  await expect.poll(() => alice.page.evaluate(() => (window as unknown as { beforeReload?: boolean }).beforeReload ?? false)).toBe(false);
+  await expect(alice.page).toHaveURL(/\/chat\/search\?q=before/);
+  await ready(alice.page, info);
+  await expect(alice.page.getByRole('main')).toContainText('before the update');
+  // No page error (a panic would be one): a 404 is an answer, not a failed fetch.
+  await done(alice, bob);
+});
+
 test('a page opened on a lazy route whose chunk does not arrive works as the server drew it, and the app takes over once the chunk comes', { tag: '@js-only' }, async ({ browser }, info) => {
   const account = newAccount('late');
   const signup = await browser.newContext({ baseURL: info.project.use.baseURL });

@@ -6,7 +6,10 @@
 //! make the same point without it): a chunk that cannot be fetched (offline, the server
 //! restarting) comes back as an error instead of a panic, which would stop the whole app.
 //! `LazyPiece` shows what is happening: a visible status while the chunk loads, and an alert with
-//! "Retry" if it did not arrive (the loader keeps no failure, so a retry fetches it again).
+//! "Retry" if it did not arrive (the loader keeps no failure, so a retry fetches it again), or,
+//! when the server no longer has the build the page runs (a new version was deployed since the
+//! page was opened: its chunks are gone for good), an alert that says so, whose "Retry" reloads
+//! the page into the new version.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,21 +83,24 @@ fn lazy_piece(load: Load, piece: Piece) -> AnyView {
                 Some(loaded) => loaded.await,
                 None => Err(ChunkMissing),
             };
-            match loaded {
-                Ok(view) => view,
-                Err(ChunkMissing) => {
-                    let error = AppError::Transport { message: format!("{what} did not load") };
-                    let retry = Callback::new(move |()| attempt.update(|n| *n += 1));
-                    let back = back.map(|href| view! { <a class="back" href=href>"‹ Back"</a> });
-                    view! {
-                        <div class=format!("lazy-failed {class}") role=role>
-                            {back}
-                            <ErrorBanner error on_retry=retry />
-                        </div>
-                    }
-                    .into_any()
-                }
+            if let Ok(view) = loaded {
+                return view;
             }
+            let (error, retry, action) = if build_replaced().await {
+                let message = format!("Banter has been updated since this page was opened: reload it to open {what}");
+                (AppError::not_found(message), Callback::new(|()| reload()), "Reload")
+            } else {
+                let retry = Callback::new(move |()| attempt.update(|n| *n += 1));
+                (AppError::Transport { message: format!("{what} did not load") }, retry, "Retry")
+            };
+            let back = back.map(|href| view! { <a class="back" href=href>"‹ Back"</a> });
+            view! {
+                <div class=format!("lazy-failed {class}") role=role>
+                    {back}
+                    <ErrorBanner error on_retry=retry action=action />
+                </div>
+            }
+            .into_any()
         })
     };
     view! {
@@ -103,6 +109,37 @@ fn lazy_piece(load: Load, piece: Piece) -> AnyView {
         </Suspense>
     }
     .into_any()
+}
+
+/// Whether the build this page runs has been replaced on the server since the page was opened (a
+/// new version deployed): its WASM module is gone (404), so no chunk of it can arrive again and
+/// only a reload helps. Asked only once a chunk has failed; `false` when the server cannot be
+/// reached, or answers anything else (then the chunk's failure was the network's).
+async fn build_replaced() -> bool {
+    #[cfg(feature = "hydrate")]
+    {
+        use gloo_net::http::{Method, RequestBuilder};
+        // The module's name is the build's: a content hash (`bundle::CompileWasm` writes it).
+        let module = document()
+            .query_selector("script[data-wasm]")
+            .ok()
+            .flatten()
+            .and_then(|script| script.get_attribute("data-wasm"));
+        let Some(module) = module else { return false };
+        // Past the HTTP cache, which holds the module as it was when the page was opened.
+        let asked = RequestBuilder::new(&module).method(Method::HEAD).cache(web_sys::RequestCache::NoStore).send();
+        send_wrapper::SendWrapper::new(asked).await.is_ok_and(|response| response.status() == 404)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    false
+}
+
+/// Loads the page again, from the server: into the build it has now.
+fn reload() {
+    #[cfg(feature = "hydrate")]
+    if window().location().reload().is_err() {
+        leptos::logging::warn!("could not reload the page");
+    }
 }
 
 /// A lazy route's page: the view `load` brings from its chunk (fetched already by `preload_route`

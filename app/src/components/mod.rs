@@ -62,10 +62,14 @@ pub fn Avatar(id: i64, name: String) -> impl IntoView {
     }
 }
 
-/// A readable error in place of content that could not load, with a way to try again.
-/// Without JavaScript, "Retry" reloads the page.
+/// A readable error in place of content that could not load, with a way to try again (`action`,
+/// "Retry" unless given). Without JavaScript, it reloads the page.
 #[component]
-pub fn ErrorBanner(error: AppError, #[prop(optional, into)] on_retry: Option<Callback<()>>) -> impl IntoView {
+pub fn ErrorBanner(
+    error: AppError,
+    #[prop(optional, into)] on_retry: Option<Callback<()>>,
+    #[prop(optional)] action: Option<&'static str>,
+) -> impl IntoView {
     view! {
         <div class="banner banner-error" role="alert">
             <span>{error.to_string()}</span>
@@ -79,7 +83,7 @@ pub fn ErrorBanner(error: AppError, #[prop(optional, into)] on_retry: Option<Cal
                     }
                 }
             >
-                "Retry"
+                {action.unwrap_or("Retry")}
             </a>
         </div>
     }
