@@ -113,9 +113,9 @@ pub fn App() -> impl IntoView {
 }
 
 /// Each `Name at "/path" in chunk, preload_fn: view, "loading…", "what", back;` makes a route
-/// type whose view is a chunk of its own in the split browser build, fetched when the route is first opened,
-/// or with the page when the page opens there (`LAZY_ROUTES`, by the chunk's name). It is
-/// `#[lazy_route]` by hand, with the split point's `fallible` option: a chunk that cannot be
+/// type whose view is a chunk of its own in the split browser build, fetched when the route is
+/// first opened, or with the page when the page opens there (`LAZY_ROUTES`, by the chunk's name).
+/// It is `#[lazy_route]` by hand, with the split point's `fallible` option: a chunk that cannot be
 /// fetched shows an alert with "Retry" in the page's place instead of stopping the app
 /// (`components::lazy`), and `back` (`Some("/chat")` for the chat's panes) gives that alert a
 /// "‹ Back" on a narrow screen, where the page's place is the whole screen.

@@ -8,8 +8,8 @@
 //! `LazyPiece` shows what is happening: a visible status while the chunk loads, and an alert with
 //! "Retry" if it did not arrive (the loader keeps no failure, so a retry fetches it again), or,
 //! when the server no longer has the build the page runs (a new version was deployed since the
-//! page was opened: its chunks are gone for good), an alert that says so, whose "Retry" reloads
-//! the page into the new version.
+//! page was opened: its chunks are gone for good), an alert that says so, whose "Reload" loads
+//! the page again from the new version.
 
 use std::future::Future;
 use std::pin::Pin;
