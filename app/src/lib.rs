@@ -144,7 +144,7 @@ macro_rules! lazy_routes {
                 }
 
                 async fn preload() {
-                    preload_route($preload).await;
+                    preload_route($preload, $what).await;
                 }
             }
         )+

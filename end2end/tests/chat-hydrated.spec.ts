@@ -372,8 +372,15 @@ test('a page opened on a lazy route whose chunk does not arrive works as the ser
   await expect.poll(() => refused, { timeout: 15_000 }).toBeGreaterThan(2);
   await expect(visitor.getByRole('button', { name: 'Sign in' })).toBeVisible();
   await expect(visitor.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+  // Meanwhile the page says so, at its foot, as a status (not an alert: the form works as it is).
+  const waiting = visitor.getByRole('status').filter({ hasText: 'Could not reach Banter' });
+  await expect(waiting).toHaveText('Could not reach Banter: the sign-in form did not load yet. Trying again…');
+  await expect(waiting).toBeInViewport();
+  await expectAccessible(visitor, 'login-chunk-waiting');
+  await visitor.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-startup-waiting.png') });
   reachable = true;
   await expect(visitor.locator('body')).toHaveAttribute('data-hydrated', 'true', { timeout: 20_000 });
+  await expect(waiting).toHaveCount(0);
   // The page the app took over is the sign-in form, and it signs in.
   await visitor.getByLabel('Email').fill(account.email);
   await visitor.getByLabel('Password').fill(account.password);
@@ -382,6 +389,52 @@ test('a page opened on a lazy route whose chunk does not arrive works as the ser
   await expect(visitor.getByRole('complementary', { name: 'Contacts' })).toBeVisible();
   expect(errors.filter((e) => e !== 'Failed to fetch')).toEqual([]);
   await visitor.close();
+});
+
+test('a page opened on a lazy route after its build was replaced says so, stops trying, and Reload brings the new version', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'stale-a');
+  const bob = await person(browser, info, 'stale-b');
+  await sendByApi(bob, alice, 'drawn by the server');
+  // A new version is deployed between the page and its chunk: search's chunk and the page's WASM
+  // module are gone (404), so no attempt can bring the chunk.
+  let updated = true;
+  let chunkAsked = 0;
+  await alice.page.route(/\/pkg\/(split_search_route|banter)[._][^/]*\.wasm/, (route) => {
+    const chunk = /split_search_route/.test(route.request().url());
+    if (chunk && updated) chunkAsked += 1;
+    const moduleAsked = !chunk && route.request().method() === 'HEAD';
+    return updated && (chunk || moduleAsked) ? route.fulfill({ status: 404, body: 'not found' }) : route.continue();
+  });
+  await alice.page.goto('/chat/search?q=drawn');
+  const stale = alice.page.getByRole('alert').filter({ hasText: 'Banter has been updated' });
+  await expect(stale).toContainText('Banter has been updated since this page was opened: reload it to open search');
+  await expect(stale.getByRole('link', { name: 'Reload' })).toBeVisible();
+  await expect(stale).toBeInViewport();
+  await expect(alice.page.getByText('Could not reach Banter')).toHaveCount(0);
+  // The page is the server's, and it stays so: its search results are there, and the app stops
+  // asking for a chunk that cannot come (it asked again within a second or two before).
+  await expect(alice.page.getByRole('main')).toContainText('drawn by the server');
+  const asked = chunkAsked;
+  await alice.page.waitForTimeout(4_000);
+  expect(chunkAsked).toBe(asked);
+  await expect(alice.page.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+  await expectAccessible(alice.page, 'search-startup-updated');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-startup-updated.png') });
+  // On a phone, in the dark: still over the page, readable (the audit checks its contrast).
+  await alice.page.setViewportSize({ width: 390, height: 780 });
+  await alice.page.emulateMedia({ colorScheme: 'dark' });
+  await expect(stale).toBeInViewport();
+  await expectAccessible(alice.page, 'search-startup-updated-phone-dark');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-startup-updated-phone-dark.png') });
+
+  // Reload (a plain link: the app is not running) loads the new version, which the app takes over.
+  updated = false;
+  await stale.getByRole('link', { name: 'Reload' }).click();
+  await ready(alice.page, info);
+  await expect(alice.page).toHaveURL(/\/chat\/search\?q=drawn/);
+  await expect(stale).toHaveCount(0);
+  await expect(alice.page.getByRole('main')).toContainText('drawn by the server');
+  await done(alice, bob);
 });
 
 test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {

@@ -169,29 +169,90 @@ async fn route_view(load: Load, piece: Piece) -> AnyView {
     }
 }
 
-/// A lazy route's preload: `preload` is its split point's. When the app moves to the route, one
-/// attempt (the page then says whether its chunk arrived). When the page opened there and the app
-/// is starting, it waits for the chunk, trying again after a growing wait for as long as it takes:
-/// the app cannot take the server's page over without the page's code, and until it does the page
-/// works as the server drew it, as it does without JavaScript.
-pub async fn preload_route<P, Fut>(preload: P)
+/// A lazy route's preload: `preload` is its split point's, `what` names its page. When the app
+/// moves to the route, one attempt (the page then says whether its chunk arrived). When the page
+/// opened there and the app is starting, it waits for the chunk, trying again after a growing wait
+/// for as long as it takes: the app cannot take the server's page over without the page's code,
+/// and until it does the page works as the server drew it, as it does without JavaScript. A
+/// status at the page's foot says so meanwhile. If the server no longer has the page's build (a
+/// new version was deployed between the page and its chunk), no attempt can succeed: an alert
+/// says so, with "Reload", and the page stays as the server drew it, without trying again.
+pub async fn preload_route<P, Fut>(preload: P, what: &'static str)
 where
     P: Fn() -> Fut + 'static,
     Fut: Future<Output = Result<(), SplitLoaderError>> + 'static,
 {
     #[cfg(feature = "hydrate")]
-    fetch_route_chunk(&move || Box::pin(preload())).await;
+    fetch_route_chunk(&move || Box::pin(preload()), what).await;
     #[cfg(not(feature = "hydrate"))]
-    let _ = preload;
+    let _ = (preload, what);
 }
 
 #[cfg(feature = "hydrate")]
-async fn fetch_route_chunk(preload: &dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), SplitLoaderError>>>>) {
+async fn fetch_route_chunk(
+    preload: &dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), SplitLoaderError>>>>,
+    what: &'static str,
+) {
     let starting = || Owner::current_shared_context().is_some_and(|context| context.during_hydration());
+    let mut notice = None;
     let mut attempt = 0;
     while preload().await.is_err() && starting() {
+        if build_replaced().await {
+            let message = format!("Banter has been updated since this page was opened: reload it to open {what}");
+            StartupNotice::show(&mut notice, "alert", &message);
+            // Never done: the app does not take this page over.
+            std::future::pending::<()>().await;
+        }
+        if notice.is_none() {
+            let message = format!("Could not reach Banter: {what} did not load yet. Trying again…");
+            StartupNotice::show(&mut notice, "status", &message);
+        }
         gloo_timers::future::sleep(super::retry::delay(attempt, super::retry::spread())).await;
         attempt = attempt.saturating_add(1);
+    }
+    // Gone before the app hydrates the page, which it is not part of.
+    if let Some(notice) = notice {
+        notice.0.remove();
+    }
+}
+
+/// What a page opened on a lazy route says while the app cannot take it over: built by hand, at
+/// the end of `<body>`, since the app's views are not running yet.
+#[cfg(feature = "hydrate")]
+struct StartupNotice(web_sys::Element);
+
+#[cfg(feature = "hydrate")]
+impl StartupNotice {
+    /// Shows `message` as a `role` ("status", or "alert" with a "Reload" link: a plain link to
+    /// the page itself, which loads it again), replacing the notice shown before, so that an alert
+    /// is announced as it appears.
+    fn show(notice: &mut Option<Self>, role: &str, message: &str) {
+        if let Some(shown) = notice.take() {
+            shown.0.remove();
+        }
+        *notice = Self::build(role, message).map(Self);
+    }
+
+    fn build(role: &str, message: &str) -> Option<web_sys::Element> {
+        let document = document();
+        let alert = role == "alert";
+        let element = document.create_element("div").ok()?;
+        element.set_class_name(if alert { "banner banner-error startup-notice" } else { "banner startup-notice" });
+        element.set_attribute("role", role).ok()?;
+        let text = document.create_element("span").ok()?;
+        text.set_text_content(Some(message));
+        element.append_child(&text).ok()?;
+        if alert {
+            let reload = document.create_element("a").ok()?;
+            reload.set_class_name("button button-small");
+            reload.set_attribute("href", "").ok()?;
+            // Past the router, which is listening already while the page waits to hydrate.
+            reload.set_attribute("rel", "external").ok()?;
+            reload.set_text_content(Some("Reload"));
+            element.append_child(&reload).ok()?;
+        }
+        document.body()?.append_child(&element).ok()?;
+        Some(element)
     }
 }
 
