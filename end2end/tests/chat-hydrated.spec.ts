@@ -580,3 +580,68 @@ test('a message written offline waits in the outbox and goes out by itself once 
   await alice.context.close();
   await bob.context.close();
 });
+
+test('back online after Banter was updated, an open page says so, and Reload brings the new version', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'deploy-a');
+  const bob = await person(browser, info, 'deploy-b');
+  await openChat(alice, info, bob);
+  await live(alice);
+  const notice = alice.page.getByRole('status').filter({ hasText: 'Banter has been updated' });
+  const dropAndReconnect = async () => {
+    await alice.context.setOffline(true);
+    await expect(alice.page.getByText('Offline — messages will be sent')).toBeVisible();
+    await alice.context.setOffline(false);
+    await live(alice);
+  };
+
+  // Connected again to the same version: nothing to say beyond "Back online".
+  await dropAndReconnect();
+  await expect(alice.page.getByText('Back online')).toBeVisible();
+  await expect(notice).toHaveCount(0);
+
+  // A new version is deployed while the page is open (its WASM module answers 404 from now on):
+  // connected again, the page says so, and the chat goes on meanwhile.
+  let updated = true;
+  await alice.page.route(/\/pkg\/banter\.[^/]*\.wasm/, (route) =>
+    updated && route.request().method() === 'HEAD' ? route.fulfill({ status: 404, body: 'not found' }) : route.continue(),
+  );
+  await dropAndReconnect();
+  await expect(notice).toContainText('Banter has been updated since this page was opened.');
+  await expect(notice).toBeInViewport();
+  // Not over the composer.
+  const composer = await alice.page.getByLabel('Message', { exact: true }).boundingBox();
+  const box = await notice.boundingBox();
+  expect(box!.y + box!.height).toBeLessThan(composer!.y);
+  await send(alice, 'sent after the update');
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'sent after the update' }).getByLabel('Sent')).toBeVisible();
+  await expectAccessible(alice.page, 'chat-updated');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'chat-updated.png') });
+
+  // On a phone, in the dark: still clear of the composer and readable.
+  await alice.page.setViewportSize({ width: 390, height: 780 });
+  await alice.page.emulateMedia({ colorScheme: 'dark' });
+  const phoneComposer = await alice.page.getByLabel('Message', { exact: true }).boundingBox();
+  const phoneBox = await notice.boundingBox();
+  expect(phoneBox!.y + phoneBox!.height).toBeLessThan(phoneComposer!.y);
+  await expectAccessible(alice.page, 'chat-updated-phone-dark');
+  await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'chat-updated-phone-dark.png') });
+
+  // "Later" puts it away; the next reconnect asks again.
+  await notice.getByRole('button', { name: 'Later' }).click();
+  await expect(notice).toHaveCount(0);
+  await dropAndReconnect();
+  await expect(notice).toBeVisible();
+
+  // Reload, by keyboard: a new page, from the new version, with nothing more to say.
+  updated = false;
+  await alice.page.evaluate(() => ((window as unknown as { beforeReload: boolean }).beforeReload = true));
+  await notice.getByRole('button', { name: 'Reload' }).focus();
+  const reloaded = alice.page.waitForEvent('load');
+  await alice.page.keyboard.press('Enter');
+  await reloaded;
+  await ready(alice.page, info);
+  expect(await alice.page.evaluate(() => (window as unknown as { beforeReload?: boolean }).beforeReload ?? false)).toBe(false);
+  await expect(notice).toHaveCount(0);
+  await expect(log(alice.page)).toContainText('sent after the update');
+  await done(alice, bob);
+});

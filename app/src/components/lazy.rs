@@ -113,9 +113,10 @@ fn lazy_piece(load: Load, piece: Piece) -> AnyView {
 
 /// Whether the build this page runs has been replaced on the server since the page was opened (a
 /// new version deployed): its WASM module is gone (404), so no chunk of it can arrive again and
-/// only a reload helps. Asked only once a chunk has failed; `false` when the server cannot be
-/// reached, or answers anything else (then the chunk's failure was the network's).
-async fn build_replaced() -> bool {
+/// only a reload helps. Asked only once a chunk has failed, or the live connection has come back
+/// (`live::ConnectionBanner`); `false` when the server cannot be reached, or answers anything else
+/// (then the chunk's failure was the network's).
+pub(crate) async fn build_replaced() -> bool {
     #[cfg(feature = "hydrate")]
     {
         use gloo_net::http::{Method, RequestBuilder};
@@ -135,7 +136,7 @@ async fn build_replaced() -> bool {
 }
 
 /// Loads the page again, from the server: into the build it has now.
-fn reload() {
+pub(crate) fn reload() {
     #[cfg(feature = "hydrate")]
     if window().location().reload().is_err() {
         leptos::logging::warn!("could not reload the page");
@@ -237,7 +238,7 @@ impl StartupNotice {
         let document = document();
         let alert = role == "alert";
         let element = document.create_element("div").ok()?;
-        element.set_class_name(if alert { "banner banner-error startup-notice" } else { "banner startup-notice" });
+        element.set_class_name(if alert { "banner banner-error page-notice" } else { "banner page-notice" });
         element.set_attribute("role", role).ok()?;
         let text = document.create_element("span").ok()?;
         text.set_text_content(Some(message));

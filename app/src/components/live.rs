@@ -176,18 +176,29 @@ pub fn browser_online() -> bool {
 }
 
 /// "Connecting…", "Offline — messages will be sent when you're back", "Back online": shown only
-/// when something is worth saying (not during the first, quick connect).
+/// when something is worth saying (not during the first, quick connect). Once connected again, the
+/// page asks whether the server still runs the build it was opened with (a deploy restarts the
+/// server, which drops every socket): when it does not, a notice says that Banter has been
+/// updated, with "Reload" (and "Later", which puts it away until the next reconnect).
 #[component]
 pub fn ConnectionBanner() -> impl IntoView {
     let live = expect_context::<Live>();
     let was_connected = RwSignal::new(false);
     let back_online = RwSignal::new(false);
+    let updated = RwSignal::new(false);
     Effect::new(move |previous: Option<ConnectionState>| {
         let now = live.connection.get();
         if now == ConnectionState::Connected {
             if was_connected.get_untracked() && previous.is_some_and(|p| p != ConnectionState::Connected) {
                 back_online.set(true);
                 set_timeout(move || back_online.set(false), std::time::Duration::from_secs(3));
+                if !updated.get_untracked() {
+                    leptos::task::spawn_local(async move {
+                        if super::lazy::build_replaced().await {
+                            updated.set(true);
+                        }
+                    });
+                }
             }
             was_connected.set(true);
         }
@@ -206,11 +217,29 @@ pub fn ConnectionBanner() -> impl IntoView {
             None
         }
     };
+    let update = move || {
+        updated.get().then(|| {
+            view! {
+                <div class="banner page-notice page-notice-top" role="status">
+                    <span>"Banter has been updated since this page was opened."</span>
+                    <span class="page-notice-actions">
+                        <button class="button button-ghost" type="button" on:click=|_| super::lazy::reload()>
+                            "Reload"
+                        </button>
+                        <button class="button button-ghost" type="button" on:click=move |_| updated.set(false)>
+                            "Later"
+                        </button>
+                    </span>
+                </div>
+            }
+        })
+    };
     view! {
         <div class="connection-banner" role="status" aria-live="polite">
             {move || {
                 message().map(|(kind, text)| view! { <span class="connection" data-state=kind>{text}</span> })
             }}
         </div>
+        {update}
     }
 }
