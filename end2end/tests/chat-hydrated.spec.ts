@@ -594,8 +594,10 @@ test('back online after Banter was updated, an open page says so, and Reload bri
     await live(alice);
   };
 
-  // Connected again to the same version: nothing to say beyond "Back online".
+  // Connected again to the same version: the page asks, and has nothing to say beyond "Back online".
+  const asked = alice.page.waitForResponse((r) => /\/pkg\/banter\.[^/]*\.wasm/.test(r.url()) && r.request().method() === 'HEAD');
   await dropAndReconnect();
+  expect((await asked).status()).toBe(200);
   await expect(alice.page.getByText('Back online')).toBeVisible();
   await expect(notice).toHaveCount(0);
 
