@@ -375,7 +375,8 @@ test('a page opened on a lazy route whose chunk does not arrive works as the ser
   // Meanwhile the page says so, at its foot, as a status (not an alert: the form works as it is).
   const waiting = visitor.getByRole('status').filter({ hasText: 'Could not reach Banter' });
   await expect(waiting).toHaveText('Could not reach Banter: the sign-in form did not load yet. Trying again…');
-  await expect(waiting).toBeInViewport();
+  // The region holds a box that places itself at the page's foot.
+  await expect(waiting.locator('.page-notice')).toBeInViewport();
   await expectAccessible(visitor, 'login-chunk-waiting');
   await visitor.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-startup-waiting.png') });
   reachable = true;
@@ -409,7 +410,7 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
   const stale = alice.page.getByRole('alert').filter({ hasText: 'Banter has been updated' });
   await expect(stale).toContainText('Banter has been updated since this page was opened: reload it to open search');
   await expect(stale.getByRole('link', { name: 'Reload' })).toBeVisible();
-  await expect(stale).toBeInViewport();
+  await expect(stale.locator('.page-notice')).toBeInViewport();
   await expect(alice.page.getByText('Could not reach Banter')).toHaveCount(0);
   // The page is the server's, and it stays so: its search results are there, and the app stops
   // asking for a chunk that cannot come (it asked again within a second or two before).
@@ -423,7 +424,7 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
   // On a phone, in the dark: still over the page, readable (the audit checks its contrast).
   await alice.page.setViewportSize({ width: 390, height: 780 });
   await alice.page.emulateMedia({ colorScheme: 'dark' });
-  await expect(stale).toBeInViewport();
+  await expect(stale.locator('.page-notice')).toBeInViewport();
   await expectAccessible(alice.page, 'search-startup-updated-phone-dark');
   await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'lazy-startup-updated-phone-dark.png') });
 
@@ -600,6 +601,11 @@ test('back online after Banter was updated, an open page says so, and Reload bri
   expect((await asked).status()).toBe(200);
   await expect(alice.page.getByText('Back online')).toBeVisible();
   await expect(notice).toHaveCount(0);
+  // The notice's live region is there, empty, before it has anything to say: a screen reader
+  // announces what a region comes to hold, not a region that comes with it.
+  const region = alice.page.locator('.page-notice-live[role="status"]');
+  await expect(region).toBeAttached();
+  await expect(region).toBeEmpty();
 
   // A new version is deployed while the page is open (its WASM module answers 404 from now on):
   // connected again, the page says so, and the chat goes on meanwhile.
@@ -609,10 +615,10 @@ test('back online after Banter was updated, an open page says so, and Reload bri
   );
   await dropAndReconnect();
   await expect(notice).toContainText('Banter has been updated since this page was opened.');
-  await expect(notice).toBeInViewport();
+  await expect(notice.locator('.page-notice')).toBeInViewport();
   // Not over the composer.
   const composer = await alice.page.getByLabel('Message', { exact: true }).boundingBox();
-  const box = await notice.boundingBox();
+  const box = await notice.locator('.page-notice').boundingBox();
   expect(box!.y + box!.height).toBeLessThan(composer!.y);
   await send(alice, 'sent after the update');
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'sent after the update' }).getByLabel('Sent')).toBeVisible();
@@ -623,7 +629,7 @@ test('back online after Banter was updated, an open page says so, and Reload bri
   await alice.page.setViewportSize({ width: 390, height: 780 });
   await alice.page.emulateMedia({ colorScheme: 'dark' });
   const phoneComposer = await alice.page.getByLabel('Message', { exact: true }).boundingBox();
-  const phoneBox = await notice.boundingBox();
+  const phoneBox = await notice.locator('.page-notice').boundingBox();
   expect(phoneBox!.y + phoneBox!.height).toBeLessThan(phoneComposer!.y);
   await expectAccessible(alice.page, 'chat-updated-phone-dark');
   await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'chat-updated-phone-dark.png') });
@@ -632,7 +638,7 @@ test('back online after Banter was updated, an open page says so, and Reload bri
   await notice.getByRole('button', { name: 'Later' }).click();
   await expect(notice).toHaveCount(0);
   await dropAndReconnect();
-  await expect(notice).toBeVisible();
+  await expect(notice.locator('.page-notice')).toBeVisible();
 
   // Reload, by keyboard: a new page, from the new version, with nothing more to say.
   updated = false;

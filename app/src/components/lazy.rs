@@ -200,13 +200,13 @@ async fn fetch_route_chunk(
     while preload().await.is_err() && starting() {
         if build_replaced().await {
             let message = format!("Banter has been updated since this page was opened: reload it to open {what}");
-            StartupNotice::show(&mut notice, "alert", &message);
+            StartupNotice::show(&mut notice, "alert", &message).await;
             // Never done: the app does not take this page over.
             std::future::pending::<()>().await;
         }
         if notice.is_none() {
             let message = format!("Could not reach Banter: {what} did not load yet. Trying again…");
-            StartupNotice::show(&mut notice, "status", &message);
+            StartupNotice::show(&mut notice, "status", &message).await;
         }
         gloo_timers::future::sleep(super::retry::delay(attempt, super::retry::spread())).await;
         attempt = attempt.saturating_add(1);
@@ -218,28 +218,40 @@ async fn fetch_route_chunk(
 }
 
 /// What a page opened on a lazy route says while the app cannot take it over: built by hand, at
-/// the end of `<body>`, since the app's views are not running yet.
+/// the end of `<body>`, since the app's views are not running yet. Holds its live region.
 #[cfg(feature = "hydrate")]
 struct StartupNotice(web_sys::Element);
 
 #[cfg(feature = "hydrate")]
 impl StartupNotice {
     /// Shows `message` as a `role` ("status", or "alert" with a "Reload" link: a plain link to
-    /// the page itself, which loads it again), replacing the notice shown before, so that an alert
-    /// is announced as it appears.
-    fn show(notice: &mut Option<Self>, role: &str, message: &str) {
+    /// the page itself, which loads it again), replacing the notice shown before.
+    async fn show(notice: &mut Option<Self>, role: &str, message: &str) {
         if let Some(shown) = notice.take() {
             shown.0.remove();
         }
-        *notice = Self::build(role, message).map(Self);
+        let Some(region) = Self::region(role) else { return };
+        // A screen reader announces what a live region comes to hold, not what it comes with.
+        gloo_timers::future::sleep(std::time::Duration::from_millis(100)).await;
+        if Self::fill(&region, role == "alert", message).is_none() {
+            leptos::logging::warn!("could not show: {message}");
+        }
+        *notice = Some(Self(region));
     }
 
-    fn build(role: &str, message: &str) -> Option<web_sys::Element> {
+    fn region(role: &str) -> Option<web_sys::Element> {
         let document = document();
-        let alert = role == "alert";
+        let region = document.create_element("div").ok()?;
+        region.set_class_name("page-notice-live");
+        region.set_attribute("role", role).ok()?;
+        document.body()?.append_child(&region).ok()?;
+        Some(region)
+    }
+
+    fn fill(region: &web_sys::Element, alert: bool, message: &str) -> Option<()> {
+        let document = document();
         let element = document.create_element("div").ok()?;
         element.set_class_name(if alert { "banner banner-error page-notice" } else { "banner page-notice" });
-        element.set_attribute("role", role).ok()?;
         let text = document.create_element("span").ok()?;
         text.set_text_content(Some(message));
         element.append_child(&text).ok()?;
@@ -252,8 +264,8 @@ impl StartupNotice {
             reload.set_text_content(Some("Reload"));
             element.append_child(&reload).ok()?;
         }
-        document.body()?.append_child(&element).ok()?;
-        Some(element)
+        region.append_child(&element).ok()?;
+        Some(())
     }
 }
 

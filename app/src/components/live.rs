@@ -220,7 +220,7 @@ pub fn ConnectionBanner() -> impl IntoView {
     let update = move || {
         updated.get().then(|| {
             view! {
-                <div class="banner page-notice page-notice-top" role="status">
+                <div class="banner page-notice page-notice-top">
                     <span>"Banter has been updated since this page was opened."</span>
                     <span class="page-notice-actions">
                         <button class="button button-ghost" type="button" on:click=|_| super::lazy::reload()>
@@ -240,6 +240,7 @@ pub fn ConnectionBanner() -> impl IntoView {
                 message().map(|(kind, text)| view! { <span class="connection" data-state=kind>{text}</span> })
             }}
         </div>
-        {update}
+        // A live region from the start, so that the notice is announced when it comes.
+        <div class="page-notice-live" role="status">{update}</div>
     }
 }
