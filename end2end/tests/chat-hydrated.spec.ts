@@ -406,6 +406,8 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
     const moduleAsked = !chunk && route.request().method() === 'HEAD';
     return updated && (chunk || moduleAsked) ? route.fulfill({ status: 404, body: 'not found' }) : route.continue();
   });
+  // The page's clock is the test's to move on (it flows as usual until then).
+  await alice.page.clock.install();
   await alice.page.goto('/chat/search?q=drawn');
   const stale = alice.page.getByRole('alert').filter({ hasText: 'Banter has been updated' });
   await expect(stale).toContainText('Banter has been updated since this page was opened: reload it to open search');
@@ -415,8 +417,11 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
   // The page is the server's, and it stays so: its search results are there, and the app stops
   // asking for a chunk that cannot come (it asked again within a second or two before).
   await expect(alice.page.getByRole('main')).toContainText('drawn by the server');
+  // Ten minutes on the page's clock, the timers of every retry fired: no request goes out. Then
+  // one that the test makes itself comes back, so any request the page made before it was seen.
   const asked = chunkAsked;
-  await alice.page.waitForTimeout(4_000);
+  await alice.page.clock.runFor('10:00');
+  expect(await alice.page.evaluate(async () => (await fetch('/healthz')).status)).toBe(200);
   expect(chunkAsked).toBe(asked);
   await expect(alice.page.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
   await expectAccessible(alice.page, 'search-startup-updated');

@@ -200,13 +200,13 @@ async fn fetch_route_chunk(
     while preload().await.is_err() && starting() {
         if build_replaced().await {
             let message = format!("Banter has been updated since this page was opened: reload it to open {what}");
-            StartupNotice::show(&mut notice, "alert", &message).await;
+            StartupNotice::show(&mut notice, true, &message).await;
             // Never done: the app does not take this page over.
             std::future::pending::<()>().await;
         }
         if notice.is_none() {
             let message = format!("Could not reach Banter: {what} did not load yet. Trying again…");
-            StartupNotice::show(&mut notice, "status", &message).await;
+            StartupNotice::show(&mut notice, false, &message).await;
         }
         gloo_timers::future::sleep(super::retry::delay(attempt, super::retry::spread())).await;
         attempt = attempt.saturating_add(1);
@@ -224,16 +224,16 @@ struct StartupNotice(web_sys::Element);
 
 #[cfg(feature = "hydrate")]
 impl StartupNotice {
-    /// Shows `message` as a `role` ("status", or "alert" with a "Reload" link: a plain link to
-    /// the page itself, which loads it again), replacing the notice shown before.
-    async fn show(notice: &mut Option<Self>, role: &str, message: &str) {
+    /// Shows `message` in a status, or in an alert with a "Reload" link (a plain link to the page
+    /// itself, which loads it again), replacing the notice shown before.
+    async fn show(notice: &mut Option<Self>, alert: bool, message: &str) {
         if let Some(shown) = notice.take() {
             shown.0.remove();
         }
-        let Some(region) = Self::region(role) else { return };
+        let Some(region) = Self::region(if alert { "alert" } else { "status" }) else { return };
         // A screen reader announces what a live region comes to hold, not what it comes with.
         gloo_timers::future::sleep(std::time::Duration::from_millis(100)).await;
-        if Self::fill(&region, role == "alert", message).is_none() {
+        if Self::fill(&region, alert, message).is_none() {
             leptos::logging::warn!("could not show: {message}");
         }
         *notice = Some(Self(region));
