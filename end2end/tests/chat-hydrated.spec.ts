@@ -443,6 +443,59 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
   await done(alice, bob);
 });
 
+test('looked at again after Banter was updated, an open page says so, asking at most once a minute', { tag: '@js-only' }, async ({ browser }, info) => {
+  const alice = await person(browser, info, 'look-a');
+  const bob = await person(browser, info, 'look-b');
+  // The page's clock is the test's to move on (it flows as usual until then).
+  await alice.page.clock.install();
+  await openChat(alice, info, bob);
+  await live(alice);
+  const notice = alice.page.getByRole('status').filter({ hasText: 'Banter has been updated' });
+  // Someone goes to another tab and comes back (what the browser tells the page, as it does).
+  const lookAway = (state: 'hidden' | 'visible') =>
+    alice.page.evaluate((state) => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => state });
+      document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+    }, state);
+  const lookAgain = async () => {
+    await lookAway('hidden');
+    await lookAway('visible');
+  };
+
+  // A new version of Banter is deployed behind a Pusher server that keeps the page's socket: the
+  // page is not disconnected, and its WASM module answers 404 from now on.
+  let asked = 0;
+  await alice.page.route(/\/pkg\/banter\.[^/]*\.wasm/, (route) => {
+    if (route.request().method() !== 'HEAD') return route.continue();
+    asked += 1;
+    return route.fulfill({ status: 404, body: 'not found' });
+  });
+  await lookAgain();
+  await expect(notice).toContainText('Banter has been updated since this page was opened.');
+  expect(asked).toBe(1);
+  await expect(alice.page.getByText('Back online')).toHaveCount(0);
+  await expect(notice.locator('.page-notice')).toBeInViewport();
+  await expectAccessible(alice.page, 'chat-updated-looked-at');
+
+  // "Later", and back and forth between tabs at once: the page does not ask again, nor nag.
+  await notice.getByRole('button', { name: 'Later' }).click();
+  await expect(notice).toHaveCount(0);
+  await lookAgain();
+  // A request the test makes itself comes back, so any request the page made before it was seen.
+  expect(await alice.page.evaluate(async () => (await fetch('/healthz')).status)).toBe(200);
+  expect(asked).toBe(1);
+  await expect(notice).toHaveCount(0);
+
+  // A minute later, a look at the tab asks again, and the notice is back.
+  await alice.page.clock.fastForward('01:01');
+  await lookAgain();
+  await expect(notice.locator('.page-notice')).toBeVisible();
+  expect(asked).toBe(2);
+  await send(alice, 'still sending');
+  await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'still sending' }).getByLabel('Sent')).toBeVisible();
+  await done(alice, bob);
+});
+
 test('history: 50 newest first, scrolling up brings the rest in order', { tag: '@js-only' }, async ({ browser }, info) => {
   // The demo accounts come with 120 messages between Alice and Bob.
   execFileSync(path.resolve(__dirname, '../../target/release/server'), ['demo-accounts'], {

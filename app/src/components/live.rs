@@ -170,35 +170,54 @@ impl TypingChannel {
     }
 }
 
+/// How long a page that has asked whether Banter has been updated waits before a look at the tab
+/// asks again: someone going back and forth between tabs costs one request a minute at most.
+const ASK_AGAIN_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// What the browser says of its network (`navigator.onLine`); always true on the server.
 pub fn browser_online() -> bool {
     browser::Tab::browser_online()
 }
 
 /// "Connecting…", "Offline — messages will be sent when you're back", "Back online": shown only
-/// when something is worth saying (not during the first, quick connect). Once connected again, the
-/// page asks whether the server still runs the build it was opened with (a deploy restarts the
-/// server, which drops every socket): when it does not, a notice says that Banter has been
-/// updated, with "Reload" (and "Later", which puts it away until the next reconnect).
+/// when something is worth saying (not during the first, quick connect). The page asks whether the
+/// server still runs the build it was opened with each time it is connected again (a deploy
+/// restarts the server, which drops every socket), and when the tab is looked at again (an
+/// external Pusher server keeps the socket across a deploy of Banter; at most once a minute): when
+/// it does not, a notice says that Banter has been updated, with "Reload" (and "Later", which puts
+/// it away until the page asks again).
 #[component]
 pub fn ConnectionBanner() -> impl IntoView {
     let live = expect_context::<Live>();
     let was_connected = RwSignal::new(false);
     let back_online = RwSignal::new(false);
     let updated = RwSignal::new(false);
+    // When the page last asked, if it has.
+    let asked_at = StoredValue::new(None::<chrono::DateTime<chrono::Utc>>);
+    let ask = move || {
+        asked_at.set_value(Some(chrono::Utc::now()));
+        if !updated.get_untracked() {
+            leptos::task::spawn_local(async move {
+                if super::lazy::build_replaced().await {
+                    updated.set(true);
+                }
+            });
+        }
+    };
+    let looked_at_again = window_event_listener(leptos::ev::visibilitychange, move |_| {
+        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
+        if visible && asked_at.get_value().is_none_or(|at| chrono::Utc::now() - at >= ASK_AGAIN_AFTER) {
+            ask();
+        }
+    });
+    on_cleanup(move || looked_at_again.remove());
     Effect::new(move |previous: Option<ConnectionState>| {
         let now = live.connection.get();
         if now == ConnectionState::Connected {
             if was_connected.get_untracked() && previous.is_some_and(|p| p != ConnectionState::Connected) {
                 back_online.set(true);
                 set_timeout(move || back_online.set(false), std::time::Duration::from_secs(3));
-                if !updated.get_untracked() {
-                    leptos::task::spawn_local(async move {
-                        if super::lazy::build_replaced().await {
-                            updated.set(true);
-                        }
-                    });
-                }
+                ask();
             }
             was_connected.set(true);
         }
