@@ -682,6 +682,15 @@ test('back online after Banter was updated, an open page says so, and Reload bri
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'sent after the update' }).getByLabel('Sent')).toBeVisible();
   await expectAccessible(alice.page, 'chat-updated');
   await alice.page.screenshot({ path: path.resolve(__dirname, '../screenshots', 'chat-updated.png') });
+  // Over the conversation, beside the contact list, however wide the window.
+  const contacts = alice.page.getByRole('complementary', { name: 'Contacts' });
+  for (const width of [1280, 1000, 760]) {
+    await alice.page.setViewportSize({ width, height: 720 });
+    const list = (await contacts.boundingBox())!;
+    const over = (await notice.locator('.page-notice').boundingBox())!;
+    expect(over.x).toBeGreaterThan(list.x + list.width);
+    expect(over.x + over.width).toBeLessThanOrEqual(width);
+  }
 
   // On a phone, in the dark: still clear of the composer and readable.
   await alice.page.setViewportSize({ width: 390, height: 780 });
