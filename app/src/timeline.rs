@@ -80,6 +80,11 @@ impl Row {
         }
     }
 
+    /// Whether this row shows a later state of the message than `m`: edited after it, or deleted.
+    fn changed_since(&self, m: &ChatMessage) -> bool {
+        (self.deleted && !m.deleted) || self.edited_at > m.edited_at
+    }
+
     fn pending(sender_id: i64, draft: Draft, at: DateTime<Utc>, status: Status) -> Self {
         Self {
             id: None,
@@ -344,6 +349,12 @@ impl Timeline {
             r.id == Some(message.id) || (r.sender_id == message.sender_id && r.client_id == message.client_id)
         };
         let fresh = match self.rows.iter_mut().find(|r| same(r)) {
+            // Drawn already as it is since a change that came live (an edit, a deletion) after
+            // this copy was read (a catch-up's answer that arrives late): the row stays.
+            Some(row) if row.id == Some(message.id) && row.changed_since(&message) => {
+                row.read_at = row.read_at.or(message.read_at);
+                false
+            }
             Some(row) => {
                 let known_read = row.read_at;
                 *row = Row::stored(message);
@@ -1467,6 +1478,25 @@ mod tests {
 
     fn reaction(emoji: &str, user_ids: &[i64]) -> Reaction {
         Reaction { emoji: emoji.into(), user_ids: user_ids.to_vec(), names: vec![] }
+    }
+
+    #[test]
+    fn a_late_copy_read_before_an_edit_or_a_deletion_does_not_undo_it() {
+        let original = ChatMessage { read_at: Some(at(0)), ..direct(1, PEER, "as sent") };
+        let mut t = Timeline::new(ME, &direct_page(vec![original.clone()]));
+        let edited = ChatMessage { body: "as edited".into(), edited_at: Some(at(3)), ..original.clone() };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(edited.clone())), Applied::Changed);
+        // A catch-up read before the edit answers after it.
+        assert!(!t.merge(original.clone()));
+        assert_eq!(t.rows()[0].body, "as edited");
+        // An edit later still replaces it.
+        let again = ChatMessage { body: "edited again".into(), edited_at: Some(at(4)), ..original.clone() };
+        assert!(!t.merge(again));
+        assert_eq!(t.rows()[0].body, "edited again");
+        // A deletion stays, whatever copy comes after it.
+        t.tombstone(1);
+        assert!(!t.merge(edited));
+        assert!(t.rows()[0].deleted);
     }
 
     #[test]
