@@ -85,6 +85,19 @@ impl Row {
         (self.deleted && !m.deleted) || self.edited_at > m.edited_at
     }
 
+    /// Takes `m` as the row's message, unless the row already shows a later state of it: a copy
+    /// read before an edit or a deletion that came live (a catch-up's answer that arrives late)
+    /// must not undo it. A read time either knows is kept. True when the row took `m`.
+    fn take(&mut self, m: ChatMessage) -> bool {
+        let read_at = m.read_at.or(self.read_at);
+        let taken = !self.changed_since(&m);
+        if taken {
+            *self = Row::stored(m);
+        }
+        self.read_at = read_at;
+        taken
+    }
+
     fn pending(sender_id: i64, draft: Draft, at: DateTime<Utc>, status: Status) -> Self {
         Self {
             id: None,
@@ -349,16 +362,8 @@ impl Timeline {
             r.id == Some(message.id) || (r.sender_id == message.sender_id && r.client_id == message.client_id)
         };
         let fresh = match self.rows.iter_mut().find(|r| same(r)) {
-            // Drawn already as it is since a change that came live (an edit, a deletion) after
-            // this copy was read (a catch-up's answer that arrives late): the row stays.
-            Some(row) if row.id == Some(message.id) && row.changed_since(&message) => {
-                row.read_at = row.read_at.or(message.read_at);
-                false
-            }
             Some(row) => {
-                let known_read = row.read_at;
-                *row = Row::stored(message);
-                row.read_at = row.read_at.or(known_read);
+                row.take(message);
                 false
             }
             None => {
@@ -385,12 +390,13 @@ impl Timeline {
 
     /// A message I already hold, as it is now (edited, deleted, reacted to): replaces its row, and
     /// the quotes of replies to it follow. A message I do not hold is not added: it is older than
-    /// what is loaded, and the next older page brings it as it is. True when a row changed.
+    /// what is loaded, and the next older page brings it as it is. A copy older than the row (read
+    /// before an edit or a deletion the row shows) leaves it. True when a row changed.
     pub fn replace(&mut self, message: ChatMessage) -> bool {
         let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(message.id)) else { return false };
-        let known_read = row.read_at;
-        *row = Row::stored(message);
-        row.read_at = row.read_at.or(known_read);
+        if !row.take(message) {
+            return false;
+        }
         let quote = row.quote();
         self.requote(quote);
         true
@@ -1497,6 +1503,33 @@ mod tests {
         t.tombstone(1);
         assert!(!t.merge(edited));
         assert!(t.rows()[0].deleted);
+    }
+
+    #[test]
+    fn a_late_changed_copy_does_not_undo_a_newer_live_edit_or_deletion() {
+        let original = ChatMessage { read_at: Some(at(0)), ..direct(1, PEER, "as sent") };
+        let reply = ChatMessage { reply_to: Some(ReplyQuote::of(&original)), ..direct(2, ME, "b") };
+        let mut t = Timeline::new(ME, &direct_page(vec![original.clone(), reply]));
+        let first = ChatMessage { body: "first edit".into(), edited_at: Some(at(3)), ..original.clone() };
+        let second = ChatMessage { body: "second edit".into(), edited_at: Some(at(4)), ..original.clone() };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(second.clone())), Applied::Changed);
+        // A catch-up's changed list read between the two edits answers after the second.
+        t.apply_update(&ConversationUpdate { changed: vec![first.clone()], ..update(vec![], false) });
+        assert_eq!(t.rows()[0].body, "second edit");
+        assert_eq!(t.rows()[1].reply_to.as_ref().unwrap().excerpt, "second edit", "the quote stays");
+        assert_eq!(t.rows()[0].read_at, Some(at(0)), "the read time stays");
+        // The first edit's own live event, delivered late, changes nothing either.
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(first)), Applied::Ignored);
+        assert_eq!(t.rows()[0].body, "second edit");
+        // A copy as new as the row still replaces it (reactions travel on such copies).
+        let reacted = ChatMessage { reactions: vec![reaction("👍", &[ME])], ..second.clone() };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(reacted)), Applied::Changed);
+        assert_eq!(t.rows()[0].reactions.len(), 1);
+        // Deleted: a copy from before the deletion leaves the tombstone.
+        t.tombstone(1);
+        t.apply_update(&ConversationUpdate { changed: vec![second], ..update(vec![], false) });
+        assert!(t.rows()[0].deleted);
+        assert!(t.rows()[0].body.is_empty());
     }
 
     #[test]
