@@ -22,7 +22,7 @@ use crate::components::live::{Live, TypingChannel};
 use crate::components::message_body::MessageBody;
 use crate::components::retry::Retry;
 use crate::components::saved;
-use crate::components::{Avatar, ChatState, ErrorBanner};
+use crate::components::{Avatar, ChatState, ErrorBanner, document_visible};
 use crate::error::AppError;
 use crate::model::{
     Attachment, ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, CurrentUser, EDIT_WINDOW_MINUTES,
@@ -178,10 +178,6 @@ fn when_in_document(id: String, frames: u32, then: impl FnOnce(web_sys::Element)
 /// listener left behind would touch the component's disposed signals.
 fn on_window(handle: WindowListenerHandle) {
     on_cleanup(move || handle.remove());
-}
-
-fn document_visible() -> bool {
-    document().visibility_state() == web_sys::VisibilityState::Visible
 }
 
 /// "1 member", "5 members".

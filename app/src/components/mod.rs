@@ -30,6 +30,11 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// Whether the page is on screen: its tab is the one shown, its window not minimised.
+pub(crate) fn document_visible() -> bool {
+    document().visibility_state() == web_sys::VisibilityState::Visible
+}
+
 /// Shared state of the open chat shell.
 #[derive(Clone, Copy)]
 pub struct ChatState {

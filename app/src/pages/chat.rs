@@ -78,7 +78,7 @@ fn ChatShell(session: ChatSession) -> impl IntoView {
     let my_id = user.id;
     live.on_event(move |event| {
         let LiveEvent::NewMessage(message) = event else { return };
-        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
+        let visible = crate::components::document_visible();
         let mut incoming = Incoming { message, me: my_id, open: open_peer.get_untracked(), visible, muted: false };
         let conversation = incoming.conversation();
         let known = chat.directory.with_value(|d| d.get(&conversation).cloned());
