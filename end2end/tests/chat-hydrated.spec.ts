@@ -443,7 +443,7 @@ test('a page opened on a lazy route after its build was replaced says so, stops 
   await done(alice, bob);
 });
 
-test('looked at again after Banter was updated, an open page says so, asking at most once a minute', { tag: '@js-only' }, async ({ browser }, info) => {
+test('looked at again after Banter was updated, an open page says so, asking at most once a minute, and every half hour on screen', { tag: '@js-only' }, async ({ browser }, info) => {
   const alice = await person(browser, info, 'look-a');
   const bob = await person(browser, info, 'look-b');
   // The page's clock is the test's to move on (it flows as usual until then).
@@ -493,6 +493,19 @@ test('looked at again after Banter was updated, an open page says so, asking at 
   expect(asked).toBe(2);
   await send(alice, 'still sending');
   await expect(log(alice.page).getByRole('listitem').filter({ hasText: 'still sending' }).getByLabel('Sent')).toBeVisible();
+
+  // Left on screen and never looked at again (a wall display): half an hour after it opened (a
+  // minute of which has passed), the page asks by itself, and the notice put away with "Later" is
+  // back; not before.
+  await notice.getByRole('button', { name: 'Later' }).click();
+  await expect(notice).toHaveCount(0);
+  await alice.page.clock.fastForward('28:00');
+  expect(await alice.page.evaluate(async () => (await fetch('/healthz')).status)).toBe(200);
+  expect(asked).toBe(2);
+  await expect(notice).toHaveCount(0);
+  await alice.page.clock.fastForward('02:00');
+  await expect(notice.locator('.page-notice')).toBeVisible();
+  expect(asked).toBe(3);
   await done(alice, bob);
 });
 

@@ -174,6 +174,10 @@ impl TypingChannel {
 /// asks again: someone going back and forth between tabs costs one request a minute at most.
 const ASK_AGAIN_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
+/// How often a page left open on screen asks whether Banter has been updated (a wall display
+/// behind an external Pusher server is never disconnected nor looked at again).
+const ASK_WHILE_ON_SCREEN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// What the browser says of its network (`navigator.onLine`); always true on the server.
 pub fn browser_online() -> bool {
     browser::Tab::browser_online()
@@ -182,10 +186,10 @@ pub fn browser_online() -> bool {
 /// "Connecting…", "Offline — messages will be sent when you're back", "Back online": shown only
 /// when something is worth saying (not during the first, quick connect). The page asks whether the
 /// server still runs the build it was opened with each time it is connected again (a deploy
-/// restarts the server, which drops every socket), and when the tab is looked at again (an
-/// external Pusher server keeps the socket across a deploy of Banter; at most once a minute): when
-/// it does not, a notice says that Banter has been updated, with "Reload" (and "Later", which puts
-/// it away until the page asks again).
+/// restarts the server, which drops every socket), when the tab is looked at again (an external
+/// Pusher server keeps the socket across a deploy of Banter; at most once a minute), and every half
+/// hour while it stays on screen: when it does not, a notice says that Banter has been updated,
+/// with "Reload" (and "Later", which puts it away until the page asks again).
 #[component]
 pub fn ConnectionBanner() -> impl IntoView {
     let live = expect_context::<Live>();
@@ -205,12 +209,23 @@ pub fn ConnectionBanner() -> impl IntoView {
         }
     };
     let looked_at_again = window_event_listener(leptos::ev::visibilitychange, move |_| {
-        let visible = document().visibility_state() == web_sys::VisibilityState::Visible;
-        if visible && asked_at.get_value().is_none_or(|at| chrono::Utc::now() - at >= ASK_AGAIN_AFTER) {
+        let asked_lately = asked_at.get_value().is_some_and(|at| chrono::Utc::now() - at < ASK_AGAIN_AFTER);
+        if super::document_visible() && !asked_lately {
             ask();
         }
     });
     on_cleanup(move || looked_at_again.remove());
+    // Effects run only in the browser.
+    Effect::new(move |_| {
+        let on_screen = move || {
+            if super::document_visible() {
+                ask();
+            }
+        };
+        if let Ok(every) = set_interval_with_handle(on_screen, ASK_WHILE_ON_SCREEN) {
+            on_cleanup(move || every.clear());
+        }
+    });
     Effect::new(move |previous: Option<ConnectionState>| {
         let now = live.connection.get();
         if now == ConnectionState::Connected {
