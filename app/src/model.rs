@@ -75,6 +75,11 @@ pub struct ChatMessage {
     /// A tombstone: the author deleted it, its body is gone (empty) for everyone.
     #[serde(default)]
     pub deleted: bool,
+    /// The number of its latest edit, deletion or reaction change in the server's count of
+    /// message changes; 0 while it never changed. Of two copies, the one with the lower number is
+    /// older (a copy shows at least the state its number names).
+    #[serde(default)]
+    pub change: i64,
     /// The message this one answers, quoted.
     #[serde(default)]
     pub reply_to: Option<ReplyQuote>,

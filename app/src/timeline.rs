@@ -23,7 +23,7 @@ use crate::model::{
     Attachment, ChatMessage, ConversationPage, ConversationRef, ConversationUpdate, GroupInfo, MessageKind, Reaction,
     ReplyQuote,
 };
-use crate::realtime::{GroupChanged, LiveEvent};
+use crate::realtime::{GroupChanged, LiveEvent, ReactionsChanged};
 use crate::time;
 
 /// Where a message is in its life, as this browser knows it.
@@ -55,6 +55,8 @@ pub struct Row {
     pub edited_at: Option<DateTime<Utc>>,
     /// A tombstone: "This message was deleted".
     pub deleted: bool,
+    /// The number of the latest change the row shows (see [`ChatMessage::change`]).
+    pub change: i64,
     pub reply_to: Option<ReplyQuote>,
     pub reactions: Vec<Reaction>,
     pub attachments: Vec<Attachment>,
@@ -74,23 +76,25 @@ impl Row {
             status: Status::Stored,
             edited_at: m.edited_at,
             deleted: m.deleted,
+            change: m.change,
             reply_to: m.reply_to,
             reactions: m.reactions,
             attachments: m.attachments,
         }
     }
 
-    /// Whether this row shows a later state of the message than `m`: edited after it, or deleted.
-    fn changed_since(&self, m: &ChatMessage) -> bool {
-        (self.deleted && !m.deleted) || self.edited_at > m.edited_at
+    /// Whether a copy at change `change` is older than the row: one read before an edit, a
+    /// deletion or a reaction change the row already shows (a catch-up's answer, a live event or
+    /// an action's answer that arrives late) must not undo it.
+    fn older_than_me(&self, change: i64) -> bool {
+        change < self.change
     }
 
-    /// Takes `m` as the row's message, unless the row already shows a later state of it: a copy
-    /// read before an edit or a deletion that came live (a catch-up's answer that arrives late)
-    /// must not undo it. A read time either knows is kept. True when the row took `m`.
+    /// Takes `m` as the row's message, unless the row already shows a later change of it. A read
+    /// time either knows is kept. True when the row took `m`.
     fn take(&mut self, m: ChatMessage) -> bool {
         let read_at = m.read_at.or(self.read_at);
-        let taken = !self.changed_since(&m);
+        let taken = !self.older_than_me(m.change);
         if taken {
             *self = Row::stored(m);
         }
@@ -111,6 +115,7 @@ impl Row {
             status,
             edited_at: None,
             deleted: false,
+            change: 0,
             reply_to: draft.reply_to,
             reactions: Vec::new(),
             attachments: draft.attachments,
@@ -213,6 +218,13 @@ pub enum Applied {
     Group,
     /// A message I hold was edited, deleted, or reacted to: redrawn in place.
     Changed,
+}
+
+impl Applied {
+    /// `Changed` when a row took the change, else `Ignored` (not held here, or older than the row).
+    fn changed(taken: bool) -> Self {
+        if taken { Self::Changed } else { Self::Ignored }
+    }
 }
 
 /// The group as the header and composer need it.
@@ -402,9 +414,11 @@ impl Timeline {
         true
     }
 
-    /// Message `id` was deleted: its row becomes a tombstone, and quotes of it say so.
-    pub fn tombstone(&mut self, id: i64) -> bool {
+    /// Message `id` was deleted (change `change`): its row becomes a tombstone, and quotes of it
+    /// say so.
+    pub fn tombstone(&mut self, id: i64, change: i64) -> bool {
         let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(id)) else { return false };
+        row.change = row.change.max(change);
         row.deleted = true;
         row.body.clear();
         row.reactions.clear();
@@ -414,10 +428,15 @@ impl Timeline {
         true
     }
 
-    /// Message `id`'s reactions are now `reactions`.
-    pub fn set_reactions(&mut self, id: i64, reactions: Vec<Reaction>) -> bool {
-        let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(id)) else { return false };
-        row.reactions = reactions;
+    /// A message's reactions are now the event's, unless its row already shows a later change.
+    /// True when the row took them.
+    pub fn set_reactions(&mut self, event: &ReactionsChanged) -> bool {
+        let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(event.message_id)) else { return false };
+        if row.older_than_me(event.change) {
+            return false;
+        }
+        row.change = event.change;
+        row.reactions = event.reactions.clone();
         true
     }
 
@@ -552,20 +571,10 @@ impl Timeline {
                 Applied::Group
             }
             (LiveEvent::MessageUpdated(m), _) if conversation.contains(me, m) => {
-                if self.replace(m.clone()) {
-                    Applied::Changed
-                } else {
-                    Applied::Ignored
-                }
+                Applied::changed(self.replace(m.clone()))
             }
-            (LiveEvent::MessageDeleted(d), _) if self.row(d.id).is_some() => {
-                self.tombstone(d.id);
-                Applied::Changed
-            }
-            (LiveEvent::ReactionsChanged(r), _) if self.row(r.message_id).is_some() => {
-                self.set_reactions(r.message_id, r.reactions.clone());
-                Applied::Changed
-            }
+            (LiveEvent::MessageDeleted(d), _) => Applied::changed(self.tombstone(d.id, d.change)),
+            (LiveEvent::ReactionsChanged(r), _) => Applied::changed(self.set_reactions(r)),
             _ => Applied::Ignored,
         }
     }
@@ -863,6 +872,7 @@ mod tests {
             read_at: None,
             edited_at: None,
             deleted: false,
+            change: 0,
             reply_to: None,
             reactions: Vec::new(),
             attachments: Vec::new(),
@@ -1490,28 +1500,28 @@ mod tests {
     fn a_late_copy_read_before_an_edit_or_a_deletion_does_not_undo_it() {
         let original = ChatMessage { read_at: Some(at(0)), ..direct(1, PEER, "as sent") };
         let mut t = Timeline::new(ME, &direct_page(vec![original.clone()]));
-        let edited = ChatMessage { body: "as edited".into(), edited_at: Some(at(3)), ..original.clone() };
+        let edited = ChatMessage { body: "as edited".into(), edited_at: Some(at(3)), change: 3, ..original.clone() };
         assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(edited.clone())), Applied::Changed);
         // A catch-up read before the edit answers after it.
         assert!(!t.merge(original.clone()));
         assert_eq!(t.rows()[0].body, "as edited");
         // An edit later still replaces it.
-        let again = ChatMessage { body: "edited again".into(), edited_at: Some(at(4)), ..original.clone() };
+        let again = ChatMessage { body: "edited again".into(), edited_at: Some(at(4)), change: 4, ..original.clone() };
         assert!(!t.merge(again));
         assert_eq!(t.rows()[0].body, "edited again");
         // A deletion stays, whatever copy comes after it.
-        t.tombstone(1);
+        t.tombstone(1, 5);
         assert!(!t.merge(edited));
         assert!(t.rows()[0].deleted);
     }
 
     #[test]
-    fn a_late_changed_copy_does_not_undo_a_newer_live_edit_or_deletion() {
+    fn a_late_copy_or_answer_does_not_undo_a_newer_edit_reaction_or_deletion() {
         let original = ChatMessage { read_at: Some(at(0)), ..direct(1, PEER, "as sent") };
         let reply = ChatMessage { reply_to: Some(ReplyQuote::of(&original)), ..direct(2, ME, "b") };
         let mut t = Timeline::new(ME, &direct_page(vec![original.clone(), reply]));
-        let first = ChatMessage { body: "first edit".into(), edited_at: Some(at(3)), ..original.clone() };
-        let second = ChatMessage { body: "second edit".into(), edited_at: Some(at(4)), ..original.clone() };
+        let first = ChatMessage { body: "first edit".into(), edited_at: Some(at(3)), change: 3, ..original.clone() };
+        let second = ChatMessage { body: "second edit".into(), edited_at: Some(at(4)), change: 4, ..original.clone() };
         assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(second.clone())), Applied::Changed);
         // A catch-up's changed list read between the two edits answers after the second.
         t.apply_update(&ConversationUpdate { changed: vec![first.clone()], ..update(vec![], false) });
@@ -1521,12 +1531,30 @@ mod tests {
         // The first edit's own live event, delivered late, changes nothing either.
         assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(first)), Applied::Ignored);
         assert_eq!(t.rows()[0].body, "second edit");
-        // A copy as new as the row still replaces it (reactions travel on such copies).
-        let reacted = ChatMessage { reactions: vec![reaction("👍", &[ME])], ..second.clone() };
-        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(reacted)), Applied::Changed);
-        assert_eq!(t.rows()[0].reactions.len(), 1);
+        // Reactions are numbered too: the newest reactions stay, whichever answer comes last.
+        let reacted = |change: i64, reactions: Vec<Reaction>| ReactionsChanged {
+            message_id: 1,
+            sender_id: PEER,
+            recipient_id: ME,
+            room_id: None,
+            reactions,
+            change,
+        };
+        let both = vec![reaction("👍", &[ME, PEER])];
+        assert_eq!(t.apply_event(&LiveEvent::ReactionsChanged(reacted(6, both.clone()))), Applied::Changed);
+        // My own 👍's answer (the message at change 5) comes after PEER's 👍 (change 6) came live,
+        // and so does the live event of mine.
+        let mine = vec![reaction("👍", &[ME])];
+        assert!(!t.replace(ChatMessage { reactions: mine.clone(), change: 5, ..second.clone() }));
+        assert_eq!(t.apply_event(&LiveEvent::ReactionsChanged(reacted(5, mine))), Applied::Ignored);
+        // So does a catch-up copy read after the second edit, before either reaction.
+        t.apply_update(&ConversationUpdate { changed: vec![second.clone()], ..update(vec![], false) });
+        assert_eq!(t.rows()[0].reactions, both);
+        // A copy as new as the row is taken (it shows at least that change).
+        let copy = ChatMessage { reactions: both.clone(), change: 6, ..second.clone() };
+        assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(copy)), Applied::Changed);
         // Deleted: a copy from before the deletion leaves the tombstone.
-        t.tombstone(1);
+        t.tombstone(1, 7);
         t.apply_update(&ConversationUpdate { changed: vec![second], ..update(vec![], false) });
         assert!(t.rows()[0].deleted);
         assert!(t.rows()[0].body.is_empty());
@@ -1545,7 +1573,7 @@ mod tests {
         };
         let before = keys(&t);
 
-        let edited = ChatMessage { body: "lunch at 1?".into(), edited_at: Some(at(3)), ..original.clone() };
+        let edited = ChatMessage { body: "lunch at 1?".into(), edited_at: Some(at(3)), change: 1, ..original.clone() };
         assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(edited)), Applied::Changed);
         assert_eq!(t.rows()[0].body, "lunch at 1?");
         assert_eq!(t.rows()[1].reply_to.as_ref().unwrap().excerpt, "lunch at 1?", "the quote follows");
@@ -1558,19 +1586,20 @@ mod tests {
             recipient_id: ME,
             room_id: None,
             reactions: vec![reaction("👍", &[ME])],
+            change: 2,
         };
         assert_eq!(t.apply_event(&LiveEvent::ReactionsChanged(reacted)), Applied::Changed);
         assert_eq!(t.rows()[0].reactions[0].count(), 1);
         assert_ne!(after_edit[1], keys(&t)[1]);
 
-        let deleted = MessageDeleted { id: 1, sender_id: PEER, recipient_id: ME, room_id: None };
+        let deleted = MessageDeleted { id: 1, sender_id: PEER, recipient_id: ME, room_id: None, change: 3 };
         assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(deleted)), Applied::Changed);
         assert!(t.rows()[0].deleted && t.rows()[0].body.is_empty() && t.rows()[0].reactions.is_empty());
         let quote = t.rows()[1].reply_to.clone().unwrap();
         assert!(quote.deleted && quote.excerpt.is_empty(), "a reply to a deleted message shows the tombstone");
 
         // Changes to messages this tab does not hold are not added out of place.
-        let elsewhere = MessageDeleted { id: 99, sender_id: PEER, recipient_id: ME, room_id: None };
+        let elsewhere = MessageDeleted { id: 99, sender_id: PEER, recipient_id: ME, room_id: None, change: 4 };
         assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(elsewhere)), Applied::Ignored);
         let old = ChatMessage { body: "older, edited".into(), ..direct(-5, PEER, "z") };
         assert_eq!(t.apply_event(&LiveEvent::MessageUpdated(old)), Applied::Ignored);
@@ -1585,8 +1614,8 @@ mod tests {
         assert_eq!(t.changes_up_to(), 7);
         let mut u = update(vec![direct(3, PEER, "c")], false);
         u.changed = vec![
-            ChatMessage { body: "a, edited".into(), edited_at: Some(at(2)), ..direct(1, PEER, "a") },
-            ChatMessage { body: String::new(), deleted: true, ..direct(2, ME, "b") },
+            ChatMessage { body: "a, edited".into(), edited_at: Some(at(2)), change: 8, ..direct(1, PEER, "a") },
+            ChatMessage { body: String::new(), deleted: true, change: 11, ..direct(2, ME, "b") },
         ];
         u.changes_up_to = 12;
         u.more_changes = true;

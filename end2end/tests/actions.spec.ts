@@ -1,8 +1,9 @@
 // Message actions in two browsers: edit, delete, reply (with a jump to an original that is not
 // loaded yet), react and unreact, each seen live by the other person and kept after a reload; the
-// same changes made while the other tab was offline; the emoji picker and `:shortcode` completion
-// by keyboard; emoji-only messages shown large; markup shown as text; plain forms without
-// JavaScript; and screenshots of a conversation with all of it.
+// same changes made while the other tab was offline; a late answer that must not undo a newer
+// change; the emoji picker and `:shortcode` completion by keyboard; emoji-only messages shown
+// large; markup shown as text; plain forms without JavaScript; and screenshots of a conversation
+// with all of it.
 import { expect, test, type Page } from '@playwright/test';
 import * as path from 'node:path';
 import { expectAccessible } from './a11y';
@@ -145,6 +146,42 @@ test('an edit, a deletion and a reaction made while a tab is offline all show on
   await expect(tombstones(bob.page)).toHaveCount(1);
   await expect(item(bob.page, 'regrettable')).toHaveCount(0);
   await expect(item(bob.page, 'nice one').locator('.reaction')).toContainText('🎉');
+  await done(alice, bob);
+});
+
+test('the late answer to my reaction does not take away one that came live after it', { tag: '@js-only' }, async ({ browser }, info) => {
+  const { alice, bob } = await pair(browser, info, 'act-late');
+  const m = await sendApi(alice, bob, 'pizza tonight?');
+  await openChat(bob, info, alice);
+  await live(bob);
+  // Bob's 👍 is stored at once, but the answer to his request is held back...
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let stored!: () => void;
+  const reached = new Promise<void>((resolve) => (stored = resolve));
+  await bob.page.route('**/api/messages/react', async (route) => {
+    const response = await route.fetch();
+    stored();
+    await held;
+    await route.fulfill({ response });
+  });
+  await (await menu(bob.page, 'pizza tonight?')).getByRole('button', { name: 'React with 👍' }).click();
+  await reached;
+  // ...while Alice's 🎉, a later change, comes live.
+  const react = await alice.context.request.post('/api/messages/react', {
+    form: { message_id: String(m.id), emoji: '🎉' },
+    headers: { accept: 'application/json' },
+  });
+  expect(react.ok()).toBeTruthy();
+  const chips = item(bob.page, 'pizza tonight?').locator('.reaction');
+  await expect(chips).toHaveText([/👍\s*1/, /🎉\s*1/]);
+  // The answer (Bob's 👍 alone) arrives last; once the page has had it, both reactions stay.
+  const answered = bob.page.waitForEvent('requestfinished', (r) => r.url().endsWith('/api/messages/react'));
+  release();
+  await answered;
+  await bob.page.evaluate(() => fetch('/healthz').then((r) => r.text()));
+  await expect(chips).toHaveText([/👍\s*1/, /🎉\s*1/]);
+  await expect(chips.filter({ hasText: '👍' })).toHaveAttribute('aria-pressed', 'true');
   await done(alice, bob);
 });
 

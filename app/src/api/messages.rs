@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate, Reaction, SearchPage};
+use crate::model::{ChatMessage, ContactPage, ConversationPage, ConversationUpdate, SearchPage};
 
 /// `POST /api/contacts`: your conversations, newest first, then the newest members you have not
 /// talked to; or, with `search`, the people whose name contains it. Each with unread counts.
@@ -164,9 +164,9 @@ pub async fn delete_message(message_id: i64) -> Result<ChatMessage, AppError> {
 }
 
 /// `POST /api/messages/react`: adds `emoji` (one emoji) to message `message_id`, once per person;
-/// everyone gets `ReactionsChanged`. Returns the message's reactions.
+/// everyone gets `ReactionsChanged`. Returns the message as it is now.
 #[server(prefix = "/api", endpoint = "messages/react")]
-pub async fn react(message_id: i64, emoji: String) -> Result<Vec<Reaction>, AppError> {
+pub async fn react(message_id: i64, emoji: String) -> Result<ChatMessage, AppError> {
     use crate::ssr::{messages, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
@@ -175,13 +175,13 @@ pub async fn react(message_id: i64, emoji: String) -> Result<Vec<Reaction>, AppE
         realtime::announce_reactions(request.state.broadcaster.as_ref(), &reacted.event);
     }
     request.back_to_message(me.id, &reacted.message);
-    Ok(reacted.event.reactions)
+    Ok(reacted.message)
 }
 
 /// `POST /api/messages/unreact`: takes back my `emoji` from message `message_id`; everyone gets
-/// `ReactionsChanged`. Returns the message's reactions.
+/// `ReactionsChanged`. Returns the message as it is now.
 #[server(prefix = "/api", endpoint = "messages/unreact")]
-pub async fn unreact(message_id: i64, emoji: String) -> Result<Vec<Reaction>, AppError> {
+pub async fn unreact(message_id: i64, emoji: String) -> Result<ChatMessage, AppError> {
     use crate::ssr::{messages, realtime, request};
     let request = request()?;
     let me = request.require_user().await?;
@@ -190,5 +190,5 @@ pub async fn unreact(message_id: i64, emoji: String) -> Result<Vec<Reaction>, Ap
         realtime::announce_reactions(request.state.broadcaster.as_ref(), &reacted.event);
     }
     request.back_to_message(me.id, &reacted.message);
-    Ok(reacted.event.reactions)
+    Ok(reacted.message)
 }

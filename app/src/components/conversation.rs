@@ -348,8 +348,8 @@ pub fn Conversation(page: ConversationPage, #[prop(optional)] children: Option<C
         spawn_local(async move {
             let result = if add { react(id, emoji).await } else { unreact(id, emoji).await };
             match result {
-                Ok(reactions) => {
-                    timeline.try_update(|t| t.set_reactions(id, reactions));
+                Ok(message) => {
+                    timeline.try_update(|t| t.replace(message));
                 }
                 Err(e) => {
                     action_error.try_set(Some(e));

@@ -251,6 +251,7 @@ mod tests {
             read_at: None,
             edited_at: None,
             deleted: false,
+            change: 0,
             reply_to: None,
             reactions: Vec::new(),
             attachments: Vec::new(),

@@ -72,6 +72,9 @@ pub struct MessageDeleted {
     /// 0 in a group.
     pub recipient_id: i64,
     pub room_id: Option<i64>,
+    /// The deletion's change number (see [`crate::model::ChatMessage::change`]).
+    #[serde(default)]
+    pub change: i64,
 }
 
 /// The `ReactionsChanged` payload: message `message_id`'s reactions, all of them, as they are now.
@@ -83,6 +86,10 @@ pub struct ReactionsChanged {
     pub recipient_id: i64,
     pub room_id: Option<i64>,
     pub reactions: Vec<crate::model::Reaction>,
+    /// The change number these reactions are at least as new as (see
+    /// [`crate::model::ChatMessage::change`]).
+    #[serde(default)]
+    pub change: i64,
 }
 
 /// The `StatusChanged` payload.

@@ -46,6 +46,7 @@ impl From<messages::Model> for ChatMessage {
             read_at: m.read_at,
             edited_at: m.edited_at,
             deleted,
+            change: m.change_seq,
             reply_to: None,
             reactions: Vec::new(),
             attachments: Vec::new(),
@@ -405,6 +406,7 @@ pub async fn delete(
         sender_id: tombstone.sender_id,
         recipient_id: tombstone.recipient_id,
         room_id: tombstone.room_id,
+        change: tombstone.change,
     };
     Ok((tombstone, event))
 }
@@ -466,7 +468,7 @@ pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Re
     let mine = message_reactions::Entity::find_by_id((row.id, me, emoji.clone())).one(&tx).await?;
     if mine.is_some() {
         tx.rollback().await?;
-        return reacted(db, &row, false).await;
+        return reacted(db, row.id, false).await;
     }
     let kinds: Vec<String> = message_reactions::Entity::find()
         .select_only()
@@ -496,13 +498,13 @@ pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Re
         // The same reaction from a parallel request: one of them counts.
         Err(e) if crate::ssr::is_unique_violation(&e) => {
             drop(tx);
-            return reacted(db, &row, false).await;
+            return reacted(db, row.id, false).await;
         }
         Err(e) => return Err(e.into()),
     }
     bump(&tx, row.id, seq).await?;
     tx.commit().await?;
-    reacted(db, &row, true).await
+    reacted(db, row.id, true).await
 }
 
 /// `me` takes back `emoji` from message `id` (nothing changes when they had not added it).
@@ -517,7 +519,7 @@ pub async fn unreact(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> 
         bump(&tx, row.id, seq).await?;
     }
     tx.commit().await?;
-    reacted(db, &row, removed > 0).await
+    reacted(db, row.id, removed > 0).await
 }
 
 /// Gives message `id` change number `seq`.
@@ -530,14 +532,19 @@ async fn bump(tx: &impl ConnectionTrait, id: i64, seq: i64) -> Result<(), AppErr
     Ok(())
 }
 
-async fn reacted(db: &impl ConnectionTrait, row: &messages::Model, changed: bool) -> Result<Reacted, AppError> {
-    let message = present_one(db, row.clone()).await?;
+/// Message `id` after a reaction change, read again once the change committed: its text and its
+/// number are never older than the change (the row read before it can predate an edit made
+/// meanwhile, and a copy numbered after that edit must show it).
+async fn reacted(db: &impl ConnectionTrait, id: i64, changed: bool) -> Result<Reacted, AppError> {
+    let row = messages::Entity::find_by_id(id).one(db).await?.ok_or(AppError::Internal)?;
+    let message = present_one(db, row).await?;
     let event = ReactionsChanged {
         message_id: message.id,
         sender_id: message.sender_id,
         recipient_id: message.recipient_id,
         room_id: message.room_id,
         reactions: message.reactions.clone(),
+        change: message.change,
     };
     Ok(Reacted { changed, message, event })
 }
@@ -903,7 +910,7 @@ mod tests {
             let alice = user(&db, "alice").await;
             let bob = user(&db, "bob").await;
             let m = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
-            react(&db, bob.id, m.id, "😮").await.unwrap();
+            let reacted = react(&db, bob.id, m.id, "😮").await.unwrap();
 
             assert_eq!(status(delete(&db, None, bob.id, m.id).await), 403, "only the author");
             // Long after the edit window, the author still deletes.
@@ -912,7 +919,12 @@ mod tests {
             assert!(tombstone.deleted);
             assert_eq!(tombstone.body, "");
             assert!(tombstone.reactions.is_empty());
-            assert_eq!(event, MessageDeleted { id: m.id, sender_id: alice.id, recipient_id: bob.id, room_id: None });
+            assert!(tombstone.change > reacted.event.change, "a later change, numbered later");
+            let change = tombstone.change;
+            assert_eq!(
+                event,
+                MessageDeleted { id: m.id, sender_id: alice.id, recipient_id: bob.id, room_id: None, change }
+            );
 
             // Erased in the database, not hidden; its reactions went with it.
             let row = stored(&db, m.id).await;
@@ -956,9 +968,14 @@ mod tests {
 
             let first = react(&db, bob.id, m.id, "🎉").await.unwrap();
             assert!(first.changed);
-            assert!(!react(&db, bob.id, m.id, "🎉").await.unwrap().changed, "once per person and emoji");
-            react(&db, alice.id, m.id, "🎉").await.unwrap();
+            assert!(first.event.change > m.change_seq && first.message.change == first.event.change);
+            let again = react(&db, bob.id, m.id, "🎉").await.unwrap();
+            assert!(!again.changed, "once per person and emoji");
+            assert_eq!(again.event.change, first.event.change, "no change: the same number");
+            let hers = react(&db, alice.id, m.id, "🎉").await.unwrap();
             let both = react(&db, bob.id, m.id, "👍").await.unwrap();
+            // Each change is numbered after the one before: a browser keeps the newest it saw.
+            assert!(first.event.change < hers.event.change && hers.event.change < both.event.change);
             assert_eq!(both.event.reactions.len(), 2);
             let party = &both.event.reactions[0];
             assert_eq!((party.emoji.as_str(), party.count()), ("🎉", 2));
@@ -970,10 +987,12 @@ mod tests {
 
             let after = unreact(&db, bob.id, m.id, "🎉").await.unwrap();
             assert!(after.changed);
+            assert!(after.event.change > both.event.change);
             assert_eq!(after.event.reactions[0].user_ids, [alice.id]);
             assert!(!unreact(&db, bob.id, m.id, "🎉").await.unwrap().changed, "not there any more");
             let page = conversation(&db, alice.id, bob.id, None, None).await.unwrap();
             assert_eq!(page.messages[0].reactions, after.event.reactions);
+            assert_eq!(page.messages[0].change, after.event.change, "a page's copy carries its number");
         })
         .await;
     }

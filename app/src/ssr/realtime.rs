@@ -458,6 +458,7 @@ mod tests {
             read_at: None,
             edited_at: None,
             deleted: false,
+            change: 0,
             reply_to: None,
             reactions: Vec::new(),
             attachments: Vec::new(),
@@ -474,10 +475,16 @@ mod tests {
 
         // Edits, deletions and reactions go where the message went, to every tab.
         announce_update(&recorder, &message);
-        let deleted = MessageDeleted { id: 5, sender_id: 1, recipient_id: 2, room_id: None };
+        let deleted = MessageDeleted { id: 5, sender_id: 1, recipient_id: 2, room_id: None, change: 1 };
         announce_delete(&recorder, &deleted);
-        let in_group =
-            ReactionsChanged { message_id: 6, sender_id: 1, recipient_id: 0, room_id: Some(9), reactions: vec![] };
+        let in_group = ReactionsChanged {
+            message_id: 6,
+            sender_id: 1,
+            recipient_id: 0,
+            room_id: Some(9),
+            reactions: vec![],
+            change: 2,
+        };
         announce_reactions(&recorder, &in_group);
         let sent = recorder.0.lock().unwrap();
         let seen: Vec<(&str, Vec<&str>, bool)> = sent[1..]
