@@ -83,18 +83,18 @@ impl Row {
         }
     }
 
-    /// Whether a copy at change `change` is older than the row: one read before an edit, a
-    /// deletion or a reaction change the row already shows (a catch-up's answer, a live event or
-    /// an action's answer that arrives late) must not undo it.
-    fn older_than_me(&self, change: i64) -> bool {
-        change < self.change
+    /// Whether the row shows a later change than `change`: a copy read before an edit, a deletion
+    /// or a reaction change the row already shows (a catch-up's answer, a live event or an
+    /// action's answer that arrives late) must not undo it.
+    fn is_newer_than(&self, change: i64) -> bool {
+        self.change > change
     }
 
     /// Takes `m` as the row's message, unless the row already shows a later change of it. A read
     /// time either knows is kept. True when the row took `m`.
     fn take(&mut self, m: ChatMessage) -> bool {
         let read_at = m.read_at.or(self.read_at);
-        let taken = !self.older_than_me(m.change);
+        let taken = !self.is_newer_than(m.change);
         if taken {
             *self = Row::stored(m);
         }
@@ -430,9 +430,9 @@ impl Timeline {
 
     /// A message's reactions are now the event's, unless its row already shows a later change.
     /// True when the row took them.
-    pub fn set_reactions(&mut self, event: &ReactionsChanged) -> bool {
+    fn set_reactions(&mut self, event: &ReactionsChanged) -> bool {
         let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(event.message_id)) else { return false };
-        if row.older_than_me(event.change) {
+        if row.is_newer_than(event.change) {
             return false;
         }
         row.change = event.change;
