@@ -336,9 +336,19 @@ fn require_author(row: &messages::Model, me: i64, what: &str) -> Result<(), AppE
 /// [`EDIT_WINDOW_MINUTES`] of sending it. An edit to the same text changes nothing (`false`).
 pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Result<(ChatMessage, bool), AppError> {
     let row = locate_for_action(db, me, id).await?;
+    edit_located(db, me, row, body).await
+}
+
+/// [`edit`] of the message `row` as it was located (it may have changed since).
+async fn edit_located(
+    db: &DatabaseConnection,
+    me: i64,
+    row: messages::Model,
+    body: &str,
+) -> Result<(ChatMessage, bool), AppError> {
     require_author(&row, me, "edit")?;
     if row.deleted_at.is_some() {
-        return Err(AppError::invalid("message_id", "a deleted message cannot be edited"));
+        return Err(deleted_message("edited"));
     }
     if Utc::now() - row.created_at >= chrono::Duration::minutes(EDIT_WINDOW_MINUTES) {
         return Err(AppError::invalid(
@@ -353,6 +363,7 @@ pub async fn edit(db: &DatabaseConnection, me: i64, id: i64, body: &str) -> Resu
     let _turn = crate::ssr::sqlite_write_turn(db).await;
     let tx = crate::ssr::begin_write(db).await?;
     let seq = next_change(&tx).await?;
+    not_deleted_since(&tx, row.id, "edited").await?;
     let now = Utc::now();
     let mut active: messages::ActiveModel = row.into();
     active.body = Set(body);
@@ -460,8 +471,19 @@ pub struct Reacted {
 pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Result<Reacted, AppError> {
     let emoji = reaction_emoji(emoji)?;
     let row = locate_for_action(db, me, id).await?;
+    react_located(db, me, row, emoji).await
+}
+
+/// [`react`] with a checked emoji, to the message `row` as it was located (it may have changed
+/// since).
+async fn react_located(
+    db: &DatabaseConnection,
+    me: i64,
+    row: messages::Model,
+    emoji: String,
+) -> Result<Reacted, AppError> {
     if row.deleted_at.is_some() {
-        return Err(AppError::invalid("message_id", "a deleted message cannot be reacted to"));
+        return Err(deleted_message("reacted to"));
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
     let tx = crate::ssr::begin_write(db).await?;
@@ -485,6 +507,7 @@ pub async fn react(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> Re
         ));
     }
     let seq = next_change(&tx).await?;
+    not_deleted_since(&tx, row.id, "reacted to").await?;
     let inserted = message_reactions::ActiveModel {
         message_id: Set(row.id),
         user_id: Set(me),
@@ -520,6 +543,24 @@ pub async fn unreact(db: &DatabaseConnection, me: i64, id: i64, emoji: &str) -> 
     }
     tx.commit().await?;
     reacted(db, row.id, removed > 0).await
+}
+
+/// The answer to an edit of, or a reaction to, a deleted message.
+fn deleted_message(what: &str) -> AppError {
+    AppError::invalid("message_id", format!("a deleted message cannot be {what}"))
+}
+
+/// Fails when message `id` was deleted after the action located it. Called in the action's
+/// transaction once its number is drawn: a deletion that drew its number first has committed by
+/// then (SQLite runs one write at a time; on PostgreSQL the counter's row lock waits for it), so
+/// an edit cannot put words back into a deleted message, nor a reaction appear on a tombstone.
+async fn not_deleted_since(tx: &impl ConnectionTrait, id: i64, what: &str) -> Result<(), AppError> {
+    let deleted: Option<Option<chrono::DateTime<Utc>>> =
+        messages::Entity::find_by_id(id).select_only().column(messages::Column::DeletedAt).into_tuple().one(tx).await?;
+    match deleted {
+        Some(Some(_)) => Err(deleted_message(what)),
+        _ => Ok(()),
+    }
 }
 
 /// Gives message `id` change number `seq`.
@@ -954,6 +995,37 @@ mod tests {
             let retry = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap();
             assert!(!retry.created && retry.message.deleted && retry.message.body.is_empty());
             assert_eq!(TOMBSTONE, "This message was deleted");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_edit_or_a_reaction_that_found_the_message_before_its_deletion_changes_nothing() {
+        for_each_database(|db| async move {
+            let limiter = unlimited();
+            let alice = user(&db, "alice").await;
+            let bob = user(&db, "bob").await;
+            let m = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
+            // Both actions located the message; then its deletion committed.
+            let located = stored(&db, m.id).await;
+            delete(&db, None, alice.id, m.id).await.unwrap();
+
+            let err = edit_located(&db, alice.id, located.clone(), "my secret plan, again").await.unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(err.for_field("message_id").as_deref(), Some("a deleted message cannot be edited"));
+            let err = react_located(&db, bob.id, located, "👍".into()).await.unwrap_err();
+            assert_eq!(err.for_field("message_id").as_deref(), Some("a deleted message cannot be reacted to"));
+
+            // The words stay erased and the tombstone has no reaction.
+            let row = stored(&db, m.id).await;
+            assert_eq!(row.body, "");
+            assert!(row.deleted_at.is_some() && row.edited_at.is_none());
+            let reactions = message_reactions::Entity::find()
+                .filter(message_reactions::Column::MessageId.eq(m.id))
+                .count(&db)
+                .await
+                .unwrap();
+            assert_eq!(reactions, 0);
         })
         .await;
     }
