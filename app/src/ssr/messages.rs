@@ -971,12 +971,7 @@ mod tests {
             let row = stored(&db, m.id).await;
             assert_eq!(row.body, "");
             assert!(row.deleted_at.is_some());
-            let reactions = message_reactions::Entity::find()
-                .filter(message_reactions::Column::MessageId.eq(m.id))
-                .count(&db)
-                .await
-                .unwrap();
-            assert_eq!(reactions, 0);
+            assert_eq!(reactions_stored(&db, m.id).await, 0);
 
             // Everyone sees the tombstone in its place, and the list says so.
             let page = conversation(&db, bob.id, alice.id, None, None).await.unwrap();
@@ -999,15 +994,19 @@ mod tests {
         .await;
     }
 
+    /// How many reactions message `id` has in the database.
+    async fn reactions_stored(db: &DatabaseConnection, id: i64) -> u64 {
+        message_reactions::Entity::find().filter(message_reactions::Column::MessageId.eq(id)).count(db).await.unwrap()
+    }
+
     #[tokio::test]
     async fn an_edit_or_a_reaction_that_found_the_message_before_its_deletion_changes_nothing() {
         for_each_database(|db| async move {
-            let limiter = unlimited();
             let alice = user(&db, "alice").await;
             let bob = user(&db, "bob").await;
-            let m = send(&db, &limiter, &alice, bob.id, "my secret plan", "c-1", None).await.unwrap().message;
             // Both actions located the message; then its deletion committed.
-            let located = stored(&db, m.id).await;
+            let located = message(&db, alice.id, bob.id, "my secret plan").await;
+            let m = located.clone();
             delete(&db, None, alice.id, m.id).await.unwrap();
 
             let err = edit_located(&db, alice.id, located.clone(), "my secret plan, again").await.unwrap_err();
@@ -1020,12 +1019,7 @@ mod tests {
             let row = stored(&db, m.id).await;
             assert_eq!(row.body, "");
             assert!(row.deleted_at.is_some() && row.edited_at.is_none());
-            let reactions = message_reactions::Entity::find()
-                .filter(message_reactions::Column::MessageId.eq(m.id))
-                .count(&db)
-                .await
-                .unwrap();
-            assert_eq!(reactions, 0);
+            assert_eq!(reactions_stored(&db, m.id).await, 0);
         })
         .await;
     }
