@@ -415,10 +415,14 @@ impl Timeline {
     }
 
     /// Message `id` was deleted (change `change`): its row becomes a tombstone, and quotes of it
-    /// say so.
+    /// say so. False when the row is a tombstone already (a second copy of the event, or a
+    /// deleted copy came first): nothing to draw again.
     pub fn tombstone(&mut self, id: i64, change: i64) -> bool {
         let Some(row) = self.rows.iter_mut().find(|r| r.id == Some(id)) else { return false };
         row.change = row.change.max(change);
+        if row.deleted {
+            return false;
+        }
         row.deleted = true;
         row.body.clear();
         row.reactions.clear();
@@ -1593,10 +1597,14 @@ mod tests {
         assert_ne!(after_edit[1], keys(&t)[1]);
 
         let deleted = MessageDeleted { id: 1, sender_id: PEER, recipient_id: ME, room_id: None, change: 3 };
-        assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(deleted)), Applied::Changed);
+        assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(deleted.clone())), Applied::Changed);
         assert!(t.rows()[0].deleted && t.rows()[0].body.is_empty() && t.rows()[0].reactions.is_empty());
         let quote = t.rows()[1].reply_to.clone().unwrap();
         assert!(quote.deleted && quote.excerpt.is_empty(), "a reply to a deleted message shows the tombstone");
+        // The same event again (another tab's copy, a catch-up after it) has nothing to draw.
+        let after_deletion = keys(&t);
+        assert_eq!(t.apply_event(&LiveEvent::MessageDeleted(deleted)), Applied::Ignored);
+        assert_eq!(keys(&t), after_deletion);
 
         // Changes to messages this tab does not hold are not added out of place.
         let elsewhere = MessageDeleted { id: 99, sender_id: PEER, recipient_id: ME, room_id: None, change: 4 };
