@@ -136,6 +136,18 @@ pub(crate) struct Table {
     cluster_jobs: OnceLock<mpsc::UnboundedSender<ClusterJob>>,
     /// Where channels becoming occupied or vacated are reported, once someone asked.
     occupancy: OnceLock<mpsc::UnboundedSender<Occupancy>>,
+    /// Told the id of every session that ends, here or on another instance, once someone asked.
+    ended_sessions: OnceLock<SessionListener>,
+}
+
+/// What [`Table::report_ended_sessions`] calls: synchronously, so that whatever it forgets is
+/// forgotten before the next request this instance serves.
+pub(crate) struct SessionListener(pub(crate) Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for SessionListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionListener")
+    }
 }
 
 /// Where the table's changes go besides its own maps: the cluster (which then also reports
@@ -343,7 +355,15 @@ impl Table {
             idle: Notify::new(),
             cluster_jobs: OnceLock::new(),
             occupancy: OnceLock::new(),
+            ended_sessions: OnceLock::new(),
         }
+    }
+
+    /// From now on, the id of every session that ends (through [`Table::end_session`]: on this
+    /// instance, or another's through the cluster bus) is handed to `listener`. Only the first
+    /// listener is kept; false for any later one.
+    pub fn report_ended_sessions(&self, listener: SessionListener) -> bool {
+        self.ended_sessions.set(listener).is_ok()
     }
 
     /// From now on, channels becoming occupied or vacated are sent to `listener`. Only the first
@@ -442,6 +462,9 @@ impl Table {
     /// Closes (4009, unauthorized: clients do not reconnect) every connection that `session`
     /// authorized, because that session has ended. Returns how many.
     pub fn end_session(&self, session: &str) -> usize {
+        if let Some(listener) = self.ended_sessions.get() {
+            (listener.0)(session);
+        }
         let state = self.read();
         let mut closed = 0;
         for connection in state.connections.values() {

@@ -208,6 +208,13 @@ impl Hub {
         self.table().report_occupancy(sender).then_some(receiver)
     }
 
+    /// From now on, `listener` is told the id of every session that ends, on this instance or (in
+    /// cluster mode) on another one, right before its connections here are closed. Only the first
+    /// caller is kept; false for any later one.
+    pub fn on_session_ended(&self, listener: impl Fn(&str) + Send + Sync + 'static) -> bool {
+        self.table().report_ended_sessions(hub::SessionListener(Box::new(listener)))
+    }
+
     /// The occupied channels whose name starts with `prefix`, in the whole cluster; `None` when the
     /// cluster cannot be asked (Redis unreachable), since this instance's view is then not all.
     pub async fn occupied_everywhere(&self, prefix: &str) -> Option<Vec<ChannelName>> {

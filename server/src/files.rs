@@ -10,7 +10,7 @@ use app::ssr::AppState;
 use app::ssr::attachments;
 use app::ssr::entities::users;
 use app::ssr::messages::Draft;
-use app::ssr::sessions::{self, SessionToken};
+use app::ssr::sessions::SessionToken;
 use app::ssr::storage::Storage;
 use app::ssr::{conversations, groups, realtime};
 use axum::Json;
@@ -45,7 +45,7 @@ struct UploadQuery {
 async fn caller<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<(users::Model, &'a Storage), AppError> {
     let storage = state.storage.as_ref().ok_or_else(|| AppError::not_found("this server takes no files"))?;
     let token = SessionToken::from_headers(headers).ok_or(AppError::Unauthorized)?;
-    let user = sessions::user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
+    let user = state.sessions.user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
     Ok((user, storage))
 }
 

@@ -84,6 +84,12 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
     let auth_hub = hub.cloned();
     let db = state.db.clone();
     let online = online::start(&state, hub);
+    if let Some(hub) = hub {
+        // A session that ends, here or on another instance (the cluster bus), is no longer trusted
+        // by this instance's cache from the moment its sockets here are closed.
+        let sessions = std::sync::Arc::clone(&state.sessions);
+        hub.on_session_ended(move |session| sessions.forget(session));
+    }
     let webhook_credentials = state.realtime.credentials.clone();
     let app = Router::new()
         .route(

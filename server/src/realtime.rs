@@ -8,7 +8,7 @@ use app::realtime::{EventChannels, RealtimeConfig};
 use app::ssr::AppState;
 use app::ssr::broadcast::{Broadcaster, Encrypting, Publication};
 use app::ssr::realtime::{RealtimeSettings, generated_credentials, generated_master_key};
-use app::ssr::sessions::{self, SessionToken};
+use app::ssr::sessions::SessionToken;
 use axum::extract::rejection::FormRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -208,7 +208,7 @@ async fn authorize(
     form: Result<Form<AuthRequest>, FormRejection>,
 ) -> Result<pusher_protocol::ChannelAuthorization, AppError> {
     let token = SessionToken::from_headers(headers).ok_or(AppError::Unauthorized)?;
-    let user = sessions::user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
+    let user = state.sessions.user_for(&state.db, &token).await?.ok_or(AppError::Unauthorized)?;
     let Form(request) = form.map_err(|_| AppError::Invalid {
         field: None,
         message: "send socket_id and channel_name as a form".to_owned(),

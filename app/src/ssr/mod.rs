@@ -46,6 +46,8 @@ pub struct AppState {
     /// Where attachments are kept; `None`: this server takes no files (see [`AppState::with_storage`]).
     pub storage: Option<storage::Storage>,
     pub upload_limiter: Arc<rate_limit::SlidingWindow>,
+    /// The sessions this instance looked up lately (see [`sessions::SessionCache`]).
+    pub sessions: Arc<sessions::SessionCache>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             security: Arc::new(security),
             storage: None,
             upload_limiter: Arc::new(attachments::upload_limiter()),
+            sessions: Arc::default(),
         }
     }
 
@@ -281,13 +284,14 @@ impl RequestContext {
     /// The signed-in user, or `None`.
     pub async fn current_user(&self) -> Result<Option<users::Model>, AppError> {
         let Some(token) = &self.token else { return Ok(None) };
-        let Some(cache) = &self.signed_in else { return Ok(sessions::user_for(&self.state.db, token).await?) };
+        let sessions = &self.state.sessions;
+        let Some(cache) = &self.signed_in else { return Ok(sessions.user_for(&self.state.db, token).await?) };
         // Held across the lookup: resources rendering side by side wait for the first one's answer.
         let mut known = cache.0.lock().await;
         if let Some(user) = &*known {
             return Ok(user.clone());
         }
-        let user = sessions::user_for(&self.state.db, token).await?;
+        let user = sessions.user_for(&self.state.db, token).await?;
         *known = Some(user.clone());
         Ok(user)
     }
@@ -320,7 +324,7 @@ impl RequestContext {
         let token = sessions::start(&self.state.db, user_id, self.token.as_ref()).await?;
         if let Some(previous) = &self.token {
             // `start` revoked it: whatever it authorized stops too.
-            self.state.broadcaster.session_ended(&previous.id());
+            self.session_ended(previous);
         }
         self.forget_signed_in().await;
         self.set_cookie(token.set_cookie(self.secure_cookie))
@@ -330,10 +334,18 @@ impl RequestContext {
     pub async fn end_session(&self) -> Result<(), AppError> {
         if let Some(token) = &self.token {
             sessions::revoke(&self.state.db, token).await?;
-            self.state.broadcaster.session_ended(&token.id());
+            self.session_ended(token);
         }
         self.forget_signed_in().await;
         self.set_cookie(SessionToken::clear_cookie(self.secure_cookie))
+    }
+
+    /// After `token`'s session was deleted: this instance stops trusting it at once, and the
+    /// broadcaster tells the others (the embedded server's cluster bus) and closes its sockets.
+    fn session_ended(&self, token: &SessionToken) {
+        let id = token.id();
+        self.state.sessions.forget(&id);
+        self.state.broadcaster.session_ended(&id);
     }
 
     /// After a plain form post (no JavaScript), sends the browser back to the conversation of

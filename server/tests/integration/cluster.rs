@@ -52,6 +52,11 @@ async fn expect_event(client: &mut Client, event: &str) -> Value {
 async fn events_typing_and_sign_outs_cross_instances() {
     let app_id = cluster_name();
     let (a, b) = instances(&app_id, HubSettings::default(), &redis_url()).await;
+    // What the app's session cache hears (server::router): every session that ends, anywhere.
+    let ended = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let heard = std::sync::Arc::clone(&ended);
+    assert!(a.hub.on_session_ended(move |session| heard.lock().unwrap().push(session.to_owned())));
+    assert!(!a.hub.on_session_ended(|_| {}), "one listener per hub");
     let mut ann = a.connect().await;
     let mut bea = b.connect().await;
     ann.subscribe_private("private-chat.1.2").await;
@@ -94,6 +99,8 @@ async fn events_typing_and_sign_outs_cross_instances() {
     b.hub.end_session("session-ann");
     assert_eq!(ann.close_code().await, 4009);
     bea.assert_nothing_pending().await;
+    // A was told before it closed the socket: its cache no longer trusts that session.
+    assert_eq!(*ended.lock().unwrap(), ["session-ann"]);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The real server on a free port, driven over HTTP like a script or a browser would.
 
-use crate::common::{TestServer, browser, post, registration, sign_up, temp_sqlite_url};
-use reqwest::{Client, StatusCode};
+use crate::common::{TestServer, browser, me_with_cookie, post, registration, sign_up, temp_sqlite_url};
+use reqwest::StatusCode;
 
 #[tokio::test]
 async fn register_me_logout_me() {
@@ -33,18 +33,35 @@ async fn register_me_logout_me() {
     server.stop().await;
 }
 
+/// With the embedded Pusher server and with an external one (then there is no hub to hear of the
+/// sign-out: the request that signs out makes its instance forget the session itself).
 #[tokio::test]
 async fn a_stolen_cookie_stops_working_after_logout() {
-    let server = TestServer::start(&temp_sqlite_url()).await;
-    let client = browser();
-    let (_, _, headers) =
-        post(&client, server.url("/api/auth/register"), &registration("Bob", "bob@example.com", "builder123")).await;
-    let cookie = headers.get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+    let external = server::config::PusherConfig {
+        app_id: "77".into(),
+        key: "stolen-key".into(),
+        secret: "stolen-secret".into(),
+        host: Some("127.0.0.1".into()),
+        // Nothing is published here: the test sends no message.
+        port: Some(9),
+        scheme: Some("http".into()),
+        cluster: None,
+    };
+    for pusher in [None, Some(external)] {
+        let server = TestServer::start_with(&temp_sqlite_url(), pusher).await;
+        let client = browser();
+        let (_, _, headers) =
+            post(&client, server.url("/api/auth/register"), &registration("Bob", "bob@example.com", "builder123"))
+                .await;
+        let cookie = headers.get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
+        // Used once before: the server remembers the session (sessions::SessionCache).
+        assert_eq!(me_with_cookie(&server, &cookie).await, StatusCode::OK);
 
-    post(&client, server.url("/api/auth/logout"), &[]).await;
-    let replay = Client::new().post(server.url("/api/me")).header("cookie", cookie).send().await.unwrap();
-    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "logout must invalidate the session server-side");
-    server.stop().await;
+        post(&client, server.url("/api/auth/logout"), &[]).await;
+        let replay = me_with_cookie(&server, &cookie).await;
+        assert_eq!(replay, StatusCode::UNAUTHORIZED, "logout must invalidate the session server-side");
+        server.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -680,6 +680,10 @@ async fn two_instances_on_one_database_and_redis_are_one_banter() {
     assert_eq!((event.as_str(), &data), ("NewChatMessage", &stored));
     assert!(ann_sending_tab.stays_quiet().await, "the tab that sent it already has it, on whichever instance");
 
+    // Both instances know Ann's session (and remember it: sessions::SessionCache).
+    for server in [&a, &b] {
+        assert_eq!(common::me_with_cookie(server, &ann.cookie).await, StatusCode::OK);
+    }
     // Ann signs out through B: her sockets on A and B close as unauthorized.
     let (status, _, _) = post(&ann.client, b.url("/api/auth/logout"), &[]).await;
     assert_eq!(status, StatusCode::OK);
@@ -692,6 +696,11 @@ async fn two_instances_on_one_database_and_redis_are_one_banter() {
             }
         };
         assert_eq!(closed, Some(4009));
+    }
+    // A closed its socket when the bus told it, and forgot the session then too: a copy of her
+    // cookie is refused by both (the test servers trust a session for an hour otherwise).
+    for server in [&a, &b] {
+        assert_eq!(common::me_with_cookie(server, &ann.cookie).await, StatusCode::UNAUTHORIZED);
     }
     a.stop().await;
     b.stop().await;

@@ -12,6 +12,8 @@ use server::config::{Config, PusherConfig};
 use server::realtime::Realtime;
 use tokio::sync::oneshot;
 
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub struct TestServer {
     base: String,
     pub addr: SocketAddr,
@@ -54,6 +56,9 @@ impl TestServer {
         if let Some(url) = &config.redis_url {
             state = state.with_shared_limits(&server::shared_limits_redis(url).unwrap());
         }
+        // Sessions trusted for an hour, not seconds: a sign-out the cache is not told about fails
+        // a test here instead of passing once the TTL is over.
+        state.sessions = std::sync::Arc::new(app::ssr::sessions::SessionCache::new(HOUR, 10_000));
         let security = std::sync::Arc::clone(&state.security);
         let app = server::router(state, server::leptos_options(addr), hub.as_ref(), http_api);
         let app = server::with_metrics_endpoint(app, config.metrics.clone(), security);
@@ -160,6 +165,13 @@ pub async fn post(
     (status, body, headers)
 }
 
+/// `POST /api/me` with `cookie` alone (no cookie jar): the status it gets.
+pub async fn me_with_cookie(server: &TestServer, cookie: &str) -> StatusCode {
+    let request =
+        Client::new().post(server.url("/api/me")).header("cookie", cookie).header("accept", "application/json");
+    request.send().await.unwrap().status()
+}
+
 pub fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&'static str, &'a str); 4] {
     [("name", name), ("email", email), ("password", password), ("password_confirmation", password)]
 }
@@ -168,13 +180,16 @@ pub fn registration<'a>(name: &'a str, email: &'a str, password: &'a str) -> [(&
 pub struct Person {
     pub client: Client,
     pub id: i64,
+    /// A copy of their session cookie (`name=value`), as someone who kept one could replay it.
+    pub cookie: String,
 }
 
 pub async fn sign_up(server: &TestServer, name: &str) -> Person {
     let client = browser();
     let email = format!("{}@example.com", name.to_lowercase());
-    let (status, body, _) =
+    let (status, body, headers) =
         post(&client, server.url("/api/auth/register"), &registration(name, &email, "password1")).await;
     assert_eq!(status, StatusCode::OK, "registering {name}: {body}");
-    Person { client, id: body["id"].as_i64().unwrap() }
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next());
+    Person { client, id: body["id"].as_i64().unwrap(), cookie: cookie.expect("a session cookie").to_owned() }
 }
