@@ -1,5 +1,5 @@
 //! Group commit for sends on SQLite: the messages people send at about the same moment are written
-//! in one transaction, with one statement for their search index entries.
+//! in one transaction, with one statement for the messages and one for their search index entries.
 //!
 //! SQLite has one writer at a time, and each statement is a round trip to the driver's thread, so
 //! a send written on its own costs four of them (`BEGIN`, the insert, the index, `COMMIT`) while
@@ -7,17 +7,18 @@
 //! queue and waits for its turn *or* for its answer: the one that gets the turn writes everything
 //! queued for its database by then, the others are answered without ever taking it. Under no load
 //! a batch is one send and nothing waits longer than before; under load the batches grow by
-//! themselves and the cost per send falls to about one round trip.
+//! themselves and the cost per send falls well under one round trip.
 //!
-//! Each send keeps its own outcome: a refused insert (a repeated `client_id`, a recipient that does
-//! not exist) is undone by SQLite alone, statement by statement, and the others in its batch are
-//! stored; only a failed `BEGIN`, index or `COMMIT` fails the whole batch, and then nothing of it
-//! is stored.
+//! Each send keeps its own outcome: when the batch's insert is refused (a repeated `client_id`, a
+//! recipient that does not exist), SQLite undoes that statement alone and the rows are inserted
+//! one by one, so the refused ones fail and the others in the batch are stored; only a failed
+//! `BEGIN`, index or `COMMIT` fails the whole batch, and then nothing of it is stored.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use migration::search_index::{self, Indexed};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
 use tokio::sync::oneshot;
 
 use crate::ssr::entities::messages;
@@ -81,6 +82,10 @@ fn lost() -> DbErr {
 #[cfg(test)]
 static LARGEST_BATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// How many batches this process stored with one statement (for the tests).
+#[cfg(test)]
+static BATCH_INSERTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn write(db: &DatabaseConnection, batch: Vec<Queued>) {
     metrics::histogram!("banter_send_batch_size").record(batch.len() as f64);
     #[cfg(test)]
@@ -107,11 +112,17 @@ async fn write_rows(
     rows: Vec<messages::ActiveModel>,
 ) -> Result<Vec<Result<messages::Model, DbErr>>, DbErr> {
     let tx = crate::ssr::begin_write(db).await?;
-    let mut outcomes = Vec::with_capacity(rows.len());
-    for row in rows {
-        // A constraint failure undoes this statement only; the transaction goes on.
-        outcomes.push(row.insert(&tx).await);
-    }
+    let outcomes = match insert_together(&tx, &rows).await? {
+        Some(stored) => stored.into_iter().map(Ok).collect(),
+        None => {
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for row in rows {
+                // A constraint failure undoes this statement only; the transaction goes on.
+                outcomes.push(row.insert(&tx).await);
+            }
+            outcomes
+        }
+    };
     let stored: Vec<Indexed<'_>> = outcomes
         .iter()
         .flatten()
@@ -128,6 +139,37 @@ async fn write_rows(
     Ok(outcomes)
 }
 
+/// The whole batch in one `INSERT … RETURNING` (one round trip to SQLite's thread, where a
+/// statement per send was one each), answered in the batch's order. `None` when the statement was
+/// refused (a repeated `client_id` or a recipient that does not exist, anywhere in the batch):
+/// SQLite undid it, and the caller inserts the rows one by one so that each gets its own outcome.
+async fn insert_together(
+    tx: &impl ConnectionTrait,
+    rows: &[messages::ActiveModel],
+) -> Result<Option<Vec<messages::Model>>, DbErr> {
+    if rows.len() < 2 {
+        return Ok(None);
+    }
+    let Ok(stored) = messages::Entity::insert_many(rows.iter().cloned()).exec_with_returning(tx).await else {
+        return Ok(None);
+    };
+    #[cfg(test)]
+    BATCH_INSERTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The order of the rows `RETURNING` gives is not promised: each is found by its unique key.
+    let mut by_key: HashMap<(i64, String), messages::Model> =
+        stored.into_iter().map(|m| ((m.user_id, m.client_id.clone()), m)).collect();
+    rows.iter()
+        .map(|row| {
+            let key = (row.user_id.try_as_ref().copied(), row.client_id.try_as_ref().cloned());
+            let (Some(sender), Some(client_id)) = key else { return None };
+            by_key.remove(&(sender, client_id))
+        })
+        .collect::<Option<Vec<_>>>()
+        // Not expected: then nothing of the batch is stored (the transaction is not committed).
+        .map(Some)
+        .ok_or_else(|| DbErr::Custom("a batch insert returned rows that do not match the batch".to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -137,36 +179,79 @@ mod tests {
 
     use super::*;
 
-    /// Sends that arrive together, on a SQLite file with its pool (as the server has it): each
-    /// gets its own answer, stored once and searchable, the refused ones without harming the rest.
-    #[tokio::test]
-    async fn sends_written_together_keep_their_own_outcomes() {
+    type Sends = tokio::task::JoinSet<(i64, Result<crate::ssr::messages::Sent, crate::error::AppError>)>;
+
+    /// Ann's send of `body` to `to` as a task of its own (so that sends queue behind each other's
+    /// writes), answered with `tag`.
+    struct Sender {
+        db: DatabaseConnection,
+        limiter: Arc<crate::ssr::rate_limit::SlidingWindow>,
+        ann: crate::ssr::entities::users::Model,
+    }
+
+    impl Sender {
+        fn spawn(&self, sends: &mut Sends, tag: i64, to: i64, body: String, client_id: String) {
+            let (db, limiter, ann) = (self.db.clone(), self.limiter.clone(), self.ann.clone());
+            sends.spawn(async move { (tag, send(&db, &limiter, &ann, to, &body, &client_id, None).await) });
+        }
+    }
+
+    /// A SQLite file with its pool (as the server has it), Ann to send and Ben to receive.
+    async fn ann_and_ben() -> (std::path::PathBuf, Sender, crate::ssr::entities::users::Model) {
         let dir = std::env::temp_dir().join(format!("banter-group-commit-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = crate::ssr::connect(&format!("sqlite://{}/t.sqlite?mode=rwc", dir.display())).await.unwrap();
         <migration::Migrator as migration::MigratorTrait>::up(&db, None).await.unwrap();
         let ann = user(&db, "ann").await;
         let ben = user(&db, "ben").await;
-        let limiter = Arc::new(unlimited());
+        (dir, Sender { db, limiter: Arc::new(unlimited()), ann }, ben)
+    }
+
+    /// Sends that arrive together and are all fine, written by one statement per batch: each gets
+    /// its own message back (not a neighbour's), stored once and searchable.
+    #[tokio::test]
+    async fn a_batch_of_good_sends_is_one_insert_and_each_gets_its_own_message() {
+        let (dir, sender, ben) = ann_and_ben().await;
+        let (db, ann) = (sender.db.clone(), sender.ann.clone());
+        let mut sends = Sends::new();
+        for i in 0..60 {
+            sender.spawn(&mut sends, i, ben.id, format!("together word{i}q"), format!("t-{i}"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, sent) in sends.join_all().await {
+            let sent = sent.unwrap();
+            assert!(sent.created, "send {i} stored it");
+            assert_eq!(sent.message.body, format!("together word{i}q"), "send {i} got its own message");
+            assert_eq!(sent.message.client_id, format!("t-{i}"));
+            let page = crate::ssr::search::search(&db, ben.id, &format!("word{i}q"), None, 1).await.unwrap();
+            assert_eq!(page.hits.iter().map(|h| h.message_id).collect::<Vec<_>>(), [sent.message.id]);
+            ids.insert(sent.message.id);
+        }
+        assert_eq!(ids.len(), 60);
+        let stored = messages::Entity::find().filter(messages::Column::UserId.eq(ann.id)).count(&db).await.unwrap();
+        assert_eq!(stored, 60);
+        assert!(BATCH_INSERTS.load(std::sync::atomic::Ordering::Relaxed) > 0, "some batch was one statement");
+        db.close().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sends that arrive together, some refused (a retry racing its first attempt, no recipient):
+    /// each gets its own answer, stored once and searchable, the refused ones without harming the
+    /// rest (the batch's one statement fails, and its rows are inserted one by one).
+    #[tokio::test]
+    async fn sends_written_together_keep_their_own_outcomes() {
+        let (dir, sender, ben) = ann_and_ben().await;
+        let (db, ann) = (sender.db.clone(), sender.ann.clone());
         // 60 sends at once: 40 new ones, each also sent a second time (a retry racing it), and 10
         // to nobody. Spawned, so they run side by side and queue behind each other's writes.
-        let mut sends = tokio::task::JoinSet::new();
+        let mut sends = Sends::new();
         for i in 0..40 {
             for _ in 0..2 {
-                let (db, limiter, ann) = (db.clone(), limiter.clone(), ann.clone());
-                let to = ben.id;
-                sends.spawn(async move {
-                    let sent =
-                        send(&db, &limiter, &ann, to, &format!("batched word{i}z"), &format!("c-{i}"), None).await;
-                    (i, sent)
-                });
+                sender.spawn(&mut sends, i, ben.id, format!("batched word{i}z"), format!("c-{i}"));
             }
         }
         for i in 0..10 {
-            let (db, limiter, ann) = (db.clone(), limiter.clone(), ann.clone());
-            sends.spawn(async move {
-                (100 + i, send(&db, &limiter, &ann, 99_999, "hello?", &format!("x-{i}"), None).await)
-            });
+            sender.spawn(&mut sends, 100 + i, 99_999, "hello?".to_owned(), format!("x-{i}"));
         }
         let mut ids: std::collections::HashMap<i64, Vec<(i64, bool)>> = std::collections::HashMap::new();
         for (i, sent) in sends.join_all().await {
