@@ -1006,8 +1006,8 @@ mod tests {
             let bob = user(&db, "bob").await;
             // Both actions located the message; then its deletion committed.
             let located = message(&db, alice.id, bob.id, "my secret plan").await;
-            let m = located.clone();
-            delete(&db, None, alice.id, m.id).await.unwrap();
+            let id = located.id;
+            delete(&db, None, alice.id, id).await.unwrap();
 
             let err = edit_located(&db, alice.id, located.clone(), "my secret plan, again").await.unwrap_err();
             assert_eq!(err.status(), 400);
@@ -1016,10 +1016,10 @@ mod tests {
             assert_eq!(err.for_field("message_id").as_deref(), Some("a deleted message cannot be reacted to"));
 
             // The words stay erased and the tombstone has no reaction.
-            let row = stored(&db, m.id).await;
+            let row = stored(&db, id).await;
             assert_eq!(row.body, "");
             assert!(row.deleted_at.is_some() && row.edited_at.is_none());
-            assert_eq!(reactions_stored(&db, m.id).await, 0);
+            assert_eq!(reactions_stored(&db, id).await, 0);
         })
         .await;
     }

@@ -246,7 +246,7 @@ pub async fn purge_expired(db: &DatabaseConnection) -> Result<u64, DbErr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ssr::test_support::{memory_db, user};
+    use crate::ssr::test_support::{for_each_database, memory_db, user};
 
     #[test]
     fn cookie_parsing_accepts_only_our_well_formed_token() {
@@ -271,38 +271,42 @@ mod tests {
 
     #[tokio::test]
     async fn sign_in_rotates_the_session_and_revoke_ends_it() {
-        let db = memory_db().await;
-        let alice = user(&db, "alice").await;
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
 
-        let first = start(&db, alice.id, None).await.unwrap();
-        assert_eq!(user_for(&db, &first).await.unwrap().map(|u| u.id), Some(alice.id));
+            let first = start(&db, alice.id, None).await.unwrap();
+            assert_eq!(user_for(&db, &first).await.unwrap().map(|u| u.id), Some(alice.id));
 
-        // Signing in again from the same browser replaces the old session.
-        let second = start(&db, alice.id, Some(&first)).await.unwrap();
-        assert_ne!(first, second);
-        assert_eq!(user_for(&db, &first).await.unwrap(), None, "the old id must stop working");
-        assert_eq!(user_for(&db, &second).await.unwrap().map(|u| u.id), Some(alice.id));
+            // Signing in again from the same browser replaces the old session.
+            let second = start(&db, alice.id, Some(&first)).await.unwrap();
+            assert_ne!(first, second);
+            assert_eq!(user_for(&db, &first).await.unwrap(), None, "the old id must stop working");
+            assert_eq!(user_for(&db, &second).await.unwrap().map(|u| u.id), Some(alice.id));
 
-        revoke(&db, &second).await.unwrap();
-        assert_eq!(user_for(&db, &second).await.unwrap(), None);
+            revoke(&db, &second).await.unwrap();
+            assert_eq!(user_for(&db, &second).await.unwrap(), None);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn expired_sessions_do_not_authenticate_and_are_purged() {
-        let db = memory_db().await;
-        let alice = user(&db, "alice").await;
-        let token = start(&db, alice.id, None).await.unwrap();
-        sessions::ActiveModel {
-            id: Set(token.id()),
-            expires_at: Set(Utc::now() - Duration::seconds(1)),
-            ..Default::default()
-        }
-        .update(&db)
-        .await
-        .unwrap();
-        assert_eq!(user_for(&db, &token).await.unwrap(), None);
-        assert_eq!(SessionCache::default().user_for(&db, &token).await.unwrap(), None);
-        assert_eq!(purge_expired(&db).await.unwrap(), 1);
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let token = start(&db, alice.id, None).await.unwrap();
+            sessions::ActiveModel {
+                id: Set(token.id()),
+                expires_at: Set(Utc::now() - Duration::seconds(1)),
+                ..Default::default()
+            }
+            .update(&db)
+            .await
+            .unwrap();
+            assert_eq!(user_for(&db, &token).await.unwrap(), None);
+            assert_eq!(SessionCache::default().user_for(&db, &token).await.unwrap(), None);
+            assert_eq!(purge_expired(&db).await.unwrap(), 1);
+        })
+        .await;
     }
 
     impl SessionCache {
@@ -313,21 +317,35 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_answers_without_the_database_until_told_the_session_ended() {
-        let db = memory_db().await;
-        let alice = user(&db, "alice").await;
-        let token = start(&db, alice.id, None).await.unwrap();
-        let cache = SessionCache::default();
-        assert_eq!(cache.user_for(&db, &token).await.unwrap().map(|u| u.id), Some(alice.id));
+        for_each_database(|db| async move {
+            let alice = user(&db, "alice").await;
+            let token = start(&db, alice.id, None).await.unwrap();
+            let cache = SessionCache::default();
+            assert_eq!(cache.user_for(&db, &token).await.unwrap().map(|u| u.id), Some(alice.id));
 
-        // Deleted behind the cache's back (as by an instance that cannot tell this one): still
-        // trusted, for the TTL at most.
-        revoke(&db, &token).await.unwrap();
-        assert_eq!(cache.user_for(&db, &token).await.unwrap().map(|u| u.id), Some(alice.id));
-        // Told (its own sign-out, or the cluster bus): the next request asks the database.
-        cache.forget(&token.id());
-        assert_eq!(cache.user_for(&db, &token).await.unwrap(), None);
-        // Nothing is remembered about a session that does not exist.
-        assert!(cache.known().sessions.is_empty());
+            // Deleted behind the cache's back (as by an instance that cannot tell this one): still
+            // trusted, for the TTL at most.
+            revoke(&db, &token).await.unwrap();
+            assert_eq!(cache.user_for(&db, &token).await.unwrap().map(|u| u.id), Some(alice.id));
+            // Told (its own sign-out, or the cluster bus): the next request asks the database.
+            cache.forget(&token.id());
+            assert_eq!(cache.user_for(&db, &token).await.unwrap(), None);
+            // Nothing is remembered about a session that does not exist.
+            assert!(cache.known().sessions.is_empty());
+
+            // A session with two seconds left is remembered for those two seconds at most: its
+            // expiry is read back with the user.
+            let short = start(&db, alice.id, None).await.unwrap();
+            let two_seconds = Set(Utc::now() + Duration::seconds(2));
+            sessions::ActiveModel { id: Set(short.id()), expires_at: two_seconds, ..Default::default() }
+                .update(&db)
+                .await
+                .unwrap();
+            assert_eq!(cache.user_for(&db, &short).await.unwrap().map(|u| u.id), Some(alice.id));
+            let until = cache.known().sessions[&short.id()].until;
+            assert!(until <= Instant::now() + std::time::Duration::from_secs(2), "remembered past its expiry");
+        })
+        .await;
     }
 
     #[tokio::test]
