@@ -88,7 +88,11 @@ pub fn router(state: AppState, options: LeptosOptions, hub: Option<&pusher::Hub>
         // A session that ends, here or on another instance (the cluster bus), is no longer trusted
         // by this instance's cache from the moment its sockets here are closed.
         let sessions = std::sync::Arc::clone(&state.sessions);
-        hub.on_session_ended(move |session| sessions.forget(session));
+        if !hub.on_session_ended(move |session| sessions.forget(session)) {
+            // A second router on one hub: its sessions would outlive their sign-outs elsewhere by
+            // up to the cache's TTL.
+            tracing::warn!("this hub already reports ended sessions to another router's cache");
+        }
     }
     let webhook_credentials = state.realtime.credentials.clone();
     let app = Router::new()
