@@ -108,13 +108,9 @@ pub async fn start(
     Ok(token)
 }
 
-/// The user a token belongs to, if the session exists and has not expired, asked of the database.
-/// Requests ask [`SessionCache::user_for`], which remembers the answer for a few seconds.
-pub async fn user_for(db: &DatabaseConnection, token: &SessionToken) -> Result<Option<users::Model>, DbErr> {
-    Ok(live_session(db, &token.id()).await?.map(|(user, _)| user))
-}
-
-/// The user of the live session `id` and when that session expires: one query.
+/// The user of the live session `id` (one that exists and has not expired) and when that session
+/// expires: one query. Requests ask [`SessionCache::user_for`], which remembers the answer for a
+/// few seconds.
 async fn live_session(db: &DatabaseConnection, id: &str) -> Result<Option<(users::Model, DateTime<Utc>)>, DbErr> {
     let now = Utc::now();
     let session = |column: sessions::Column| {
@@ -181,7 +177,8 @@ impl SessionCache {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The user `token` belongs to, as [`user_for`] answers, remembered for [`CACHE_TTL`].
+    /// The user `token` belongs to, if its session exists and has not expired: asked of the database
+    /// ([`live_session`]) and remembered for [`CACHE_TTL`], never past the session's expiry.
     pub async fn user_for(&self, db: &DatabaseConnection, token: &SessionToken) -> Result<Option<users::Model>, DbErr> {
         let id = token.id();
         let generation = {
@@ -247,6 +244,11 @@ pub async fn purge_expired(db: &DatabaseConnection) -> Result<u64, DbErr> {
 mod tests {
     use super::*;
     use crate::ssr::test_support::{for_each_database, memory_db, user};
+
+    /// The user `token` belongs to, asked of the database (no cache).
+    async fn user_for(db: &DatabaseConnection, token: &SessionToken) -> Result<Option<users::Model>, DbErr> {
+        Ok(live_session(db, &token.id()).await?.map(|(user, _)| user))
+    }
 
     #[test]
     fn cookie_parsing_accepts_only_our_well_formed_token() {
