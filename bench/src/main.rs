@@ -64,7 +64,12 @@ struct Cli {
     /// report compares the two (the scaling ratio).
     #[arg(long, global = true, value_name = "N")]
     cluster: Option<usize>,
-    /// The PostgreSQL server of --cluster runs (each scenario gets a schema of its own, dropped after).
+    /// Run the scenarios against one Banter on PostgreSQL (a schema of its own in --postgres-url's
+    /// database, dropped after) instead of a fresh SQLite file (needs --spawn).
+    #[arg(long, global = true)]
+    postgres: bool,
+    /// The PostgreSQL server of --cluster and --postgres runs (each scenario gets a schema of its own,
+    /// dropped after).
     #[arg(long, global = true, default_value = "postgres://root@127.0.0.1:5432/test")]
     postgres_url: String,
     /// The Redis of --cluster runs.
@@ -482,8 +487,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    if (cli.versus.is_some() || cli.encrypted || cli.cluster.is_some()) && !cli.spawn {
-        eprintln!("banter-bench: --versus, --encrypted and --cluster need --spawn");
+    if (cli.versus.is_some() || cli.encrypted || cli.cluster.is_some() || cli.postgres) && !cli.spawn {
+        eprintln!("banter-bench: --versus, --encrypted, --cluster and --postgres need --spawn");
         return std::process::ExitCode::FAILURE;
     }
     if cli.cluster.is_some_and(|n| n < 2) {
@@ -594,11 +599,11 @@ async fn target_for(cli: &Cli, side: Side<'_>, name: &str, nonce: u64) -> Result
     let corpus = match name {
         "search" => {
             let a = search_args(cli);
-            Some((a.shape(), a.database_url))
+            Some((a.shape(), a.database_url.or_else(|| cli.postgres.then(|| cli.postgres_url.clone()))))
         }
         "history" => {
             let a = history_args(cli);
-            Some((a.shape(), a.database_url))
+            Some((a.shape(), a.database_url.or_else(|| cli.postgres.then(|| cli.postgres_url.clone()))))
         }
         _ => None,
     };
@@ -723,8 +728,9 @@ async fn run(cli: Cli, nofile: u64, budgets: Option<&[budgets::Budget]>) -> bool
     }
     let (title, names) = scenarios(&cli);
     let ours = "Banter".to_owned();
-    let mut runs =
-        vec![(format!("{ours} (embedded Pusher server)"), run_side(&cli, Side::Embedded, &names, nonce).await)];
+    // One instance on PostgreSQL is what --cluster measures beside n of them.
+    let (side, on) = if cli.postgres { (Side::Cluster(1), ", on PostgreSQL") } else { (Side::Embedded, "") };
+    let mut runs = vec![(format!("{ours} (embedded Pusher server{on})"), run_side(&cli, side, &names, nonce).await)];
     let mut comparisons = Vec::new();
     if let Some(bin) = &cli.versus {
         let theirs = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "other".into());
@@ -783,6 +789,8 @@ async fn run(cli: Cli, nofile: u64, budgets: Option<&[budgets::Budget]>) -> bool
     if let Some(bin) = &cli.versus {
         context.push(("versus".to_owned(), bin.display().to_string()));
     }
+    let database = if cli.postgres { "PostgreSQL (--postgres-url), a fresh schema per scenario" } else { "SQLite" };
+    context.push(("database".to_owned(), database.to_owned()));
     if cli.encrypted {
         context.push(("encrypted".to_owned(), "chat also run with end-to-end encrypted channels".to_owned()));
     }
