@@ -789,38 +789,23 @@ pub async fn store(db: &DatabaseConnection, limiter: &SlidingWindow, new: NewMes
     Ok(Sent { message, created })
 }
 
-/// Inserts a message people wrote and, on SQLite, puts it in the search index in the same
-/// transaction (PostgreSQL's index follows the row by itself: one statement, no transaction).
-pub async fn insert_searchable(db: &DatabaseConnection, row: messages::ActiveModel) -> Result<messages::Model, DbErr> {
-    if db.get_database_backend() != DbBackend::Sqlite {
-        return row.insert(db).await;
-    }
-    let tx = crate::ssr::begin_write(db).await?;
-    let row = row.insert(&tx).await?;
-    search_index::index_one(&tx, row.id, &row.body, row.user_id, row.recipient_id, row.chat_room_id).await?;
-    tx.commit().await?;
-    Ok(row)
-}
-
-/// As [`insert_searchable`], and gives `me`'s uploads `files` to the new message in the same
+/// Inserts a message people wrote and puts it in the search index (PostgreSQL's follows the row by
+/// itself). With files, it gives `me`'s uploads `files` to the new message in the same
 /// transaction: a refused file stores nothing. The outer error is that refusal (or the
 /// transaction failing); the inner one the insert's own (a duplicate `client_id`, no recipient).
-/// On SQLite it takes the writer's turn; sends without files share a transaction
-/// ([`crate::ssr::group_commit`]).
+/// Sends without files are written with the sends that arrive beside them
+/// ([`crate::ssr::group_commit`]); on SQLite the others take the writer's turn.
 async fn insert_sent(
     db: &DatabaseConnection,
     me: i64,
     files: &[i64],
     row: messages::ActiveModel,
 ) -> Result<Result<messages::Model, DbErr>, AppError> {
-    if files.is_empty() && db.get_database_backend() == DbBackend::Sqlite {
-        // Written with the sends that arrive beside it, in one transaction (it takes its own turn).
+    if files.is_empty() {
+        // Written with the sends that arrive beside it (it takes its own turn).
         return Ok(crate::ssr::group_commit::insert(db, row).await);
     }
     let _turn = crate::ssr::sqlite_write_turn(db).await;
-    if files.is_empty() {
-        return Ok(insert_searchable(db, row).await);
-    }
     let tx = crate::ssr::begin_write(db).await?;
     let row = match row.insert(&tx).await {
         Ok(row) => row,

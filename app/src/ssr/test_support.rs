@@ -36,6 +36,31 @@ where
     Fut: Future<Output = ()>,
 {
     test(memory_db().await).await;
+    on_postgres(test).await;
+}
+
+/// As [`for_each_database`], with SQLite in a file of its own and the server's pool of
+/// connections to it (an in-memory database is one connection), removed afterwards.
+pub async fn for_each_database_file<F, Fut>(test: F)
+where
+    F: Fn(DatabaseConnection) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = std::env::temp_dir().join(format!("banter-test-{}", hex::encode(rand::random::<[u8; 8]>())));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let db = crate::ssr::connect(&format!("sqlite://{}/t.sqlite?mode=rwc", dir.display())).await.expect("SQLite file");
+    Migrator::up(&db, None).await.expect("migrations on SQLite");
+    test(db.clone()).await;
+    db.close().await.expect("close SQLite");
+    std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
+    on_postgres(test).await;
+}
+
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: Fn(DatabaseConnection) -> Fut,
+    Fut: Future<Output = ()>,
+{
     if let Ok(url) = std::env::var("BANTER_TEST_POSTGRES_URL") {
         test(postgres_db(&url).await).await;
     }
@@ -75,7 +100,7 @@ pub async fn message(db: &DatabaseConnection, from: i64, to: i64, body: &str) ->
         updated_at: Set(now),
         ..Default::default()
     };
-    crate::ssr::messages::insert_searchable(db, row).await.expect("insert message")
+    crate::ssr::group_commit::insert(db, row).await.expect("insert message")
 }
 
 /// A send limiter that never refuses.
